@@ -1,0 +1,47 @@
+// Logging: one line per event on stderr, through spdlog.
+//
+// Call sites use the level functions (`log::Info("pack {} sealed", name)`,
+// fmt syntax). Init() picks the level and the format once per process: text
+// lines "program: level: message". (The daemons add a JSON-lines format for
+// log collectors.)
+//
+// Thread-safety: thread-safe after Init().
+#pragma once
+
+#include <spdlog/spdlog.h>
+
+#include <string_view>
+
+#include "core/status.h"
+
+namespace ferry::log {
+
+enum class Level { kDebug, kInfo, kWarn, kError, kOff };
+
+struct Options {
+  Level level = Level::kInfo;
+  std::string_view program = "ferry";
+};
+
+void Init(const Options& options);
+// Parses "debug", "info", "warn", "error", "off".
+Result<Level> ParseLevel(std::string_view name);
+
+template <typename... Args>
+void Debug(spdlog::format_string_t<Args...> fmt, Args&&... args) {
+  spdlog::debug(fmt, std::forward<Args>(args)...);
+}
+template <typename... Args>
+void Info(spdlog::format_string_t<Args...> fmt, Args&&... args) {
+  spdlog::info(fmt, std::forward<Args>(args)...);
+}
+template <typename... Args>
+void Warn(spdlog::format_string_t<Args...> fmt, Args&&... args) {
+  spdlog::warn(fmt, std::forward<Args>(args)...);
+}
+template <typename... Args>
+void Error(spdlog::format_string_t<Args...> fmt, Args&&... args) {
+  spdlog::error(fmt, std::forward<Args>(args)...);
+}
+
+}  // namespace ferry::log

@@ -1,0 +1,193 @@
+#include "core/sodium.h"
+
+#include <sodium.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <mutex>
+
+namespace ferry::sodium {
+
+static_assert(crypto_box_SEALBYTES == kSealedBoxOverhead);
+static_assert(crypto_box_PUBLICKEYBYTES == kX25519KeySize);
+static_assert(crypto_sign_PUBLICKEYBYTES == kEd25519PublicKeySize);
+static_assert(crypto_sign_SEEDBYTES == kEd25519SeedSize);
+static_assert(crypto_sign_BYTES == kEd25519SignatureSize);
+static_assert(crypto_aead_xchacha20poly1305_ietf_NPUBBYTES == kXChaChaNonceSize);
+static_assert(crypto_aead_xchacha20poly1305_ietf_ABYTES == kXChaChaTagSize);
+static_assert(crypto_pwhash_SALTBYTES == kArgon2SaltSize);
+
+void InitSodium() {
+  static std::once_flag once;
+  std::call_once(once, [] {
+    if (sodium_init() < 0) {
+      std::fprintf(stderr, "fatal: libsodium failed to initialise\n");
+      std::abort();
+    }
+  });
+}
+
+void RandomBytes(MutableByteView out) {
+  InitSodium();
+  randombytes_buf(out.data(), out.size());
+}
+
+SecretBytes RandomSecret(size_t size) {
+  SecretBytes s(size);
+  RandomBytes(s.mutable_view());
+  return s;
+}
+
+Hash256 Blake2b256(ByteView data, ByteView key) {
+  InitSodium();
+  Hash256 out;
+  crypto_generichash(out.data(), out.size(), data.data(), data.size(),
+                     key.empty() ? nullptr : key.data(), key.size());
+  return out;
+}
+
+static_assert(sizeof(crypto_generichash_state) <= 384);
+
+Blake2bHasher::Blake2bHasher() {
+  InitSodium();
+  crypto_generichash_init(reinterpret_cast<crypto_generichash_state*>(state_), nullptr, 0, 32);
+}
+
+void Blake2bHasher::Update(ByteView data) {
+  crypto_generichash_update(reinterpret_cast<crypto_generichash_state*>(state_), data.data(),
+                            data.size());
+}
+
+Hash256 Blake2bHasher::Finish() {
+  Hash256 out;
+  crypto_generichash_final(reinterpret_cast<crypto_generichash_state*>(state_), out.data(),
+                           out.size());
+  return out;
+}
+
+BoxKeyPair GenerateBoxKeyPair() {
+  InitSodium();
+  BoxKeyPair kp{PublicKey{}, SecretBytes(crypto_box_SECRETKEYBYTES)};
+  crypto_box_keypair(kp.public_key.data(), kp.secret_key.data());
+  return kp;
+}
+
+Bytes SealToPublicKey(const PublicKey& recipient, ByteView plaintext) {
+  InitSodium();
+  Bytes out(plaintext.size() + crypto_box_SEALBYTES);
+  crypto_box_seal(out.data(), plaintext.data(), plaintext.size(), recipient.data());
+  return out;
+}
+
+Result<SecretBytes> OpenSealed(const PublicKey& recipient_pk, const SecretBytes& recipient_sk,
+                               ByteView sealed) {
+  InitSodium();
+  if (recipient_sk.size() != crypto_box_SECRETKEYBYTES) {
+    return InvalidArgumentError("sealed box: secret key has the wrong size");
+  }
+  if (sealed.size() < crypto_box_SEALBYTES) {
+    return DataLossError("sealed box is shorter than its overhead");
+  }
+  SecretBytes out(sealed.size() - crypto_box_SEALBYTES);
+  if (crypto_box_seal_open(out.data(), sealed.data(), sealed.size(), recipient_pk.data(),
+                           recipient_sk.data()) != 0) {
+    return DataLossError("sealed box does not open with this key");
+  }
+  return out;
+}
+
+SigningKeyPair GenerateSigningKeyPair() {
+  InitSodium();
+  SigningKeyPair kp{PublicKey{}, SecretBytes(crypto_sign_SECRETKEYBYTES)};
+  crypto_sign_keypair(kp.public_key.data(), kp.secret_key.data());
+  return kp;
+}
+
+Result<SigningKeyPair> SigningKeyPairFromSeed(ByteView seed32) {
+  InitSodium();
+  if (seed32.size() != crypto_sign_SEEDBYTES) {
+    return InvalidArgumentError("signing seed must be 32 bytes");
+  }
+  SigningKeyPair kp{PublicKey{}, SecretBytes(crypto_sign_SECRETKEYBYTES)};
+  crypto_sign_seed_keypair(kp.public_key.data(), kp.secret_key.data(), seed32.data());
+  return kp;
+}
+
+SecretBytes SigningSeed(const SigningKeyPair& kp) {
+  // libsodium's 64-byte secret key is seed || public key.
+  return SecretBytes(kp.secret_key.data(), crypto_sign_SEEDBYTES);
+}
+
+Signature Sign(const SigningKeyPair& kp, ByteView message) {
+  InitSodium();
+  Signature sig;
+  crypto_sign_detached(sig.data(), nullptr, message.data(), message.size(),
+                       kp.secret_key.data());
+  return sig;
+}
+
+bool VerifySignature(const PublicKey& public_key, ByteView message, const Signature& signature) {
+  InitSodium();
+  return crypto_sign_verify_detached(signature.data(), message.data(), message.size(),
+                                     public_key.data()) == 0;
+}
+
+Result<SecretBytes> DeriveKeyFromPassphrase(std::string_view passphrase, ByteView salt16,
+                                            const Argon2Params& params) {
+  InitSodium();
+  if (salt16.size() != crypto_pwhash_SALTBYTES) {
+    return InvalidArgumentError("argon2id salt must be 16 bytes");
+  }
+  if (params.opslimit < crypto_pwhash_OPSLIMIT_MIN || params.opslimit > crypto_pwhash_OPSLIMIT_MAX ||
+      params.memlimit < crypto_pwhash_MEMLIMIT_MIN || params.memlimit > (4ull << 30)) {
+    return InvalidArgumentError("argon2id parameters out of range (opslimit " +
+                                std::to_string(params.opslimit) + ", memlimit " +
+                                std::to_string(params.memlimit) + ")");
+  }
+  SecretBytes key(32);
+  if (crypto_pwhash(key.data(), key.size(), passphrase.data(), passphrase.size(), salt16.data(),
+                    params.opslimit, static_cast<size_t>(params.memlimit),
+                    crypto_pwhash_ALG_ARGON2ID13) != 0) {
+    return ResourceExhaustedError("argon2id: out of memory deriving the passphrase key");
+  }
+  return key;
+}
+
+Bytes XChaChaSeal(const SecretBytes& key, ByteView nonce24, ByteView aad, ByteView plaintext) {
+  InitSodium();
+  Bytes out(plaintext.size() + crypto_aead_xchacha20poly1305_ietf_ABYTES);
+  unsigned long long out_len = 0;
+  crypto_aead_xchacha20poly1305_ietf_encrypt(out.data(), &out_len, plaintext.data(),
+                                             plaintext.size(), aad.data(), aad.size(), nullptr,
+                                             nonce24.data(), key.data());
+  out.resize(out_len);
+  return out;
+}
+
+Result<SecretBytes> XChaChaOpen(const SecretBytes& key, ByteView nonce24, ByteView aad,
+                                ByteView ciphertext) {
+  InitSodium();
+  if (key.size() != kXChaChaKeySize || nonce24.size() != kXChaChaNonceSize) {
+    return InvalidArgumentError("xchacha20-poly1305: bad key or nonce size");
+  }
+  if (ciphertext.size() < crypto_aead_xchacha20poly1305_ietf_ABYTES) {
+    return DataLossError("xchacha20-poly1305: ciphertext shorter than its tag");
+  }
+  SecretBytes out(ciphertext.size() - crypto_aead_xchacha20poly1305_ietf_ABYTES);
+  unsigned long long out_len = 0;
+  if (crypto_aead_xchacha20poly1305_ietf_decrypt(out.data(), &out_len, nullptr, ciphertext.data(),
+                                                 ciphertext.size(), aad.data(), aad.size(),
+                                                 nonce24.data(), key.data()) != 0) {
+    return DataLossError("xchacha20-poly1305: ciphertext does not authenticate");
+  }
+  return out;
+}
+
+bool ConstantTimeEqual(ByteView a, ByteView b) {
+  if (a.size() != b.size()) return false;
+  if (a.empty()) return true;
+  return sodium_memcmp(a.data(), b.data(), a.size()) == 0;
+}
+
+}  // namespace ferry::sodium

@@ -1,0 +1,108 @@
+// libsodium wrappers: everything that is not the bulk data path.
+//
+// X25519 sealed boxes (wrapping data keys to the tenant public key), Ed25519
+// signatures (manifests), BLAKE2b (snapshot ids, fingerprints), Argon2id
+// (passphrases), XChaCha20-Poly1305 (sealing the tenant private key), and the
+// random number generator. All functions call InitSodium() themselves;
+// calling it up front only moves the one-time cost.
+//
+// Secret keys live in SecretBytes and are wiped when dropped.
+// Thread-safety: every function is thread-safe.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <string_view>
+
+#include "core/bytes.h"
+#include "core/secret_bytes.h"
+#include "core/status.h"
+
+namespace ferry::sodium {
+
+inline constexpr size_t kX25519KeySize = 32;
+inline constexpr size_t kSealedBoxOverhead = 48;  // crypto_box_SEALBYTES
+inline constexpr size_t kEd25519PublicKeySize = 32;
+inline constexpr size_t kEd25519SeedSize = 32;
+inline constexpr size_t kEd25519SignatureSize = 64;
+inline constexpr size_t kXChaChaKeySize = 32;
+inline constexpr size_t kXChaChaNonceSize = 24;
+inline constexpr size_t kXChaChaTagSize = 16;
+inline constexpr size_t kArgon2SaltSize = 16;
+
+using PublicKey = std::array<uint8_t, 32>;
+using Signature = std::array<uint8_t, 64>;
+using Hash256 = std::array<uint8_t, 32>;
+
+// Initialises libsodium once; aborts the process if the library cannot start
+// (no randomness source): nothing safe can be done without it.
+void InitSodium();
+
+void RandomBytes(MutableByteView out);
+template <size_t N>
+std::array<uint8_t, N> RandomArray() {
+  std::array<uint8_t, N> out;
+  RandomBytes(out);
+  return out;
+}
+SecretBytes RandomSecret(size_t size);
+
+// BLAKE2b with a 32-byte output. Optional key (0 or 16..64 bytes).
+Hash256 Blake2b256(ByteView data, ByteView key = {});
+
+// Incremental BLAKE2b-256.
+class Blake2bHasher {
+ public:
+  Blake2bHasher();
+  void Update(ByteView data);
+  Hash256 Finish();
+
+ private:
+  alignas(64) unsigned char state_[384];
+};
+
+// X25519 key pair for sealed boxes.
+struct BoxKeyPair {
+  PublicKey public_key;
+  SecretBytes secret_key;  // 32 bytes
+};
+BoxKeyPair GenerateBoxKeyPair();
+
+// crypto_box_seal: anonymous encryption to `recipient`. Output is
+// plaintext.size() + 48 bytes.
+Bytes SealToPublicKey(const PublicKey& recipient, ByteView plaintext);
+// Opens a sealed box. kDataLoss if it does not authenticate (wrong key or
+// damaged bytes).
+Result<SecretBytes> OpenSealed(const PublicKey& recipient_pk, const SecretBytes& recipient_sk,
+                               ByteView sealed);
+
+// Ed25519.
+struct SigningKeyPair {
+  PublicKey public_key;
+  SecretBytes secret_key;  // 64 bytes (seed || public key), libsodium layout
+};
+SigningKeyPair GenerateSigningKeyPair();
+Result<SigningKeyPair> SigningKeyPairFromSeed(ByteView seed32);
+// The 32-byte seed of a signing key (what key files store).
+SecretBytes SigningSeed(const SigningKeyPair& kp);
+Signature Sign(const SigningKeyPair& kp, ByteView message);
+bool VerifySignature(const PublicKey& public_key, ByteView message, const Signature& signature);
+
+// Argon2id (crypto_pwhash) → 32-byte key.
+struct Argon2Params {
+  uint64_t opslimit = 3;                  // crypto_pwhash_OPSLIMIT_MODERATE
+  uint64_t memlimit = 256ull << 20;       // 256 MiB, crypto_pwhash_MEMLIMIT_MODERATE
+};
+Result<SecretBytes> DeriveKeyFromPassphrase(std::string_view passphrase, ByteView salt16,
+                                            const Argon2Params& params);
+
+// XChaCha20-Poly1305 (IETF). Output = ciphertext || 16-byte tag.
+Bytes XChaChaSeal(const SecretBytes& key, ByteView nonce24, ByteView aad, ByteView plaintext);
+// kDataLoss when the ciphertext does not authenticate.
+Result<SecretBytes> XChaChaOpen(const SecretBytes& key, ByteView nonce24, ByteView aad,
+                                ByteView ciphertext);
+
+// Constant-time comparison of equal-length buffers (false if lengths differ).
+bool ConstantTimeEqual(ByteView a, ByteView b);
+
+}  // namespace ferry::sodium
