@@ -42,8 +42,13 @@ SecretBytes RandomSecret(size_t size) {
 Hash256 Blake2b256(ByteView data, ByteView key) {
   InitSodium();
   Hash256 out;
-  crypto_generichash(out.data(), out.size(), data.data(), data.size(),
-                     key.empty() ? nullptr : key.data(), key.size());
+  if (crypto_generichash(out.data(), out.size(), data.data(), data.size(),
+                         key.empty() ? nullptr : key.data(), key.size()) != 0) {
+    // Only a key over 64 bytes fails, and then `out` is never written: stop
+    // rather than return uninitialised bytes as a hash.
+    std::fprintf(stderr, "fatal: BLAKE2b key of %zu bytes (at most 64)\n", key.size());
+    std::abort();
+  }
   return out;
 }
 
@@ -71,6 +76,15 @@ BoxKeyPair GenerateBoxKeyPair() {
   BoxKeyPair kp{PublicKey{}, SecretBytes(crypto_box_SECRETKEYBYTES)};
   crypto_box_keypair(kp.public_key.data(), kp.secret_key.data());
   return kp;
+}
+
+PublicKey X25519PublicKey(const SecretBytes& secret_key) {
+  InitSodium();
+  PublicKey pk{};
+  if (secret_key.size() == crypto_scalarmult_SCALARBYTES) {
+    crypto_scalarmult_base(pk.data(), secret_key.data());
+  }
+  return pk;
 }
 
 Bytes SealToPublicKey(const PublicKey& recipient, ByteView plaintext) {
@@ -156,6 +170,12 @@ Result<SecretBytes> DeriveKeyFromPassphrase(std::string_view passphrase, ByteVie
 
 Bytes XChaChaSeal(const SecretBytes& key, ByteView nonce24, ByteView aad, ByteView plaintext) {
   InitSodium();
+  // libsodium reads exactly 32 + 24 bytes: a shorter buffer would be read past its end.
+  if (key.size() != kXChaChaKeySize || nonce24.size() != kXChaChaNonceSize) {
+    std::fprintf(stderr, "fatal: XChaChaSeal: key of %zu bytes, nonce of %zu (need 32 and 24)\n",
+                 key.size(), nonce24.size());
+    std::abort();
+  }
   Bytes out(plaintext.size() + crypto_aead_xchacha20poly1305_ietf_ABYTES);
   unsigned long long out_len = 0;
   crypto_aead_xchacha20poly1305_ietf_encrypt(out.data(), &out_len, plaintext.data(),

@@ -47,7 +47,8 @@ std::array<uint8_t, N> RandomArray() {
 }
 SecretBytes RandomSecret(size_t size);
 
-// BLAKE2b with a 32-byte output. Optional key (0 or 16..64 bytes).
+// BLAKE2b with a 32-byte output. Optional key (0 or 16..64 bytes); a key
+// over 64 bytes is a caller bug and aborts.
 Hash256 Blake2b256(ByteView data, ByteView key = {});
 
 // Incremental BLAKE2b-256.
@@ -67,6 +68,8 @@ struct BoxKeyPair {
   SecretBytes secret_key;  // 32 bytes
 };
 BoxKeyPair GenerateBoxKeyPair();
+// The X25519 public key of a 32-byte secret key.
+PublicKey X25519PublicKey(const SecretBytes& secret_key);
 
 // crypto_box_seal: anonymous encryption to `recipient`. Output is
 // plaintext.size() + 48 bytes.
@@ -97,6 +100,7 @@ Result<SecretBytes> DeriveKeyFromPassphrase(std::string_view passphrase, ByteVie
                                             const Argon2Params& params);
 
 // XChaCha20-Poly1305 (IETF). Output = ciphertext || 16-byte tag.
+// Precondition: a 32-byte key and a 24-byte nonce; other sizes abort.
 Bytes XChaChaSeal(const SecretBytes& key, ByteView nonce24, ByteView aad, ByteView plaintext);
 // kDataLoss when the ciphertext does not authenticate.
 Result<SecretBytes> XChaChaOpen(const SecretBytes& key, ByteView nonce24, ByteView aad,

@@ -80,6 +80,12 @@ Result<Statement> Database::Prepare(std::string_view sql) {
   int rc = sqlite3_prepare_v3(db_, sql.data(), static_cast<int>(sql.size()),
                               SQLITE_PREPARE_PERSISTENT, &stmt, nullptr);
   if (rc != SQLITE_OK) return ErrorStatus(rc, "prepare '" + std::string(sql) + "'");
+  // Empty or comment-only SQL compiles to no statement (SQLITE_OK, NULL):
+  // a Statement over NULL would crash in Step().
+  if (stmt == nullptr) {
+    return InvalidArgumentError("sqlite " + path_ + ": prepare '" + std::string(sql) +
+                                "': no SQL statement");
+  }
   return Statement(this, stmt);
 }
 

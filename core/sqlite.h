@@ -81,6 +81,8 @@ class Database {
 
   // Executes one or more statements without results (schema, pragmas).
   Status Exec(std::string_view sql);
+  // Compiles the first statement in `sql`; kInvalidArgument if there is none
+  // (empty or comment-only SQL).
   Result<Statement> Prepare(std::string_view sql);
 
   // user_version pragma: the schema version for migrations.
