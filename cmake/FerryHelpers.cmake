@@ -4,8 +4,8 @@ set(FERRY_WARNINGS -Wall -Wextra -Wshadow -Wnon-virtual-dtor -Wcast-align -Wunus
     -Woverloaded-virtual -Wimplicit-fallthrough)
 if(CMAKE_CXX_COMPILER_ID STREQUAL "GNU" AND CMAKE_CXX_COMPILER_VERSION VERSION_LESS 13)
   # GCC 12 reports std::string concatenations as overlapping memcpy at -O2+
-  # (GCC bug 105329), a false positive.
-  list(APPEND FERRY_WARNINGS -Wno-restrict)
+  # (GCC bug 105329) and vector inserts as overflows (bug 106199): false positives.
+  list(APPEND FERRY_WARNINGS -Wno-restrict -Wno-stringop-overflow)
 endif()
 
 function(ferry_apply_warnings target)

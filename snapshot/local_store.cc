@@ -1,0 +1,502 @@
+#include "snapshot/local_store.h"
+
+#include <fcntl.h>
+#include <sys/file.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+
+#include "core/log.h"
+#include "core/sodium.h"
+#include "snapshot/ref_set.h"
+
+namespace ferry::snapshot {
+namespace {
+
+constexpr char kMarkerName[] = "FERRY-STORE";
+constexpr char kMarkerContent[] = "ferry local store\nformat 1\n";
+constexpr int64_t kSchemaVersion = 1;
+constexpr size_t kMaxOpenPacks = 64;
+
+constexpr char kSchema[] = R"sql(
+CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS packs(
+  pack_id INTEGER PRIMARY KEY,
+  name TEXT NOT NULL UNIQUE,
+  size INTEGER NOT NULL,
+  entries INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS chunks(
+  id BLOB PRIMARY KEY,
+  pack_id INTEGER NOT NULL,
+  offset INTEGER NOT NULL,
+  length INTEGER NOT NULL) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS data_keys(
+  key_id BLOB PRIMARY KEY,
+  wrapped BLOB NOT NULL) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS snapshots(
+  id BLOB PRIMARY KEY,
+  created_ns INTEGER NOT NULL,
+  manifest BLOB NOT NULL) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS snapshots_by_time ON snapshots(created_ns);
+)sql";
+
+bool EndsWith(const std::string& s, const std::string& suffix) {
+  return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
+}
+
+}  // namespace
+
+LocalStore::LocalStore(std::string dir, Mode mode, const LocalStoreOptions& options)
+    : dir_(std::move(dir)), mode_(mode), options_(options), env_(*options.env) {}
+
+LocalStore::~LocalStore() {
+  if (writer_) writer_->Abandon();  // never acknowledged: nothing refers to it
+  if (lock_fd_ >= 0) ::close(lock_fd_);
+}
+
+Result<std::unique_ptr<LocalStore>> LocalStore::Create(const std::string& dir,
+                                                       const LocalStoreOptions& options) {
+  Env& env = *options.env;
+  ASSIGN_OR_RETURN(bool exists, env.FileExists(dir));
+  if (exists) {
+    ASSIGN_OR_RETURN(std::vector<std::string> names, env.ListDir(dir));
+    if (!names.empty()) {
+      return FailedPreconditionError("cannot create a store in " + dir +
+                                     ": the directory is not empty");
+    }
+  }
+  RETURN_IF_ERROR(env.CreateDirs(dir, 0700));
+  for (const char* sub : {"packs", "snapshots", "tmp", "cache"}) {
+    RETURN_IF_ERROR(env.CreateDirs(JoinPath(dir, sub), 0700));
+  }
+  std::unique_ptr<LocalStore> store(new LocalStore(dir, Mode::kReadWrite, options));
+  RETURN_IF_ERROR(store->Init(/*create=*/true));
+  // The marker is written last: a directory without it is not a store.
+  RETURN_IF_ERROR(WriteFileAtomic(env, JoinPath(dir, kMarkerName), AsBytes(kMarkerContent)));
+  return store;
+}
+
+Result<std::unique_ptr<LocalStore>> LocalStore::Open(const std::string& dir, Mode mode,
+                                                     const LocalStoreOptions& options) {
+  Env& env = *options.env;
+  ASSIGN_OR_RETURN(bool exists, env.FileExists(dir));
+  if (!exists) return NotFoundError("store " + dir + " does not exist");
+  Result<Bytes> marker = env.ReadFile(JoinPath(dir, kMarkerName), 4096);
+  if (!marker.ok()) {
+    if (marker.status().code() == StatusCode::kNotFound) {
+      return FailedPreconditionError(dir + " is not a Ferry store (no " + kMarkerName + " file)");
+    }
+    return marker.status();
+  }
+  if (AsStringView(*marker) != kMarkerContent) {
+    return FailedPreconditionError(dir + ": unsupported store format (" + kMarkerName +
+                                   " says: " + ToString(*marker) + ")");
+  }
+  std::unique_ptr<LocalStore> store(new LocalStore(dir, mode, options));
+  RETURN_IF_ERROR(store->Init(/*create=*/false));
+  return store;
+}
+
+Result<std::unique_ptr<LocalStore>> LocalStore::OpenOrCreate(const std::string& dir,
+                                                             const LocalStoreOptions& options) {
+  Env& env = *options.env;
+  ASSIGN_OR_RETURN(bool exists, env.FileExists(dir));
+  if (exists) {
+    ASSIGN_OR_RETURN(std::vector<std::string> names, env.ListDir(dir));
+    if (!names.empty()) return Open(dir, Mode::kReadWrite, options);
+  }
+  return Create(dir, options);
+}
+
+Status LocalStore::Init(bool create) {
+  if (mode_ == Mode::kReadWrite) {
+    const std::string lock_path = JoinPath(dir_, "lock");
+    lock_fd_ = ::open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (lock_fd_ < 0) return ErrnoToStatus(errno, "open " + lock_path);
+    if (::flock(lock_fd_, LOCK_EX | LOCK_NB) != 0) {
+      if (errno == EWOULDBLOCK) {
+        return UnavailableError("store " + dir_ +
+                                " is being written by another process; try again when it is done");
+      }
+      return ErrnoToStatus(errno, "lock " + lock_path);
+    }
+  }
+  sqlite::OpenOptions db_options;
+  db_options.read_only = false;  // readers need write access to the WAL index (shm)
+  db_options.create = create;
+  ASSIGN_OR_RETURN(db_, sqlite::Database::Open(JoinPath(dir_, "index.db"), db_options));
+  ASSIGN_OR_RETURN(int64_t version, db_->UserVersion());
+  if (version == 0) {
+    if (mode_ != Mode::kReadWrite) {
+      return FailedPreconditionError("store " + dir_ + " has an uninitialised index");
+    }
+    RETURN_IF_ERROR(db_->Exec(kSchema));
+    ASSIGN_OR_RETURN(sqlite::Statement st,
+                     db_->Prepare("INSERT OR REPLACE INTO meta(key, value) VALUES ('store_id', ?)"));
+    RETURN_IF_ERROR(st.Bind(1, HexEncode(sodium::RandomArray<16>())).Run());
+    RETURN_IF_ERROR(db_->SetUserVersion(kSchemaVersion));
+  } else if (version != kSchemaVersion) {
+    return FailedPreconditionError("store " + dir_ + " has index schema version " +
+                                   std::to_string(version) + "; this Ferry reads version " +
+                                   std::to_string(kSchemaVersion));
+  }
+  if (mode_ == Mode::kReadWrite && !create) RETURN_IF_ERROR(Recover());
+  return OkStatus();
+}
+
+std::string LocalStore::PackPath(const std::string& name) const {
+  return dir_ + "/packs/" + name.substr(0, 2) + "/" + name + ".pack";
+}
+
+std::string LocalStore::RefsPath(const SnapshotId& id) const {
+  return dir_ + "/snapshots/" + HexEncode(id) + ".refs";
+}
+
+Status LocalStore::Recover() {
+  // 1. Temporary files of interrupted writes: nothing refers to them.
+  ASSIGN_OR_RETURN(std::vector<std::string> tmp, env_.ListDir(tmp_dir()));
+  for (const auto& name : tmp) env_.RemoveFile(JoinPath(tmp_dir(), name)).IgnoreError();
+
+  // 2. Packs that were renamed into place but not indexed (crash between the
+  //    rename and the index commit): verify and index them, so their chunks
+  //    are reused instead of uploaded again.
+  ASSIGN_OR_RETURN(std::vector<std::string> shards, env_.ListDir(dir_ + "/packs"));
+  for (const auto& shard : shards) {
+    const std::string shard_dir = dir_ + "/packs/" + shard;
+    Result<std::vector<std::string>> names = env_.ListDir(shard_dir);
+    if (!names.ok()) continue;
+    for (const auto& file : *names) {
+      if (!EndsWith(file, ".pack")) continue;
+      const std::string name = file.substr(0, file.size() - 5);
+      ASSIGN_OR_RETURN(sqlite::Statement st, db_->Prepare("SELECT 1 FROM packs WHERE name = ?"));
+      st.Bind(1, name);
+      ASSIGN_OR_RETURN(bool known, st.Step());
+      if (known) continue;
+      Result<PackContents> contents = ReadPackIndex(env_, JoinPath(shard_dir, file), true);
+      if (!contents.ok() || HexEncode(contents->checksum) != name) {
+        log::Warn("store {}: unindexed pack {} is damaged ({}); moving it aside", dir_, file,
+                  contents.ok() ? "name does not match checksum" : contents.status().ToString());
+        env_.RenameFile(JoinPath(shard_dir, file), JoinPath(shard_dir, file + ".damaged"))
+            .IgnoreError();
+        continue;
+      }
+      RETURN_IF_ERROR(IndexPack(name, *contents));
+      log::Info("store {}: re-indexed pack {} left by an interrupted write", dir_, name);
+    }
+  }
+
+  // 3. Manifests written but not recorded (crash before the snapshot row
+  //    committed): record them if they are complete.
+  ASSIGN_OR_RETURN(std::vector<std::string> snaps, env_.ListDir(dir_ + "/snapshots"));
+  for (const auto& file : snaps) {
+    if (!EndsWith(file, ".manifest")) continue;
+    Result<Bytes> hex_id = HexDecode(file.substr(0, file.size() - 9));
+    if (!hex_id.ok() || hex_id->size() != 32) continue;
+    SnapshotId id;
+    std::copy(hex_id->begin(), hex_id->end(), id.begin());
+    ASSIGN_OR_RETURN(sqlite::Statement st, db_->Prepare("SELECT 1 FROM snapshots WHERE id = ?"));
+    st.BindBlob(1, id);
+    ASSIGN_OR_RETURN(bool known, st.Step());
+    if (known) continue;
+    Result<ParsedManifest> m = LoadManifest(id);
+    if (!m.ok()) {
+      log::Warn("store {}: unrecorded manifest {} is unreadable: {}", dir_, file,
+                m.status().ToString());
+      continue;
+    }
+    Status s = CommitSnapshot(*m, RefsPath(id));
+    if (!s.ok()) {
+      log::Warn("store {}: unrecorded snapshot {} is incomplete: {}", dir_, HexEncode(id),
+                s.ToString());
+    } else {
+      log::Info("store {}: recorded snapshot {} left by an interrupted commit", dir_,
+                HexEncode(id));
+    }
+  }
+  return OkStatus();
+}
+
+Status LocalStore::IndexPack(const std::string& name, const PackContents& contents) {
+  ASSIGN_OR_RETURN(sqlite::Transaction tx, sqlite::Transaction::Begin(*db_));
+  {
+    ASSIGN_OR_RETURN(sqlite::Statement st,
+                     db_->Prepare("INSERT INTO packs(name, size, entries) VALUES (?, ?, ?)"));
+    RETURN_IF_ERROR(st.Bind(1, name)
+                        .Bind(2, static_cast<int64_t>(contents.size))
+                        .Bind(3, static_cast<int64_t>(contents.entries.size()))
+                        .Run());
+  }
+  const int64_t pack_id = db_->LastInsertRowId();
+  {
+    ASSIGN_OR_RETURN(sqlite::Statement st,
+                     db_->Prepare("INSERT OR IGNORE INTO data_keys(key_id, wrapped) VALUES (?, ?)"));
+    for (const PackKey& k : contents.keys) {
+      RETURN_IF_ERROR(st.BindBlob(1, k.id).BindBlob(2, k.wrapped).Run());
+      st.Reset();
+    }
+  }
+  {
+    // A chunk already indexed in another pack keeps its first location.
+    ASSIGN_OR_RETURN(sqlite::Statement st,
+                     db_->Prepare("INSERT OR IGNORE INTO chunks(id, pack_id, offset, length) "
+                                  "VALUES (?, ?, ?, ?)"));
+    for (const PackEntry& e : contents.entries) {
+      RETURN_IF_ERROR(st.BindBlob(1, e.id)
+                          .Bind(2, pack_id)
+                          .Bind(3, static_cast<int64_t>(e.offset))
+                          .Bind(4, static_cast<int64_t>(e.length))
+                          .Run());
+      st.Reset();
+    }
+  }
+  return tx.Commit();
+}
+
+Result<std::optional<uint32_t>> LocalStore::ChunkSealedSize(const ChunkId& id) {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (auto it = pending_.find(id); it != pending_.end()) return std::optional<uint32_t>(it->second);
+  ASSIGN_OR_RETURN(sqlite::Statement st, db_->Prepare("SELECT length FROM chunks WHERE id = ?"));
+  st.BindBlob(1, id);
+  ASSIGN_OR_RETURN(bool row, st.Step());
+  if (!row) return std::optional<uint32_t>();
+  return std::optional<uint32_t>(static_cast<uint32_t>(st.ColumnInt(0)));
+}
+
+Result<std::shared_ptr<RandomAccessFile>> LocalStore::PackFile(int64_t pack_id) {
+  if (auto it = open_packs_.find(pack_id); it != open_packs_.end()) return it->second;
+  ASSIGN_OR_RETURN(sqlite::Statement st, db_->Prepare("SELECT name FROM packs WHERE pack_id = ?"));
+  st.Bind(1, pack_id);
+  ASSIGN_OR_RETURN(bool row, st.Step());
+  if (!row) return DataLossError("index names pack #" + std::to_string(pack_id) + " which is not listed");
+  const std::string name = st.ColumnText(0);
+  Result<std::unique_ptr<RandomAccessFile>> f = env_.NewRandomAccessFile(PackPath(name));
+  if (!f.ok()) {
+    if (f.status().code() == StatusCode::kNotFound) {
+      return DataLossError("pack " + name + " is missing from " + dir_);
+    }
+    return f.status();
+  }
+  if (open_packs_.size() >= kMaxOpenPacks) open_packs_.erase(open_packs_.begin());
+  std::shared_ptr<RandomAccessFile> file = std::move(*f);
+  open_packs_[pack_id] = file;
+  return file;
+}
+
+Result<Bytes> LocalStore::ReadSealedChunk(const ChunkId& id) {
+  std::shared_ptr<RandomAccessFile> file;
+  uint64_t offset = 0;
+  uint32_t length = 0;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    ASSIGN_OR_RETURN(sqlite::Statement st,
+                     db_->Prepare("SELECT pack_id, offset, length FROM chunks WHERE id = ?"));
+    st.BindBlob(1, id);
+    ASSIGN_OR_RETURN(bool row, st.Step());
+    if (!row) return NotFoundError("chunk " + HexEncode(id) + " is not in store " + dir_);
+    offset = static_cast<uint64_t>(st.ColumnInt(1));
+    length = static_cast<uint32_t>(st.ColumnInt(2));
+    ASSIGN_OR_RETURN(file, PackFile(st.ColumnInt(0)));
+  }
+  // pread outside the lock; the shared_ptr keeps the file open even if the
+  // cache evicts it meanwhile.
+  Bytes out;
+  RETURN_IF_ERROR(file->Read(offset, length, out));
+  return out;
+}
+
+Result<Bytes> LocalStore::WrappedKey(const KeyId& id) {
+  std::lock_guard<std::mutex> lock(mu_);
+  ASSIGN_OR_RETURN(sqlite::Statement st,
+                   db_->Prepare("SELECT wrapped FROM data_keys WHERE key_id = ?"));
+  st.BindBlob(1, id);
+  ASSIGN_OR_RETURN(bool row, st.Step());
+  if (!row) return NotFoundError("data key " + HexEncode(id) + " is not in store " + dir_);
+  return st.ColumnBlob(0);
+}
+
+Result<PutResult> LocalStore::PutChunk(const ChunkId& id, ByteView sealed, const KeyId& key_id,
+                                      ByteView wrapped_key) {
+  if (mode_ != Mode::kReadWrite) return FailedPreconditionError("store opened read-only");
+  std::lock_guard<std::mutex> lock(mu_);
+  if (auto it = pending_.find(id); it != pending_.end()) return PutResult{it->second, false};
+  {
+    ASSIGN_OR_RETURN(sqlite::Statement st, db_->Prepare("SELECT length FROM chunks WHERE id = ?"));
+    st.BindBlob(1, id);
+    ASSIGN_OR_RETURN(bool row, st.Step());
+    if (row) return PutResult{static_cast<uint32_t>(st.ColumnInt(0)), false};
+  }
+  if (!writer_) {
+    const std::string tmp = tmp_dir() + "/pack-" + HexEncode(sodium::RandomArray<8>()) + ".tmp";
+    ASSIGN_OR_RETURN(writer_, PackWriter::Create(env_, tmp));
+  }
+  RETURN_IF_ERROR(writer_->Add(id, sealed, key_id, wrapped_key));
+  pending_[id] = static_cast<uint32_t>(sealed.size());
+  if (writer_->size() >= options_.target_pack_size) RETURN_IF_ERROR(FlushLocked());
+  return PutResult{static_cast<uint32_t>(sealed.size()), true};
+}
+
+Status LocalStore::Flush() {
+  std::lock_guard<std::mutex> lock(mu_);
+  return FlushLocked();
+}
+
+Status LocalStore::FlushLocked() {
+  if (!writer_) return OkStatus();
+  std::unique_ptr<PackWriter> writer = std::move(writer_);
+  const std::string tmp = writer->path();
+  Result<PackContents> contents = writer->Finish();
+  pending_.clear();  // on failure the chunks are simply not stored
+  if (!contents.ok()) return contents.status();
+  const std::string name = HexEncode(contents->checksum);
+  const std::string shard = dir_ + "/packs/" + name.substr(0, 2);
+  RETURN_IF_ERROR(env_.CreateDirs(shard, 0700));
+  RETURN_IF_ERROR(env_.RenameFile(tmp, PackPath(name)));
+  RETURN_IF_ERROR(env_.SyncDir(shard));
+  RETURN_IF_ERROR(env_.SyncDir(dir_ + "/packs"));
+  return IndexPack(name, *contents);
+}
+
+Status LocalStore::CommitSnapshot(const ParsedManifest& manifest, const std::string& refs_path) {
+  if (mode_ != Mode::kReadWrite) return FailedPreconditionError("store opened read-only");
+  std::lock_guard<std::mutex> lock(mu_);
+  RETURN_IF_ERROR(FlushLocked());
+  const std::string hex = HexEncode(manifest.id);
+  // Completeness: every referenced chunk must be indexed, with the size the
+  // refs claim, and the refs must be the ones the manifest signed.
+  {
+    ASSIGN_OR_RETURN(std::unique_ptr<RefSetReader> refs, RefSetReader::Open(env_, refs_path));
+    ASSIGN_OR_RETURN(sqlite::Statement st, db_->Prepare("SELECT length FROM chunks WHERE id = ?"));
+    RefEntry e;
+    uint64_t missing = 0, count = 0, sealed = 0;
+    std::string first_missing;
+    while (refs->Next(e)) {
+      ++count;
+      sealed += e.sealed_size;
+      st.BindBlob(1, e.id);
+      ASSIGN_OR_RETURN(bool row, st.Step());
+      if (!row || static_cast<uint32_t>(st.ColumnInt(0)) != e.sealed_size) {
+        if (missing++ == 0) first_missing = HexEncode(e.id);
+      }
+      st.Reset();
+    }
+    RETURN_IF_ERROR(refs->status());
+    const pb::RefSetSummary& summary = manifest.body.refs();
+    if (AsStringView(refs->digest()) != summary.digest() || count != summary.count() ||
+        sealed != summary.sealed_bytes()) {
+      return DataLossError("snapshot " + hex + ": reference set does not match its manifest");
+    }
+    if (missing > 0) {
+      return FailedPreconditionError("snapshot " + hex + " references " +
+                                     std::to_string(missing) +
+                                     " chunks the store does not have (first: " + first_missing +
+                                     ")");
+    }
+  }
+  const std::string final_refs = RefsPath(manifest.id);
+  if (refs_path != final_refs) {
+    RETURN_IF_ERROR(env_.RenameFile(refs_path, final_refs));
+  }
+  RETURN_IF_ERROR(WriteFileAtomic(env_, dir_ + "/snapshots/" + hex + ".manifest",
+                                  manifest.envelope));
+  ASSIGN_OR_RETURN(sqlite::Statement st,
+                   db_->Prepare("INSERT OR IGNORE INTO snapshots(id, created_ns, manifest) "
+                                "VALUES (?, ?, ?)"));
+  return st.BindBlob(1, manifest.id)
+      .Bind(2, manifest.body.created_unix_ns())
+      .BindBlob(3, manifest.envelope)
+      .Run();
+}
+
+Result<std::vector<SnapshotSummary>> LocalStore::ListSnapshots() {
+  std::lock_guard<std::mutex> lock(mu_);
+  ASSIGN_OR_RETURN(sqlite::Statement st,
+                   db_->Prepare("SELECT id, created_ns, manifest FROM snapshots "
+                                "ORDER BY created_ns, id"));
+  std::vector<SnapshotSummary> out;
+  while (true) {
+    ASSIGN_OR_RETURN(bool row, st.Step());
+    if (!row) break;
+    Bytes id_bytes = st.ColumnBlob(0);
+    ASSIGN_OR_RETURN(SnapshotId id, ArrayFromBytes<32>(id_bytes, "snapshot id"));
+    ASSIGN_OR_RETURN(ParsedManifest m, ParseManifest(st.ColumnBlob(2), HexEncode(id)));
+    if (m.id != id) return DataLossError("snapshot " + HexEncode(id) + ": manifest does not hash to its id");
+    out.push_back(SnapshotSummary{id, st.ColumnInt(1), std::move(m.body)});
+  }
+  return out;
+}
+
+Result<ParsedManifest> LocalStore::LoadManifest(const SnapshotId& id) {
+  const std::string hex = HexEncode(id);
+  ASSIGN_OR_RETURN(Bytes bytes,
+                   env_.ReadFile(dir_ + "/snapshots/" + hex + ".manifest", kMaxManifestBodySize + 4096));
+  ASSIGN_OR_RETURN(ParsedManifest m, ParseManifest(std::move(bytes), hex));
+  if (m.id != id) return DataLossError("manifest " + hex + " does not hash to its id");
+  return m;
+}
+
+Result<SnapshotId> LocalStore::ResolveSnapshot(std::string_view spec) {
+  ASSIGN_OR_RETURN(std::vector<SnapshotSummary> all, ListSnapshots());
+  if (spec == "latest") {
+    if (all.empty()) return NotFoundError("store " + dir_ + " has no snapshots");
+    return all.back().id;
+  }
+  if (spec.size() < 4) {
+    return InvalidArgumentError("snapshot id prefix '" + std::string(spec) +
+                                "' is too short (at least 4 hex characters)");
+  }
+  std::string lower(spec);
+  std::transform(lower.begin(), lower.end(), lower.begin(),
+                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+  std::optional<SnapshotId> found;
+  for (const auto& s : all) {
+    if (HexEncode(s.id).rfind(lower, 0) == 0) {
+      if (found) {
+        return InvalidArgumentError("snapshot id prefix '" + std::string(spec) +
+                                    "' is ambiguous; give more characters");
+      }
+      found = s.id;
+    }
+  }
+  if (!found) return NotFoundError("no snapshot matches '" + std::string(spec) + "' in " + dir_);
+  return *found;
+}
+
+Result<StoreStats> LocalStore::Stats() {
+  std::lock_guard<std::mutex> lock(mu_);
+  StoreStats s;
+  ASSIGN_OR_RETURN(sqlite::Statement st,
+                   db_->Prepare("SELECT (SELECT count(*) FROM packs), "
+                                "(SELECT coalesce(sum(size),0) FROM packs), "
+                                "(SELECT count(*) FROM chunks), (SELECT count(*) FROM snapshots)"));
+  ASSIGN_OR_RETURN(bool row, st.Step());
+  if (row) {
+    s.packs = static_cast<uint64_t>(st.ColumnInt(0));
+    s.pack_bytes = static_cast<uint64_t>(st.ColumnInt(1));
+    s.chunks = static_cast<uint64_t>(st.ColumnInt(2));
+    s.snapshots = static_cast<uint64_t>(st.ColumnInt(3));
+  }
+  return s;
+}
+
+Result<uint64_t> LocalStore::VerifyPacks() {
+  std::vector<std::pair<int64_t, std::string>> packs;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    ASSIGN_OR_RETURN(sqlite::Statement st, db_->Prepare("SELECT pack_id, name FROM packs"));
+    while (true) {
+      ASSIGN_OR_RETURN(bool row, st.Step());
+      if (!row) break;
+      packs.emplace_back(st.ColumnInt(0), st.ColumnText(1));
+    }
+  }
+  for (const auto& [pack_id, name] : packs) {
+    ASSIGN_OR_RETURN(PackContents c, ReadPackIndex(env_, PackPath(name), true));
+    if (HexEncode(c.checksum) != name) {
+      return DataLossError("pack " + name + ": content checksum does not match its name");
+    }
+  }
+  return static_cast<uint64_t>(packs.size());
+}
+
+}  // namespace ferry::snapshot

@@ -1,0 +1,565 @@
+#include "snapshot/restorer.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <sys/xattr.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <deque>
+#include <future>
+#include <map>
+
+#include "core/clock.h"
+#include "core/worker_pool.h"
+#include "snapshot/chunk_reader.h"
+#include "snapshot/ref_set.h"
+#include "snapshot/tree.h"
+
+namespace ferry::snapshot {
+
+RestoreOptions::RestoreOptions() : restore_ownership(::geteuid() == 0) {}
+
+namespace {
+
+size_t Workers(size_t requested) {
+  return requested == 0 ? WorkerPool::DefaultThreads() : requested;
+}
+
+std::string Join(const std::string& dir, const std::string& name) {
+  return dir.empty() ? name : dir + "/" + name;
+}
+
+struct timespec FromNs(int64_t ns) {
+  struct timespec ts;
+  ts.tv_sec = ns / 1'000'000'000;
+  ts.tv_nsec = ns % 1'000'000'000;
+  if (ts.tv_nsec < 0) {
+    ts.tv_nsec += 1'000'000'000;
+    ts.tv_sec -= 1;
+  }
+  return ts;
+}
+
+Status CheckKeyset(const ParsedManifest& m, const Keyset& keyset) {
+  if (AsStringView(keyset.id()) != m.body.keyset_id()) {
+    return FailedPreconditionError(
+        "snapshot " + HexEncode(m.id).substr(0, 12) + " was sealed with keyset " +
+        HexEncode(AsBytes(m.body.keyset_id())) + ", but " + keyset.origin() + " is keyset " +
+        HexEncode(keyset.id()));
+  }
+  if (!keyset.unlocked()) {
+    return FailedPreconditionError(keyset.kind() == Keyset::Kind::kAgent
+                                       ? keyset.origin() +
+                                             " is an agent key file: it can add snapshots but "
+                                             "not read them; use the tenant keyset"
+                                       : keyset.origin() + " is locked (passphrase needed)");
+  }
+  return OkStatus();
+}
+
+Result<pb::Tree> LoadTree(ChunkReader& reader,
+                          const google::protobuf::RepeatedPtrField<pb::ChunkRef>& refs,
+                          const std::string& where) {
+  ASSIGN_OR_RETURN(Bytes bytes, reader.ReadAll(refs, kMaxTreeSize));
+  return DecodeTree(bytes, where);
+}
+
+// The root of a dataset: a tree of exactly one unnamed directory node.
+Result<pb::Node> LoadRoot(ChunkReader& reader, const ParsedManifest& m) {
+  const pb::Dataset& ds = m.body.datasets(0);
+  ASSIGN_OR_RETURN(Bytes bytes, reader.ReadAll(ds.root(), kMaxTreeSize));
+  pb::Tree tree;
+  if (!tree.ParseFromArray(bytes.data(), static_cast<int>(bytes.size())) || tree.nodes_size() != 1 ||
+      !tree.nodes(0).name().empty() || tree.nodes(0).type() != pb::NODE_TYPE_DIRECTORY) {
+    return DataLossError("dataset '" + ds.name() + "' has a malformed root tree");
+  }
+  pb::Node root = tree.nodes(0);
+  root.set_name("x");  // ValidateNode checks the name's place only in trees
+  if (Status s = ValidateNode(root); !s.ok()) {
+    return DataLossError("dataset '" + ds.name() + "' root: " + s.message());
+  }
+  root.clear_name();
+  return root;
+}
+
+// Whether a symlink at directory depth `depth` (components below the restore
+// target) with this target stays inside the restore target.
+bool SymlinkStaysInside(const std::string& target, size_t depth) {
+  if (target.empty() || target[0] == '/') return false;
+  int64_t level = static_cast<int64_t>(depth);
+  size_t pos = 0;
+  while (pos <= target.size()) {
+    size_t next = target.find('/', pos);
+    if (next == std::string::npos) next = target.size();
+    const std::string comp = target.substr(pos, next - pos);
+    pos = next + 1;
+    if (comp.empty() || comp == ".") continue;
+    if (comp == "..") {
+      if (--level < 0) return false;
+    } else {
+      ++level;
+    }
+  }
+  return true;
+}
+
+class FdCloser {
+ public:
+  explicit FdCloser(int fd) : fd_(fd) {}
+  ~FdCloser() {
+    if (fd_ >= 0) ::close(fd_);
+  }
+  FdCloser(const FdCloser&) = delete;
+  FdCloser& operator=(const FdCloser&) = delete;
+
+ private:
+  int fd_;
+};
+
+class Restorer {
+ public:
+  Restorer(LocalStore& store, const Keyset& keyset, const RestoreOptions& options)
+      : reader_(store, keyset),
+        options_(options),
+        pool_(Workers(options.workers), 2 * Workers(options.workers) + 2),
+        window_(4 * Workers(options.workers) + 4) {}
+
+  Result<RestoreReport> Run(const ParsedManifest& m, const std::string& target);
+
+ private:
+  // A file being written: chunks arrive in order through the pipeline.
+  struct OpenFile {
+    ~OpenFile() {
+      if (fd >= 0) ::close(fd);
+    }
+    int fd = -1;
+    pb::Node node;
+    std::string display;
+    size_t next_chunk = 0;
+    uint64_t position = 0;  // bytes of content written so far
+  };
+  struct InFlight {
+    std::future<Result<Bytes>> data;
+    std::shared_ptr<OpenFile> file;
+  };
+
+  Status RestoreChildren(int dir_fd, const pb::Tree& tree, const std::string& rel,
+                         const std::string& display);
+  Status RestoreNode(int dir_fd, const pb::Node& node, const std::string& rel,
+                     const std::string& display);
+  Status RestoreFile(int dir_fd, const pb::Node& node, const std::string& rel,
+                     const std::string& display);
+  Status RestoreSymlink(int dir_fd, const pb::Node& node, const std::string& rel,
+                        const std::string& display);
+  Status RestoreDirectory(int dir_fd, const pb::Node& node, const std::string& rel,
+                          const std::string& display);
+  // Makes room for `name` under --force; returns false if it must be refused.
+  Result<bool> ClearWay(int dir_fd, const std::string& name, bool want_dir,
+                        const std::string& display);
+  Status ApplyMetadata(int fd, const pb::Node& node, const std::string& display);
+  Status WriteNext(InFlight& f);
+  Status FinishFile(OpenFile& f);
+  Status Drain(size_t keep);
+  void Refuse(const std::string& display, const std::string& why) {
+    report_.refused.push_back(display + ": " + why);
+    if (options_.on_warning) options_.on_warning("refused " + display + ": " + why);
+  }
+
+  ChunkReader reader_;
+  const RestoreOptions& options_;
+  WorkerPool pool_;
+  const size_t window_;
+  std::deque<InFlight> in_flight_;
+  int root_fd_ = -1;
+  std::map<uint64_t, std::string> hardlinks_;  // hardlink id -> path relative to root_fd_
+  RestoreReport report_;
+};
+
+Status Restorer::WriteNext(InFlight& f) {
+  ASSIGN_OR_RETURN(Bytes data, f.data.get());
+  OpenFile& file = *f.file;
+  // Map the content stream onto the file's extents.
+  size_t done = 0;
+  while (done < data.size()) {
+    uint64_t file_offset = 0, room = 0;
+    if (file.node.extents_size() == 0) {
+      file_offset = file.position;
+      room = data.size() - done;
+    } else {
+      uint64_t skipped = 0;
+      bool found = false;
+      for (const pb::Extent& e : file.node.extents()) {
+        if (file.position < skipped + e.length()) {
+          file_offset = e.offset() + (file.position - skipped);
+          room = skipped + e.length() - file.position;
+          found = true;
+          break;
+        }
+        skipped += e.length();
+      }
+      if (!found) return DataLossError(file.display + ": content runs past its extents");
+    }
+    const size_t n = static_cast<size_t>(std::min<uint64_t>(room, data.size() - done));
+    size_t written = 0;
+    while (written < n) {
+      ssize_t w = ::pwrite(file.fd, data.data() + done + written, n - written,
+                           static_cast<off_t>(file_offset + written));
+      if (w < 0) {
+        if (errno == EINTR) continue;
+        return ErrnoToStatus(errno, "write " + file.display);
+      }
+      written += static_cast<size_t>(w);
+    }
+    done += n;
+    file.position += n;
+    report_.bytes += n;
+  }
+  if (++file.next_chunk == static_cast<size_t>(file.node.content_size())) {
+    return FinishFile(file);
+  }
+  return OkStatus();
+}
+
+Status Restorer::Drain(size_t keep) {
+  while (in_flight_.size() > keep) {
+    InFlight f = std::move(in_flight_.front());
+    in_flight_.pop_front();
+    Status s = WriteNext(f);
+    if (!s.ok()) {
+      // Wait for the rest so that no worker touches a closed file.
+      for (InFlight& rest : in_flight_) rest.data.wait();
+      in_flight_.clear();
+      return s;
+    }
+  }
+  return OkStatus();
+}
+
+Status Restorer::ApplyMetadata(int fd, const pb::Node& node, const std::string& display) {
+  if (options_.restore_ownership && ::fchown(fd, node.uid(), node.gid()) != 0) {
+    report_.warnings.push_back(display + ": cannot set owner: " + std::strerror(errno));
+  }
+  for (const pb::Xattr& x : node.xattrs()) {
+    if (::fsetxattr(fd, x.name().c_str(), x.value().data(), x.value().size(), 0) != 0) {
+      report_.warnings.push_back(display + ": cannot set xattr " + x.name() + ": " +
+                                 std::strerror(errno));
+    }
+  }
+  if (::fchmod(fd, node.mode()) != 0) return ErrnoToStatus(errno, "chmod " + display);
+  const struct timespec times[2] = {FromNs(node.mtime_ns()), FromNs(node.mtime_ns())};
+  if (::futimens(fd, times) != 0) return ErrnoToStatus(errno, "set times of " + display);
+  return OkStatus();
+}
+
+Status Restorer::FinishFile(OpenFile& f) {
+  Status s;
+  if (::ftruncate(f.fd, static_cast<off_t>(f.node.size())) != 0) {
+    s = ErrnoToStatus(errno, "truncate " + f.display);
+  }
+  if (s.ok()) s = ApplyMetadata(f.fd, f.node, f.display);
+  if (::close(f.fd) != 0 && s.ok()) s = ErrnoToStatus(errno, "close " + f.display);
+  f.fd = -1;
+  return s;
+}
+
+Result<bool> Restorer::ClearWay(int dir_fd, const std::string& name, bool want_dir,
+                                const std::string& display) {
+  struct stat st;
+  if (::fstatat(dir_fd, name.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) {
+    if (errno == ENOENT) return true;
+    return ErrnoToStatus(errno, "stat " + display);
+  }
+  if (!options_.force) {
+    // Names in a tree are unique, and the target started empty.
+    return DataLossError(display + " already exists in the target (duplicate name?)");
+  }
+  if (S_ISDIR(st.st_mode)) {
+    if (want_dir) return true;
+    Refuse(display, "a directory is in the way (not removed)");
+    return false;
+  }
+  if (::unlinkat(dir_fd, name.c_str(), 0) != 0) return ErrnoToStatus(errno, "remove " + display);
+  return true;
+}
+
+Status Restorer::RestoreFile(int dir_fd, const pb::Node& node, const std::string& rel,
+                             const std::string& display) {
+  ASSIGN_OR_RETURN(bool clear, ClearWay(dir_fd, node.name(), false, display));
+  if (!clear) return OkStatus();
+  ++report_.files;
+  if (node.hardlink_id() != 0) {
+    auto it = hardlinks_.find(node.hardlink_id());
+    if (it != hardlinks_.end()) {
+      if (::linkat(root_fd_, it->second.c_str(), dir_fd, node.name().c_str(), 0) == 0) {
+        ++report_.hardlinks;
+        return OkStatus();
+      }
+      // Cannot link (e.g. the first name was refused): restore a copy instead.
+      report_.warnings.push_back(display + ": cannot hard-link (" + std::strerror(errno) +
+                                 "); restored as a copy");
+    } else {
+      hardlinks_[node.hardlink_id()] = rel;
+    }
+  }
+  int fd = ::openat(dir_fd, node.name().c_str(),
+                    O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+  if (fd < 0) return ErrnoToStatus(errno, "create " + display);
+  auto file = std::make_shared<OpenFile>();
+  file->fd = fd;
+  file->node = node;
+  file->display = display;
+  if (node.content_size() == 0) return FinishFile(*file);
+  for (const pb::ChunkRef& ref : node.content()) {
+    RETURN_IF_ERROR(Drain(window_));
+    in_flight_.push_back(InFlight{pool_.Submit([this, ref] { return reader_.Read(ref); }), file});
+  }
+  return OkStatus();
+}
+
+Status Restorer::RestoreSymlink(int dir_fd, const pb::Node& node, const std::string& rel,
+                                const std::string& display) {
+  const size_t depth = static_cast<size_t>(std::count(rel.begin(), rel.end(), '/'));
+  if (!options_.allow_external_symlinks && !SymlinkStaysInside(node.symlink_target(), depth)) {
+    Refuse(display, "symlink target '" + PrintableName(AsBytes(node.symlink_target())) +
+                        "' points outside the restore target (allow with "
+                        "--allow-external-symlinks)");
+    return OkStatus();
+  }
+  ASSIGN_OR_RETURN(bool clear, ClearWay(dir_fd, node.name(), false, display));
+  if (!clear) return OkStatus();
+  if (::symlinkat(node.symlink_target().c_str(), dir_fd, node.name().c_str()) != 0) {
+    return ErrnoToStatus(errno, "symlink " + display);
+  }
+  ++report_.symlinks;
+  if (options_.restore_ownership &&
+      ::fchownat(dir_fd, node.name().c_str(), node.uid(), node.gid(), AT_SYMLINK_NOFOLLOW) != 0) {
+    report_.warnings.push_back(display + ": cannot set owner: " + std::strerror(errno));
+  }
+  const struct timespec times[2] = {FromNs(node.mtime_ns()), FromNs(node.mtime_ns())};
+  ::utimensat(dir_fd, node.name().c_str(), times, AT_SYMLINK_NOFOLLOW);
+  return OkStatus();
+}
+
+Status Restorer::RestoreDirectory(int dir_fd, const pb::Node& node, const std::string& rel,
+                                  const std::string& display) {
+  ASSIGN_OR_RETURN(bool clear, ClearWay(dir_fd, node.name(), true, display));
+  if (!clear) return OkStatus();
+  if (::mkdirat(dir_fd, node.name().c_str(), 0700) != 0 && errno != EEXIST) {
+    return ErrnoToStatus(errno, "mkdir " + display);
+  }
+  int fd = ::openat(dir_fd, node.name().c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+  if (fd < 0) return ErrnoToStatus(errno, "open " + display);
+  FdCloser closer(fd);
+  ++report_.directories;
+  ASSIGN_OR_RETURN(pb::Tree tree, LoadTree(reader_, node.content(), display));
+  RETURN_IF_ERROR(RestoreChildren(fd, tree, rel, display));
+  // Children first (they change the directory's mtime), then the metadata.
+  RETURN_IF_ERROR(Drain(0));
+  return ApplyMetadata(fd, node, display);
+}
+
+Status Restorer::RestoreNode(int dir_fd, const pb::Node& node, const std::string& rel,
+                             const std::string& display) {
+  switch (node.type()) {
+    case pb::NODE_TYPE_FILE: return RestoreFile(dir_fd, node, rel, display);
+    case pb::NODE_TYPE_SYMLINK: return RestoreSymlink(dir_fd, node, rel, display);
+    case pb::NODE_TYPE_DIRECTORY: return RestoreDirectory(dir_fd, node, rel, display);
+    default: return DataLossError(display + ": unknown node type");
+  }
+}
+
+Status Restorer::RestoreChildren(int dir_fd, const pb::Tree& tree, const std::string& rel,
+                                 const std::string& display) {
+  for (const pb::Node& child : tree.nodes()) {
+    const std::string name_display = PrintableName(AsBytes(child.name()));
+    RETURN_IF_ERROR(RestoreNode(dir_fd, child, Join(rel, child.name()),
+                                display.empty() ? name_display : display + "/" + name_display));
+  }
+  return OkStatus();
+}
+
+Result<RestoreReport> Restorer::Run(const ParsedManifest& m, const std::string& target) {
+  const int64_t start = Clock::Real()->MonotonicNanos();
+  ASSIGN_OR_RETURN(pb::Node root, LoadRoot(reader_, m));
+
+  // Find the entry to restore.
+  pb::Node selected = root;
+  bool whole = true;
+  if (!options_.sub_path.empty()) {
+    whole = false;
+    std::string path = options_.sub_path;
+    size_t pos = 0;
+    std::string walked;
+    while (pos <= path.size()) {
+      size_t next = path.find('/', pos);
+      if (next == std::string::npos) next = path.size();
+      const std::string comp = path.substr(pos, next - pos);
+      pos = next + 1;
+      if (comp.empty() || comp == ".") continue;
+      if (Status s = ValidateName(AsBytes(comp)); !s.ok()) {
+        return InvalidArgumentError("--path: " + s.message());
+      }
+      if (selected.type() != pb::NODE_TYPE_DIRECTORY) {
+        return NotFoundError("--path: '" + walked + "' is not a directory in the snapshot");
+      }
+      ASSIGN_OR_RETURN(pb::Tree tree, LoadTree(reader_, selected.content(), walked));
+      auto it = std::lower_bound(tree.nodes().begin(), tree.nodes().end(), comp,
+                                 [](const pb::Node& n, const std::string& c) { return n.name() < c; });
+      walked = Join(walked, comp);
+      if (it == tree.nodes().end() || it->name() != comp) {
+        return NotFoundError("--path: '" + walked + "' is not in the snapshot");
+      }
+      selected = *it;
+    }
+    if (selected.name().empty()) whole = true;  // the path named the root itself
+  }
+
+  // Prepare the target.
+  Env& env = *Env::Default();
+  ASSIGN_OR_RETURN(bool exists, env.FileExists(target));
+  if (exists) {
+    struct stat st;
+    if (::lstat(target.c_str(), &st) != 0) return ErrnoToStatus(errno, "stat " + target);
+    if (!S_ISDIR(st.st_mode)) return FailedPreconditionError(target + " is not a directory");
+    ASSIGN_OR_RETURN(std::vector<std::string> names, env.ListDir(target));
+    if (!names.empty() && !options_.force) {
+      return FailedPreconditionError("target " + target +
+                                     " is not empty; restore into an empty or new folder, or "
+                                     "pass --force to overwrite");
+    }
+  } else {
+    RETURN_IF_ERROR(env.CreateDirs(target, 0700));
+  }
+  root_fd_ = ::open(target.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (root_fd_ < 0) return ErrnoToStatus(errno, "open " + target);
+  FdCloser closer(root_fd_);
+
+  Status s;
+  if (whole) {
+    ASSIGN_OR_RETURN(pb::Tree tree, LoadTree(reader_, selected.content(), "/"));
+    s = RestoreChildren(root_fd_, tree, "", "");
+    if (s.ok()) s = Drain(0);
+    if (s.ok()) {
+      ++report_.directories;
+      s = ApplyMetadata(root_fd_, selected, target);
+    }
+  } else {
+    const std::string name = selected.name();
+    s = RestoreNode(root_fd_, selected, name, PrintableName(AsBytes(name)));
+    if (s.ok()) s = Drain(0);
+  }
+  if (!s.ok()) {
+    Drain(0).IgnoreError();
+    return s;
+  }
+  report_.seconds = static_cast<double>(Clock::Real()->MonotonicNanos() - start) / 1e9;
+  return std::move(report_);
+}
+
+// Verify: the same walk, reading every chunk, writing nothing.
+class Verifier {
+ public:
+  Verifier(LocalStore& store, const Keyset& keyset, size_t workers)
+      : store_(store),
+        reader_(store, keyset),
+        pool_(Workers(workers), 2 * Workers(workers) + 2),
+        window_(4 * Workers(workers) + 4) {}
+
+  Result<VerifyReport> Run(const ParsedManifest& m) {
+    const int64_t start = Clock::Real()->MonotonicNanos();
+    ASSIGN_OR_RETURN(pb::Node root, LoadRoot(reader_, m));
+    report_.chunks_read += static_cast<uint64_t>(m.body.datasets(0).root_size());
+    RETURN_IF_ERROR(VerifyDirectory(root, "/"));
+    RETURN_IF_ERROR(Drain(0));
+    // The reference set: signed through the manifest, every entry indexed.
+    ASSIGN_OR_RETURN(std::unique_ptr<RefSetReader> refs,
+                     RefSetReader::Open(*Env::Default(), store_.RefsPath(m.id)));
+    RefEntry e;
+    while (refs->Next(e)) {
+      ASSIGN_OR_RETURN(std::optional<uint32_t> size, store_.ChunkSealedSize(e.id));
+      if (!size || *size != e.sealed_size) {
+        return DataLossError("chunk " + HexEncode(e.id) + " of the reference set is " +
+                             (size ? "stored with another size" : "missing from the store"));
+      }
+      ++report_.refs_checked;
+    }
+    RETURN_IF_ERROR(refs->status());
+    if (AsStringView(refs->digest()) != m.body.refs().digest() ||
+        report_.refs_checked != m.body.refs().count()) {
+      return DataLossError("the reference set does not match the manifest");
+    }
+    report_.seconds = static_cast<double>(Clock::Real()->MonotonicNanos() - start) / 1e9;
+    return report_;
+  }
+
+ private:
+  Status VerifyDirectory(const pb::Node& dir, const std::string& display) {
+    ++report_.directories;
+    report_.chunks_read += static_cast<uint64_t>(dir.content_size());
+    ASSIGN_OR_RETURN(pb::Tree tree, LoadTree(reader_, dir.content(), display));
+    for (const pb::Node& child : tree.nodes()) {
+      const std::string child_display =
+          (display == "/" ? "" : display) + "/" + PrintableName(AsBytes(child.name()));
+      if (child.type() == pb::NODE_TYPE_DIRECTORY) {
+        RETURN_IF_ERROR(VerifyDirectory(child, child_display));
+      } else if (child.type() == pb::NODE_TYPE_FILE) {
+        ++report_.files;
+        for (const pb::ChunkRef& ref : child.content()) {
+          RETURN_IF_ERROR(Drain(window_));
+          in_flight_.push_back(pool_.Submit([this, ref, child_display]() -> Result<uint64_t> {
+            Result<Bytes> data = reader_.Read(ref);
+            if (!data.ok()) return data.status().WithContext(child_display);
+            return static_cast<uint64_t>(data->size());
+          }));
+        }
+      }
+    }
+    return OkStatus();
+  }
+
+  Status Drain(size_t keep) {
+    while (in_flight_.size() > keep) {
+      Result<uint64_t> r = in_flight_.front().get();
+      in_flight_.pop_front();
+      if (!r.ok()) {
+        for (auto& f : in_flight_) f.wait();
+        in_flight_.clear();
+        return r.status();
+      }
+      ++report_.chunks_read;
+      report_.bytes_read += *r;
+    }
+    return OkStatus();
+  }
+
+  LocalStore& store_;
+  ChunkReader reader_;
+  WorkerPool pool_;
+  const size_t window_;
+  std::deque<std::future<Result<uint64_t>>> in_flight_;
+  VerifyReport report_;
+};
+
+}  // namespace
+
+Result<RestoreReport> RestoreSnapshot(LocalStore& store, const Keyset& keyset,
+                                      const SnapshotId& id, const std::string& target,
+                                      const RestoreOptions& options) {
+  ASSIGN_OR_RETURN(ParsedManifest m, store.LoadManifest(id));
+  RETURN_IF_ERROR(CheckKeyset(m, keyset));
+  Restorer restorer(store, keyset, options);
+  return restorer.Run(m, target);
+}
+
+Result<VerifyReport> VerifySnapshot(LocalStore& store, const Keyset& keyset, const SnapshotId& id,
+                                    size_t workers) {
+  ASSIGN_OR_RETURN(ParsedManifest m, store.LoadManifest(id));
+  RETURN_IF_ERROR(CheckKeyset(m, keyset));
+  Verifier verifier(store, keyset, workers);
+  return verifier.Run(m);
+}
+
+}  // namespace ferry::snapshot

@@ -1,0 +1,630 @@
+#include "snapshot/volume_capture.h"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <sys/xattr.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <deque>
+#include <future>
+#include <map>
+#include <optional>
+#include <thread>
+
+#include "core/log.h"
+#include "core/version.h"
+#include "core/worker_pool.h"
+#include "snapshot/chunk_stream.h"
+#include "snapshot/chunk_writer.h"
+#include "snapshot/file_cache.h"
+#include "snapshot/ref_set.h"
+#include "snapshot/tree.h"
+
+namespace ferry::snapshot {
+namespace {
+
+// A file whose ctime is this close to the moment we started reading it may
+// have been changed within one timestamp tick of our read without moving its
+// times: read it again once the clock has moved past.
+constexpr int64_t kRacyWindowNs = 50'000'000;
+constexpr size_t kReadSize = 1 << 20;
+
+int64_t ToNs(const struct timespec& ts) {
+  return static_cast<int64_t>(ts.tv_sec) * 1'000'000'000 + ts.tv_nsec;
+}
+
+bool SameFileState(const struct stat& a, const struct stat& b) {
+  return a.st_ino == b.st_ino && a.st_dev == b.st_dev && a.st_size == b.st_size &&
+         ToNs(a.st_mtim) == ToNs(b.st_mtim) && ToNs(a.st_ctim) == ToNs(b.st_ctim);
+}
+
+std::string JoinDisplay(const std::string& dir, ByteView name) {
+  const std::string n = PrintableName(name);
+  return dir.empty() ? n : dir + "/" + n;
+}
+
+class FdCloser {
+ public:
+  explicit FdCloser(int fd) : fd_(fd) {}
+  ~FdCloser() {
+    if (fd_ >= 0) ::close(fd_);
+  }
+  FdCloser(const FdCloser&) = delete;
+  FdCloser& operator=(const FdCloser&) = delete;
+  int get() const { return fd_; }
+
+ private:
+  int fd_;
+};
+
+using ChunkFuture = std::future<Result<ChunkResult>>;
+
+// A node whose content is still being hashed and sealed by the workers.
+struct PendingNode {
+  pb::Node node;
+  std::vector<ChunkFuture> chunks;
+  // Content already known (cache hit): refs with sealed sizes.
+  std::vector<CachedChunk> known;
+  // Cache record to write once the content is known (empty key: do not cache).
+  CachedFile cache;
+};
+
+class Capturer {
+ public:
+  Capturer(const Keyset& keyset, LocalStore& store, const CaptureOptions& options)
+      : keyset_(keyset),
+        store_(store),
+        options_(options),
+        chunker_(options.chunker, keyset.gear_table()),
+        writer_(keyset, store, options.seal),
+        pool_(options.workers == 0 ? WorkerPool::DefaultThreads() : options.workers,
+              /*queue_capacity=*/2 * (options.workers == 0 ? WorkerPool::DefaultThreads()
+                                                            : options.workers) +
+                  2),
+        refs_(*Env::Default(), store.tmp_dir()) {}
+
+  Result<CaptureReport> Run(const std::string& source);
+
+ private:
+  ChunkFuture Submit(Bytes&& chunk) {
+    return pool_.Submit([this, data = std::move(chunk)]() { return writer_.Write(data); });
+  }
+  // Resolves a pending node: fills its content, records refs and the cache entry.
+  Status Resolve(PendingNode& p);
+  Status ResolveAll(std::vector<PendingNode>& pending, std::vector<pb::Node>& done);
+  Result<pb::Node> CaptureDirectory(int fd, const struct stat& st, ByteView name,
+                                    const std::string& key, const std::string& display);
+  // Fills a file node; returns false when the file must be skipped.
+  Result<bool> CaptureFile(int dir_fd, ByteView name, const struct stat& listed,
+                           const std::string& key, const std::string& display, PendingNode& p);
+  // Reads the file's data extents into chunks. *logical_size is the size the
+  // content describes: st_size, or less when the file shrank while read.
+  Status ReadFileContent(int fd, const struct stat& st, PendingNode& p, bool* changed,
+                         uint64_t* logical_size);
+  // Chunks a serialized tree; returns the refs of its chunks (resolved).
+  Result<std::vector<pb::ChunkRef>> StoreTree(const Bytes& tree_bytes);
+  void ReadXattrs(int fd, pb::Node& node, const std::string& display);
+  void Warn(const std::string& msg) {
+    if (options_.on_warning) options_.on_warning(msg);
+  }
+  void Skip(const std::string& display, const std::string& why) {
+    report_.skipped.push_back(display + ": " + why);
+    Warn("skipped " + display + ": " + why);
+  }
+
+  const Keyset& keyset_;
+  LocalStore& store_;
+  const CaptureOptions& options_;
+  Chunker chunker_;
+  ChunkWriter writer_;
+  WorkerPool pool_;
+  RefSetBuilder refs_;
+  std::unique_ptr<FileCacheReader> cache_in_;
+  std::unique_ptr<FileCacheWriter> cache_out_;
+  std::map<std::pair<dev_t, ino_t>, uint64_t> hardlinks_;
+  uint64_t next_hardlink_id_ = 1;
+  uint64_t skipped_count_ = 0;
+  CaptureReport report_;
+};
+
+Status Capturer::Resolve(PendingNode& p) {
+  Status first_error;
+  for (ChunkFuture& f : p.chunks) {
+    Result<ChunkResult> r = f.get();
+    if (!r.ok()) {
+      if (first_error.ok()) first_error = r.status();
+      continue;
+    }
+    CachedChunk c{r->id, r->plain_size, r->sealed_size};
+    p.known.push_back(c);
+  }
+  p.chunks.clear();
+  RETURN_IF_ERROR(first_error);
+  for (const CachedChunk& c : p.known) {
+    pb::ChunkRef* ref = p.node.add_content();
+    ref->set_id(c.id.data(), c.id.size());
+    ref->set_size(c.plain_size);
+    RETURN_IF_ERROR(refs_.Add(c.id, c.sealed_size));
+    ++report_.chunks;
+  }
+  if (cache_out_ && !p.cache.key.empty()) {
+    p.cache.chunks = std::move(p.known);
+    RETURN_IF_ERROR(cache_out_->Add(p.cache));
+  }
+  return OkStatus();
+}
+
+Status Capturer::ResolveAll(std::vector<PendingNode>& pending, std::vector<pb::Node>& done) {
+  for (PendingNode& p : pending) {
+    RETURN_IF_ERROR(Resolve(p));
+    done.push_back(std::move(p.node));
+  }
+  pending.clear();
+  return OkStatus();
+}
+
+void Capturer::ReadXattrs(int fd, pb::Node& node, const std::string& display) {
+  std::vector<char> names(4096);
+  ssize_t n;
+  while ((n = ::flistxattr(fd, names.data(), names.size())) < 0 && errno == ERANGE) {
+    names.resize(names.size() * 4);
+    if (names.size() > (1 << 20)) return;
+  }
+  if (n <= 0) return;  // none, or the filesystem has no xattrs
+  std::vector<std::string> list;
+  for (ssize_t i = 0; i < n;) {
+    std::string name(names.data() + i);
+    i += static_cast<ssize_t>(name.size()) + 1;
+    if (name.rfind("user.", 0) == 0) list.push_back(std::move(name));
+  }
+  std::sort(list.begin(), list.end());
+  for (const std::string& name : list) {
+    std::vector<char> value(256);
+    ssize_t v;
+    while ((v = ::fgetxattr(fd, name.c_str(), value.data(), value.size())) < 0 &&
+           errno == ERANGE && value.size() <= kMaxXattrValueSize) {
+      value.resize(value.size() * 4);
+    }
+    if (v < 0) {
+      Warn("could not read xattr " + name + " of " + display + ": " + std::strerror(errno));
+      continue;
+    }
+    pb::Xattr* x = node.add_xattrs();
+    x->set_name(name);
+    x->set_value(value.data(), static_cast<size_t>(v));
+  }
+}
+
+Status Capturer::ReadFileContent(int fd, const struct stat& st, PendingNode& p, bool* changed,
+                                 uint64_t* logical_size) {
+  *changed = false;
+  const uint64_t size = static_cast<uint64_t>(st.st_size);
+  std::vector<std::pair<uint64_t, uint64_t>> extents;
+  // Sparse files: ask the filesystem where the data is.
+  if (size > 0 && static_cast<uint64_t>(st.st_blocks) * 512 < size) {
+    off_t pos = 0;
+    while (static_cast<uint64_t>(pos) < size) {
+      off_t data = ::lseek(fd, pos, SEEK_DATA);
+      if (data < 0) {
+        if (errno == ENXIO) break;  // only a hole remains
+        extents.clear();
+        extents.emplace_back(0, size);  // no SEEK_DATA support: read it all
+        break;
+      }
+      off_t hole = ::lseek(fd, data, SEEK_HOLE);
+      if (hole < 0) hole = static_cast<off_t>(size);
+      if (static_cast<uint64_t>(hole) > size) hole = static_cast<off_t>(size);
+      if (hole > data) extents.emplace_back(data, hole - data);
+      pos = hole;
+    }
+  } else if (size > 0) {
+    extents.emplace_back(0, size);
+  }
+  ChunkStream stream(chunker_, [&](Bytes&& chunk) { p.chunks.push_back(Submit(std::move(chunk))); });
+  uint64_t total = 0;
+  size_t extents_read = 0;
+  for (auto& [offset, length] : extents) {
+    uint64_t done = 0;
+    while (done < length) {
+      const size_t want = static_cast<size_t>(std::min<uint64_t>(length - done, kReadSize));
+      MutableByteView dst = stream.Prepare(want);
+      ssize_t r = ::pread(fd, dst.data(), want, static_cast<off_t>(offset + done));
+      if (r < 0) {
+        if (errno == EINTR) continue;
+        return ErrnoToStatus(errno, "read");
+      }
+      if (r == 0) {  // shorter than it said: it is being truncated
+        *changed = true;
+        break;
+      }
+      stream.Commit(static_cast<size_t>(r));
+      done += static_cast<uint64_t>(r);
+    }
+    total += done;
+    if (*changed) {
+      length = done;  // keep exactly what was read
+      if (done > 0) ++extents_read;
+      break;
+    }
+    ++extents_read;
+  }
+  stream.Finish();
+  report_.bytes_read += total;
+  extents.resize(extents_read);
+  *logical_size = *changed ? (extents.empty() ? 0 : extents.back().first + extents.back().second)
+                           : size;
+  if (extents.size() == 1 && extents[0].first == 0 && extents[0].second == *logical_size) {
+    extents.clear();
+  }
+  p.cache.extents = extents;
+  p.node.clear_extents();
+  for (const auto& [offset, length] : extents) {
+    pb::Extent* e = p.node.add_extents();
+    e->set_offset(offset);
+    e->set_length(length);
+  }
+  return OkStatus();
+}
+
+Result<bool> Capturer::CaptureFile(int dir_fd, ByteView name, const struct stat& listed,
+                                   const std::string& key, const std::string& display,
+                                   PendingNode& p) {
+  const std::string cname = ToString(name);
+  pb::Node& node = p.node;
+  // Unchanged since the last capture: one stat, no read.
+  if (cache_in_) {
+    if (const CachedFile* c = cache_in_->Find(key);
+        c != nullptr && c->ino == listed.st_ino && c->size == static_cast<uint64_t>(listed.st_size) &&
+        c->mtime_ns == ToNs(listed.st_mtim) && c->ctime_ns == ToNs(listed.st_ctim)) {
+      node.set_name(cname);
+      node.set_type(pb::NODE_TYPE_FILE);
+      node.set_mode(listed.st_mode & 07777);
+      node.set_uid(listed.st_uid);
+      node.set_gid(listed.st_gid);
+      node.set_mtime_ns(ToNs(listed.st_mtim));
+      node.set_size(static_cast<uint64_t>(listed.st_size));
+      for (const auto& [offset, length] : c->extents) {
+        pb::Extent* e = node.add_extents();
+        e->set_offset(offset);
+        e->set_length(length);
+      }
+      p.known = c->chunks;
+      p.cache = *c;
+      p.cache.chunks.clear();
+      // xattrs are not cached: reading them needs the file open; cheap enough.
+      int fd = ::openat(dir_fd, cname.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
+      if (fd >= 0) {
+        ReadXattrs(fd, node, display);
+        ::close(fd);
+      }
+      ++report_.cache_hits;
+      return true;
+    }
+  }
+
+  for (int attempt = 0;; ++attempt) {
+    int fd = ::openat(dir_fd, cname.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NOATIME);
+    if (fd < 0 && errno == EPERM) {
+      fd = ::openat(dir_fd, cname.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+    }
+    if (fd < 0) {
+      Skip(display, std::string("cannot open: ") + std::strerror(errno));
+      return false;
+    }
+    FdCloser closer(fd);
+    struct stat st1;
+    if (::fstat(fd, &st1) != 0 || !S_ISREG(st1.st_mode)) {
+      Skip(display, "changed type while being captured");
+      return false;
+    }
+    const int64_t read_start = options_.clock->NowUnixNanos();
+    p.chunks.clear();
+    node.Clear();
+    node.set_name(cname);
+    node.set_type(pb::NODE_TYPE_FILE);
+    bool changed = false;
+    uint64_t logical_size = 0;
+    Status s = ReadFileContent(fd, st1, p, &changed, &logical_size);
+    if (!s.ok()) {
+      // Drain what was submitted, then skip the file.
+      for (ChunkFuture& f : p.chunks) f.get().status().IgnoreError();
+      p.chunks.clear();
+      Skip(display, s.message());
+      return false;
+    }
+    struct stat st2;
+    if (::fstat(fd, &st2) != 0) changed = true;
+    if (!changed && !SameFileState(st1, st2)) changed = true;
+    const bool racy = !changed && ToNs(st2.st_ctim) >= read_start - kRacyWindowNs;
+
+    node.set_mode(st2.st_mode & 07777);
+    node.set_uid(st2.st_uid);
+    node.set_gid(st2.st_gid);
+    node.set_mtime_ns(ToNs(st2.st_mtim));
+    node.set_size(logical_size);
+    if (!changed && !racy) {
+      ReadXattrs(fd, node, display);
+      p.cache.key = key;
+      p.cache.ino = st2.st_ino;
+      p.cache.size = static_cast<uint64_t>(st2.st_size);
+      p.cache.mtime_ns = ToNs(st2.st_mtim);
+      p.cache.ctime_ns = ToNs(st2.st_ctim);
+      return true;
+    }
+    if (attempt >= options_.max_retries) {
+      ReadXattrs(fd, node, display);
+      node.set_inconsistent(true);
+      p.cache.key.clear();  // never cache what we could not read consistently
+      report_.inconsistent.push_back(display);
+      Warn("inconsistent: " + display + " kept changing while it was read (" +
+           std::to_string(attempt + 1) + " attempts)");
+      return true;
+    }
+    // Discard this attempt's chunks (they are stored but will not be
+    // referenced), then wait out the timestamp tick if that was the doubt.
+    for (ChunkFuture& f : p.chunks) f.get().status().IgnoreError();
+    p.chunks.clear();
+    p.cache.extents.clear();
+    if (racy) {
+      const int64_t wait_until = ToNs(st2.st_ctim) + kRacyWindowNs;
+      while (options_.clock->NowUnixNanos() <= wait_until) {
+        const int64_t left = wait_until - options_.clock->NowUnixNanos() + 1'000'000;
+        std::this_thread::sleep_for(std::chrono::nanoseconds(std::max<int64_t>(left, 1'000'000)));
+      }
+    }
+  }
+}
+
+Result<std::vector<pb::ChunkRef>> Capturer::StoreTree(const Bytes& tree_bytes) {
+  PendingNode p;
+  ChunkStream stream(chunker_, [&](Bytes&& chunk) { p.chunks.push_back(Submit(std::move(chunk))); });
+  stream.Write(tree_bytes);
+  stream.Finish();
+  if (tree_bytes.empty()) p.chunks.push_back(Submit(Bytes()));  // an empty directory
+  RETURN_IF_ERROR(Resolve(p));
+  return std::vector<pb::ChunkRef>(p.node.content().begin(), p.node.content().end());
+}
+
+Result<pb::Node> Capturer::CaptureDirectory(int fd, const struct stat& st, ByteView name,
+                                            const std::string& key, const std::string& display) {
+  pb::Node dir;
+  dir.set_name(ToString(name));
+  dir.set_type(pb::NODE_TYPE_DIRECTORY);
+  dir.set_mode(st.st_mode & 07777);
+  dir.set_uid(st.st_uid);
+  dir.set_gid(st.st_gid);
+  dir.set_mtime_ns(ToNs(st.st_mtim));
+  ReadXattrs(fd, dir, display.empty() ? "." : display);
+  ++report_.directories;
+
+  std::vector<std::string> names;
+  {
+    int list_fd = ::dup(fd);
+    DIR* d = list_fd >= 0 ? ::fdopendir(list_fd) : nullptr;
+    if (d == nullptr) {
+      if (list_fd >= 0) ::close(list_fd);
+      return ErrnoToStatus(errno, "list " + (display.empty() ? "." : display));
+    }
+    ::rewinddir(d);
+    errno = 0;
+    while (struct dirent* e = ::readdir(d)) {
+      if (std::strcmp(e->d_name, ".") == 0 || std::strcmp(e->d_name, "..") == 0) continue;
+      names.emplace_back(e->d_name);
+    }
+    const int err = errno;
+    ::closedir(d);
+    if (err != 0) return ErrnoToStatus(err, "list " + (display.empty() ? "." : display));
+  }
+  std::sort(names.begin(), names.end());
+
+  std::vector<pb::Node> done;
+  std::vector<PendingNode> pending;
+  for (const std::string& n : names) {
+    const ByteView nb = AsBytes(n);
+    const std::string child_display = JoinDisplay(display, nb);
+    const std::string child_key = key.empty() ? n : key + std::string(1, '\0') + n;
+    if (n.size() > kMaxNameSize) {
+      Skip(child_display, "name longer than 255 bytes");
+      continue;
+    }
+    struct stat cst;
+    if (::fstatat(fd, n.c_str(), &cst, AT_SYMLINK_NOFOLLOW) != 0) {
+      if (errno != ENOENT) Skip(child_display, std::string("cannot stat: ") + std::strerror(errno));
+      continue;  // vanished since the listing: not part of this snapshot
+    }
+    if (S_ISREG(cst.st_mode)) {
+      PendingNode p;
+      ASSIGN_OR_RETURN(bool keep, CaptureFile(fd, nb, cst, child_key, child_display, p));
+      if (!keep) continue;
+      ++report_.files;
+      report_.bytes_logical += p.node.size();
+      if (cst.st_nlink > 1) {
+        auto [it, inserted] =
+            hardlinks_.emplace(std::make_pair(cst.st_dev, cst.st_ino), next_hardlink_id_);
+        if (inserted) {
+          ++next_hardlink_id_;
+        } else {
+          ++report_.hardlinks;
+        }
+        p.node.set_hardlink_id(it->second);
+      }
+      pending.push_back(std::move(p));
+    } else if (S_ISDIR(cst.st_mode)) {
+      // Resolve earlier files first: the file cache is written in walk order.
+      RETURN_IF_ERROR(ResolveAll(pending, done));
+      int child = ::openat(fd, n.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+      if (child < 0) {
+        Skip(child_display, std::string("cannot open directory: ") + std::strerror(errno));
+        continue;
+      }
+      FdCloser closer(child);
+      struct stat dst;
+      if (::fstat(child, &dst) != 0) {
+        Skip(child_display, std::string("cannot stat: ") + std::strerror(errno));
+        continue;
+      }
+      ASSIGN_OR_RETURN(pb::Node sub, CaptureDirectory(child, dst, nb, child_key, child_display));
+      done.push_back(std::move(sub));
+    } else if (S_ISLNK(cst.st_mode)) {
+      std::vector<char> buf(static_cast<size_t>(std::max<off_t>(cst.st_size, 64)) + 1);
+      ssize_t len;
+      while ((len = ::readlinkat(fd, n.c_str(), buf.data(), buf.size())) ==
+             static_cast<ssize_t>(buf.size())) {
+        if (buf.size() > kMaxSymlinkTargetSize) break;
+        buf.resize(buf.size() * 2);
+      }
+      if (len <= 0 || static_cast<size_t>(len) > kMaxSymlinkTargetSize) {
+        Skip(child_display, len < 0 ? std::string("cannot read link: ") + std::strerror(errno)
+                                    : std::string("symlink target too long"));
+        continue;
+      }
+      pb::Node link;
+      link.set_name(n);
+      link.set_type(pb::NODE_TYPE_SYMLINK);
+      link.set_mode(cst.st_mode & 07777);
+      link.set_uid(cst.st_uid);
+      link.set_gid(cst.st_gid);
+      link.set_mtime_ns(ToNs(cst.st_mtim));
+      link.set_symlink_target(buf.data(), static_cast<size_t>(len));
+      ++report_.symlinks;
+      PendingNode p;
+      p.node = std::move(link);
+      pending.push_back(std::move(p));
+    } else {
+      const char* kind = S_ISSOCK(cst.st_mode)   ? "socket"
+                         : S_ISFIFO(cst.st_mode) ? "FIFO"
+                         : S_ISCHR(cst.st_mode)  ? "character device"
+                         : S_ISBLK(cst.st_mode)  ? "block device"
+                                                 : "unsupported file type";
+      Skip(child_display, std::string(kind) + " (not captured)");
+    }
+  }
+  RETURN_IF_ERROR(ResolveAll(pending, done));
+
+  Bytes tree;
+  for (const pb::Node& node : done) TreeWriter::AppendNode(node, tree);
+  ASSIGN_OR_RETURN(std::vector<pb::ChunkRef> refs, StoreTree(tree));
+  for (pb::ChunkRef& r : refs) *dir.add_content() = std::move(r);
+  return dir;
+}
+
+Result<CaptureReport> Capturer::Run(const std::string& source) {
+  const int64_t start_mono = options_.clock->MonotonicNanos();
+  const int64_t created = options_.clock->NowUnixNanos();
+  int root = ::open(source.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (root < 0) {
+    if (errno == ENOTDIR) return InvalidArgumentError(source + " is not a directory");
+    return ErrnoToStatus(errno, "open " + source);
+  }
+  FdCloser closer(root);
+  struct stat st;
+  if (::fstat(root, &st) != 0) return ErrnoToStatus(errno, "stat " + source);
+
+  std::string name = options_.dataset_name;
+  if (name.empty()) {
+    std::string trimmed = source;
+    while (trimmed.size() > 1 && trimmed.back() == '/') trimmed.pop_back();
+    const size_t slash = trimmed.find_last_of('/');
+    name = slash == std::string::npos ? trimmed : trimmed.substr(slash + 1);
+    if (name.empty() || name == "." || name == "/") name = "root";
+  }
+  report_.dataset_name = name;
+
+  const FileCacheIdentity identity{keyset_.id(), options_.chunker};
+  const std::string cache_path =
+      store_.cache_dir() + "/files-" +
+      HexEncode(ByteView(sodium::Blake2b256(AsBytes(name)).data(), 16)) + ".cache";
+  if (options_.use_file_cache) {
+    cache_in_ = FileCacheReader::Open(*Env::Default(), cache_path, identity, &report_.cache_note);
+    ASSIGN_OR_RETURN(cache_out_, FileCacheWriter::Create(*Env::Default(), cache_path, identity));
+  } else {
+    report_.cache_note = "file cache disabled";
+  }
+
+  ASSIGN_OR_RETURN(pb::Node root_node, CaptureDirectory(root, st, {}, "", ""));
+  root_node.clear_name();
+  Bytes root_tree;
+  TreeWriter::AppendNode(root_node, root_tree);
+  ASSIGN_OR_RETURN(std::vector<pb::ChunkRef> root_refs, StoreTree(root_tree));
+
+  // The parent: the latest snapshot of the same dataset in this store.
+  pb::Manifest m;
+  m.set_format_version(kManifestFormatVersion);
+  m.set_created_unix_ns(created);
+  ASSIGN_OR_RETURN(std::vector<SnapshotSummary> existing, store_.ListSnapshots());
+  for (auto it = existing.rbegin(); it != existing.rend(); ++it) {
+    if (it->body.datasets_size() > 0 && it->body.datasets(0).name() == name) {
+      m.set_parent(it->id.data(), it->id.size());
+      break;
+    }
+  }
+  for (const auto& [k, v] : options_.labels) (*m.mutable_labels())[k] = v;
+  pb::Dataset* ds = m.add_datasets();
+  ds->set_name(name);
+  ds->set_kind(pb::DATASET_KIND_VOLUME);
+  for (const pb::ChunkRef& r : root_refs) *ds->add_root() = r;
+  pb::DatasetStats* stats = ds->mutable_stats();
+  stats->set_files(report_.files);
+  stats->set_directories(report_.directories);
+  stats->set_symlinks(report_.symlinks);
+  stats->set_bytes(report_.bytes_logical);
+  stats->set_inconsistent(report_.inconsistent.size());
+  stats->set_skipped(report_.skipped.size());
+  m.set_keyset_id(keyset_.id().data(), keyset_.id().size());
+  char host[256] = {};
+  ::gethostname(host, sizeof(host) - 1);
+  m.set_hostname(host);
+  m.set_ferry_version(kFerryVersion);
+
+  const std::string refs_path =
+      store_.tmp_dir() + "/refs-" + HexEncode(sodium::RandomArray<8>()) + ".tmp";
+  ASSIGN_OR_RETURN(RefSetSummaryInfo refs, refs_.Finish(refs_path));
+  pb::RefSetSummary* rs = m.mutable_refs();
+  rs->set_count(refs.count);
+  rs->set_sealed_bytes(refs.sealed_bytes);
+  rs->set_digest(refs.digest.data(), refs.digest.size());
+
+  ASSIGN_OR_RETURN(Bytes envelope, SignManifest(m, keyset_.signing_key()));
+  ASSIGN_OR_RETURN(ParsedManifest parsed, ParseManifest(std::move(envelope), "(new)"));
+  Status committed = store_.CommitSnapshot(parsed, refs_path);
+  if (!committed.ok()) {
+    Env::Default()->RemoveFile(refs_path).IgnoreError();
+    if (committed.code() == StatusCode::kFailedPrecondition) {
+      // Most likely a file cache that no longer matches the store: drop it so
+      // that the next capture reads everything.
+      Env::Default()->RemoveFile(cache_path).IgnoreError();
+      return FailedPreconditionError(committed.message() +
+                                     "; the file cache was discarded, run the capture again");
+    }
+    return committed;
+  }
+  if (cache_out_) {
+    if (Status s = cache_out_->Commit(); !s.ok()) {
+      Warn("could not save the file cache (next capture reads every file): " + s.ToString());
+    }
+  }
+  report_.id = parsed.id;
+  const ChunkWriterStats& ws = writer_.stats();
+  report_.bytes_new = ws.new_plain_bytes.load();
+  report_.bytes_stored = ws.stored_bytes.load();
+  report_.chunks_new = ws.new_chunks.load();
+  report_.chunks = refs.count;
+  report_.seconds =
+      static_cast<double>(options_.clock->MonotonicNanos() - start_mono) / 1e9;
+  return std::move(report_);
+}
+
+}  // namespace
+
+Result<CaptureReport> CaptureVolume(const std::string& source, const Keyset& keyset,
+                                    LocalStore& store, const CaptureOptions& options) {
+  RETURN_IF_ERROR(options.chunker.Validate());
+  Capturer capturer(keyset, store, options);
+  return capturer.Run(source);
+}
+
+}  // namespace ferry::snapshot
