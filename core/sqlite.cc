@@ -56,7 +56,10 @@ Result<std::unique_ptr<Database>> Database::Open(const std::string& path,
   return db;
 }
 
-Database::~Database() { sqlite3_close_v2(db_); }
+Database::~Database() {
+  cache_.clear();  // finalize statements before closing
+  sqlite3_close_v2(db_);
+}
 
 Status Database::ErrorStatus(int rc, std::string_view what) const {
   std::string msg = "sqlite " + path_ + ": " + std::string(what) + ": " + sqlite3_errmsg(db_);
@@ -87,6 +90,16 @@ Result<Statement> Database::Prepare(std::string_view sql) {
                                 "': no SQL statement");
   }
   return Statement(this, stmt);
+}
+
+Result<CachedStatement> Database::Cached(const char* sql) {
+  auto it = cache_.find(sql);
+  if (it == cache_.end()) {
+    ASSIGN_OR_RETURN(Statement st, Prepare(sql));
+    it = cache_.emplace(sql, std::make_unique<Statement>(std::move(st))).first;
+  }
+  it->second->Reset();
+  return CachedStatement(it->second.get());
 }
 
 Result<int64_t> Database::UserVersion() {

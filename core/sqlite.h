@@ -11,6 +11,7 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -36,6 +37,7 @@ struct OpenOptions {
 };
 
 class Database;
+class CachedStatement;
 
 class Statement {
  public:
@@ -85,6 +87,13 @@ class Database {
   // (empty or comment-only SQL).
   Result<Statement> Prepare(std::string_view sql);
 
+  // A statement compiled once per connection and reused: the returned lease
+  // resets it (and clears its bindings) when it goes out of scope, so no read
+  // transaction is left open. `sql` must be a string literal or otherwise
+  // outlive the database (it keys the cache). One lease per statement at a
+  // time.
+  Result<CachedStatement> Cached(const char* sql);
+
   // user_version pragma: the schema version for migrations.
   Result<int64_t> UserVersion();
   Status SetUserVersion(int64_t v);
@@ -103,6 +112,23 @@ class Database {
   Database(std::string path, sqlite3* db) : path_(std::move(path)), db_(db) {}
   std::string path_;
   sqlite3* db_;
+  std::map<const char*, std::unique_ptr<Statement>> cache_;
+};
+
+// A borrowed cached statement; resets it on destruction.
+class CachedStatement {
+ public:
+  explicit CachedStatement(Statement* st) : st_(st) {}
+  CachedStatement(CachedStatement&& o) noexcept : st_(o.st_) { o.st_ = nullptr; }
+  CachedStatement& operator=(CachedStatement&&) = delete;
+  ~CachedStatement() {
+    if (st_ != nullptr) st_->Reset();
+  }
+  Statement& operator*() { return *st_; }
+  Statement* operator->() { return st_; }
+
+ private:
+  Statement* st_;
 };
 
 // RAII transaction: BEGIN IMMEDIATE (takes the write lock up front so that a

@@ -51,7 +51,16 @@ LocalStore::LocalStore(std::string dir, Mode mode, const LocalStoreOptions& opti
     : dir_(std::move(dir)), mode_(mode), options_(options), env_(*options.env) {}
 
 LocalStore::~LocalStore() {
-  if (writer_) writer_->Abandon();  // never acknowledged: nothing refers to it
+  {
+    std::unique_lock<std::mutex> lock(mu_);
+    // The open pack was never acknowledged: nothing refers to it. Packs
+    // already queued are finished: that is harmless and saves re-sending.
+    if (writer_) writer_->Abandon();
+    writer_.reset();
+    stopping_ = true;
+  }
+  flush_cv_.notify_all();
+  if (flusher_.joinable()) flusher_.join();
   if (lock_fd_ >= 0) ::close(lock_fd_);
 }
 
@@ -141,7 +150,10 @@ Status LocalStore::Init(bool create) {
                                    std::to_string(version) + "; this Ferry reads version " +
                                    std::to_string(kSchemaVersion));
   }
-  if (mode_ == Mode::kReadWrite && !create) RETURN_IF_ERROR(Recover());
+  if (mode_ == Mode::kReadWrite) {
+    if (!create) RETURN_IF_ERROR(Recover());
+    flusher_ = std::thread([this] { FlusherLoop(); });
+  }
   return OkStatus();
 }
 
@@ -181,7 +193,10 @@ Status LocalStore::Recover() {
             .IgnoreError();
         continue;
       }
-      RETURN_IF_ERROR(IndexPack(name, *contents));
+      {
+        std::lock_guard<std::mutex> db_lock(db_mu_);
+        RETURN_IF_ERROR(IndexPack(name, *contents));
+      }
       log::Info("store {}: re-indexed pack {} left by an interrupted write", dir_, name);
     }
   }
@@ -220,56 +235,61 @@ Status LocalStore::Recover() {
 Status LocalStore::IndexPack(const std::string& name, const PackContents& contents) {
   ASSIGN_OR_RETURN(sqlite::Transaction tx, sqlite::Transaction::Begin(*db_));
   {
-    ASSIGN_OR_RETURN(sqlite::Statement st,
-                     db_->Prepare("INSERT INTO packs(name, size, entries) VALUES (?, ?, ?)"));
-    RETURN_IF_ERROR(st.Bind(1, name)
+    ASSIGN_OR_RETURN(auto st,
+                     db_->Cached("INSERT INTO packs(name, size, entries) VALUES (?, ?, ?)"));
+    RETURN_IF_ERROR(st->Bind(1, name)
                         .Bind(2, static_cast<int64_t>(contents.size))
                         .Bind(3, static_cast<int64_t>(contents.entries.size()))
                         .Run());
   }
   const int64_t pack_id = db_->LastInsertRowId();
   {
-    ASSIGN_OR_RETURN(sqlite::Statement st,
-                     db_->Prepare("INSERT OR IGNORE INTO data_keys(key_id, wrapped) VALUES (?, ?)"));
+    ASSIGN_OR_RETURN(auto st,
+                     db_->Cached("INSERT OR IGNORE INTO data_keys(key_id, wrapped) VALUES (?, ?)"));
     for (const PackKey& k : contents.keys) {
-      RETURN_IF_ERROR(st.BindBlob(1, k.id).BindBlob(2, k.wrapped).Run());
-      st.Reset();
+      RETURN_IF_ERROR(st->BindBlob(1, k.id).BindBlob(2, k.wrapped).Run());
+      st->Reset();
     }
   }
   {
     // A chunk already indexed in another pack keeps its first location.
-    ASSIGN_OR_RETURN(sqlite::Statement st,
-                     db_->Prepare("INSERT OR IGNORE INTO chunks(id, pack_id, offset, length) "
-                                  "VALUES (?, ?, ?, ?)"));
+    ASSIGN_OR_RETURN(auto st,
+                     db_->Cached("INSERT OR IGNORE INTO chunks(id, pack_id, offset, length) "
+                                 "VALUES (?, ?, ?, ?)"));
     for (const PackEntry& e : contents.entries) {
-      RETURN_IF_ERROR(st.BindBlob(1, e.id)
+      RETURN_IF_ERROR(st->BindBlob(1, e.id)
                           .Bind(2, pack_id)
                           .Bind(3, static_cast<int64_t>(e.offset))
                           .Bind(4, static_cast<int64_t>(e.length))
                           .Run());
-      st.Reset();
+      st->Reset();
     }
   }
   return tx.Commit();
 }
 
+Result<std::optional<uint32_t>> LocalStore::IndexedSize(const ChunkId& id) {
+  ASSIGN_OR_RETURN(auto st, db_->Cached("SELECT length FROM chunks WHERE id = ?"));
+  st->BindBlob(1, id);
+  ASSIGN_OR_RETURN(bool row, st->Step());
+  if (!row) return std::optional<uint32_t>();
+  return std::optional<uint32_t>(static_cast<uint32_t>(st->ColumnInt(0)));
+}
+
 Result<std::optional<uint32_t>> LocalStore::ChunkSealedSize(const ChunkId& id) {
   std::lock_guard<std::mutex> lock(mu_);
   if (auto it = pending_.find(id); it != pending_.end()) return std::optional<uint32_t>(it->second);
-  ASSIGN_OR_RETURN(sqlite::Statement st, db_->Prepare("SELECT length FROM chunks WHERE id = ?"));
-  st.BindBlob(1, id);
-  ASSIGN_OR_RETURN(bool row, st.Step());
-  if (!row) return std::optional<uint32_t>();
-  return std::optional<uint32_t>(static_cast<uint32_t>(st.ColumnInt(0)));
+  std::lock_guard<std::mutex> db_lock(db_mu_);
+  return IndexedSize(id);
 }
 
 Result<std::shared_ptr<RandomAccessFile>> LocalStore::PackFile(int64_t pack_id) {
   if (auto it = open_packs_.find(pack_id); it != open_packs_.end()) return it->second;
-  ASSIGN_OR_RETURN(sqlite::Statement st, db_->Prepare("SELECT name FROM packs WHERE pack_id = ?"));
-  st.Bind(1, pack_id);
-  ASSIGN_OR_RETURN(bool row, st.Step());
+  ASSIGN_OR_RETURN(auto st, db_->Cached("SELECT name FROM packs WHERE pack_id = ?"));
+  st->Bind(1, pack_id);
+  ASSIGN_OR_RETURN(bool row, st->Step());
   if (!row) return DataLossError("index names pack #" + std::to_string(pack_id) + " which is not listed");
-  const std::string name = st.ColumnText(0);
+  const std::string name = st->ColumnText(0);
   Result<std::unique_ptr<RandomAccessFile>> f = env_.NewRandomAccessFile(PackPath(name));
   if (!f.ok()) {
     if (f.status().code() == StatusCode::kNotFound) {
@@ -288,15 +308,14 @@ Result<Bytes> LocalStore::ReadSealedChunk(const ChunkId& id) {
   uint64_t offset = 0;
   uint32_t length = 0;
   {
-    std::lock_guard<std::mutex> lock(mu_);
-    ASSIGN_OR_RETURN(sqlite::Statement st,
-                     db_->Prepare("SELECT pack_id, offset, length FROM chunks WHERE id = ?"));
-    st.BindBlob(1, id);
-    ASSIGN_OR_RETURN(bool row, st.Step());
+    std::lock_guard<std::mutex> lock(db_mu_);
+    ASSIGN_OR_RETURN(auto st, db_->Cached("SELECT pack_id, offset, length FROM chunks WHERE id = ?"));
+    st->BindBlob(1, id);
+    ASSIGN_OR_RETURN(bool row, st->Step());
     if (!row) return NotFoundError("chunk " + HexEncode(id) + " is not in store " + dir_);
-    offset = static_cast<uint64_t>(st.ColumnInt(1));
-    length = static_cast<uint32_t>(st.ColumnInt(2));
-    ASSIGN_OR_RETURN(file, PackFile(st.ColumnInt(0)));
+    offset = static_cast<uint64_t>(st->ColumnInt(1));
+    length = static_cast<uint32_t>(st->ColumnInt(2));
+    ASSIGN_OR_RETURN(file, PackFile(st->ColumnInt(0)));
   }
   // pread outside the lock; the shared_ptr keeps the file open even if the
   // cache evicts it meanwhile.
@@ -306,79 +325,120 @@ Result<Bytes> LocalStore::ReadSealedChunk(const ChunkId& id) {
 }
 
 Result<Bytes> LocalStore::WrappedKey(const KeyId& id) {
-  std::lock_guard<std::mutex> lock(mu_);
-  ASSIGN_OR_RETURN(sqlite::Statement st,
-                   db_->Prepare("SELECT wrapped FROM data_keys WHERE key_id = ?"));
-  st.BindBlob(1, id);
-  ASSIGN_OR_RETURN(bool row, st.Step());
+  std::lock_guard<std::mutex> lock(db_mu_);
+  ASSIGN_OR_RETURN(auto st, db_->Cached("SELECT wrapped FROM data_keys WHERE key_id = ?"));
+  st->BindBlob(1, id);
+  ASSIGN_OR_RETURN(bool row, st->Step());
   if (!row) return NotFoundError("data key " + HexEncode(id) + " is not in store " + dir_);
-  return st.ColumnBlob(0);
+  return st->ColumnBlob(0);
 }
 
 Result<PutResult> LocalStore::PutChunk(const ChunkId& id, ByteView sealed, const KeyId& key_id,
-                                      ByteView wrapped_key) {
+                                       ByteView wrapped_key) {
   if (mode_ != Mode::kReadWrite) return FailedPreconditionError("store opened read-only");
-  std::lock_guard<std::mutex> lock(mu_);
+  // Hash outside the lock: this runs on the capture's worker threads.
+  const evp::Digest256 digest = evp::Sha256(sealed);
+  std::unique_lock<std::mutex> lock(mu_);
+  RETURN_IF_ERROR(flush_error_);
   if (auto it = pending_.find(id); it != pending_.end()) return PutResult{it->second, false};
   {
-    ASSIGN_OR_RETURN(sqlite::Statement st, db_->Prepare("SELECT length FROM chunks WHERE id = ?"));
-    st.BindBlob(1, id);
-    ASSIGN_OR_RETURN(bool row, st.Step());
-    if (row) return PutResult{static_cast<uint32_t>(st.ColumnInt(0)), false};
+    // Holding mu_ keeps the flusher from dropping a pending entry between the
+    // check above and this lookup, so a chunk is never stored twice.
+    std::lock_guard<std::mutex> db_lock(db_mu_);
+    ASSIGN_OR_RETURN(std::optional<uint32_t> indexed, IndexedSize(id));
+    if (indexed) return PutResult{*indexed, false};
   }
   if (!writer_) {
     const std::string tmp = tmp_dir() + "/pack-" + HexEncode(sodium::RandomArray<8>()) + ".tmp";
     ASSIGN_OR_RETURN(writer_, PackWriter::Create(env_, tmp));
   }
-  RETURN_IF_ERROR(writer_->Add(id, sealed, key_id, wrapped_key));
+  RETURN_IF_ERROR(writer_->Add(id, sealed, digest, key_id, wrapped_key));
   pending_[id] = static_cast<uint32_t>(sealed.size());
-  if (writer_->size() >= options_.target_pack_size) RETURN_IF_ERROR(FlushLocked());
+  if (writer_->size() >= options_.target_pack_size) {
+    QueueOpenPack();
+    // Back-pressure: do not run more than two packs ahead of the disk.
+    flush_cv_.wait(lock, [this] { return flush_queue_.size() < 2 || !flush_error_.ok(); });
+    RETURN_IF_ERROR(flush_error_);
+  }
   return PutResult{static_cast<uint32_t>(sealed.size()), true};
 }
 
-Status LocalStore::Flush() {
-  std::lock_guard<std::mutex> lock(mu_);
-  return FlushLocked();
+void LocalStore::QueueOpenPack() {
+  if (!writer_) return;
+  flush_queue_.push_back(std::move(writer_));
+  flush_cv_.notify_all();
 }
 
-Status LocalStore::FlushLocked() {
-  if (!writer_) return OkStatus();
-  std::unique_ptr<PackWriter> writer = std::move(writer_);
+Status LocalStore::WaitForFlushes(std::unique_lock<std::mutex>& lock) {
+  QueueOpenPack();
+  flush_cv_.wait(lock, [this] { return (flush_queue_.empty() && !flushing_) || !flush_error_.ok(); });
+  return flush_error_;
+}
+
+Status LocalStore::Flush() {
+  std::unique_lock<std::mutex> lock(mu_);
+  return WaitForFlushes(lock);
+}
+
+void LocalStore::FlusherLoop() {
+  std::unique_lock<std::mutex> lock(mu_);
+  while (true) {
+    flush_cv_.wait(lock, [this] { return stopping_ || !flush_queue_.empty(); });
+    if (flush_queue_.empty()) return;  // stopping, and nothing left to finish
+    std::unique_ptr<PackWriter> writer = std::move(flush_queue_.front());
+    flush_queue_.pop_front();
+    flushing_ = true;
+    lock.unlock();
+    Status s = FinishPack(std::move(writer));
+    lock.lock();
+    flushing_ = false;
+    if (!s.ok() && flush_error_.ok()) flush_error_ = s;
+    flush_cv_.notify_all();
+  }
+}
+
+Status LocalStore::FinishPack(std::unique_ptr<PackWriter> writer) {
   const std::string tmp = writer->path();
   Result<PackContents> contents = writer->Finish();
-  pending_.clear();  // on failure the chunks are simply not stored
-  if (!contents.ok()) return contents.status();
+  auto forget = [&](const std::vector<PackEntry>& entries) {
+    std::lock_guard<std::mutex> lock(mu_);
+    for (const PackEntry& e : entries) pending_.erase(e.id);
+  };
+  if (!contents.ok()) return contents.status();  // pending entries stay: the store is failed
   const std::string name = HexEncode(contents->checksum);
   const std::string shard = dir_ + "/packs/" + name.substr(0, 2);
   RETURN_IF_ERROR(env_.CreateDirs(shard, 0700));
   RETURN_IF_ERROR(env_.RenameFile(tmp, PackPath(name)));
   RETURN_IF_ERROR(env_.SyncDir(shard));
   RETURN_IF_ERROR(env_.SyncDir(dir_ + "/packs"));
-  return IndexPack(name, *contents);
+  {
+    std::lock_guard<std::mutex> db_lock(db_mu_);
+    RETURN_IF_ERROR(IndexPack(name, *contents));
+  }
+  forget(contents->entries);
+  return OkStatus();
 }
 
 Status LocalStore::CommitSnapshot(const ParsedManifest& manifest, const std::string& refs_path) {
   if (mode_ != Mode::kReadWrite) return FailedPreconditionError("store opened read-only");
-  std::lock_guard<std::mutex> lock(mu_);
-  RETURN_IF_ERROR(FlushLocked());
+  std::unique_lock<std::mutex> lock(mu_);
+  RETURN_IF_ERROR(WaitForFlushes(lock));
+  std::lock_guard<std::mutex> db_lock(db_mu_);
   const std::string hex = HexEncode(manifest.id);
   // Completeness: every referenced chunk must be indexed, with the size the
   // refs claim, and the refs must be the ones the manifest signed.
   {
     ASSIGN_OR_RETURN(std::unique_ptr<RefSetReader> refs, RefSetReader::Open(env_, refs_path));
-    ASSIGN_OR_RETURN(sqlite::Statement st, db_->Prepare("SELECT length FROM chunks WHERE id = ?"));
     RefEntry e;
     uint64_t missing = 0, count = 0, sealed = 0;
     std::string first_missing;
     while (refs->Next(e)) {
       ++count;
       sealed += e.sealed_size;
-      st.BindBlob(1, e.id);
-      ASSIGN_OR_RETURN(bool row, st.Step());
-      if (!row || static_cast<uint32_t>(st.ColumnInt(0)) != e.sealed_size) {
+      ASSIGN_OR_RETURN(std::optional<uint32_t> size, IndexedSize(e.id));
+      if (!size || *size != e.sealed_size) {
         if (missing++ == 0) first_missing = HexEncode(e.id);
       }
-      st.Reset();
     }
     RETURN_IF_ERROR(refs->status());
     const pb::RefSetSummary& summary = manifest.body.refs();
@@ -399,17 +459,16 @@ Status LocalStore::CommitSnapshot(const ParsedManifest& manifest, const std::str
   }
   RETURN_IF_ERROR(WriteFileAtomic(env_, dir_ + "/snapshots/" + hex + ".manifest",
                                   manifest.envelope));
-  ASSIGN_OR_RETURN(sqlite::Statement st,
-                   db_->Prepare("INSERT OR IGNORE INTO snapshots(id, created_ns, manifest) "
-                                "VALUES (?, ?, ?)"));
-  return st.BindBlob(1, manifest.id)
+  ASSIGN_OR_RETURN(auto st, db_->Cached("INSERT OR IGNORE INTO snapshots(id, created_ns, manifest) "
+                                        "VALUES (?, ?, ?)"));
+  return st->BindBlob(1, manifest.id)
       .Bind(2, manifest.body.created_unix_ns())
       .BindBlob(3, manifest.envelope)
       .Run();
 }
 
 Result<std::vector<SnapshotSummary>> LocalStore::ListSnapshots() {
-  std::lock_guard<std::mutex> lock(mu_);
+  std::lock_guard<std::mutex> lock(db_mu_);
   ASSIGN_OR_RETURN(sqlite::Statement st,
                    db_->Prepare("SELECT id, created_ns, manifest FROM snapshots "
                                 "ORDER BY created_ns, id"));
@@ -463,7 +522,7 @@ Result<SnapshotId> LocalStore::ResolveSnapshot(std::string_view spec) {
 }
 
 Result<StoreStats> LocalStore::Stats() {
-  std::lock_guard<std::mutex> lock(mu_);
+  std::lock_guard<std::mutex> lock(db_mu_);
   StoreStats s;
   ASSIGN_OR_RETURN(sqlite::Statement st,
                    db_->Prepare("SELECT (SELECT count(*) FROM packs), "
@@ -482,7 +541,7 @@ Result<StoreStats> LocalStore::Stats() {
 Result<uint64_t> LocalStore::VerifyPacks() {
   std::vector<std::pair<int64_t, std::string>> packs;
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    std::lock_guard<std::mutex> lock(db_mu_);
     ASSIGN_OR_RETURN(sqlite::Statement st, db_->Prepare("SELECT pack_id, name FROM packs"));
     while (true) {
       ASSIGN_OR_RETURN(bool row, st.Step());

@@ -4,6 +4,8 @@
 // docs/format/store.md.
 //
 // One writer (an exclusive lock on DIR/lock) and any number of readers.
+// Full packs are finished (index, fsync, rename, index commit) by a
+// background thread while the next pack fills; at most two packs wait for it.
 // Write ordering makes every crash safe: a pack is fsync'd and renamed into
 // place before its chunks are indexed; a snapshot is committed (listed) only
 // after every chunk it references is indexed and its refs and manifest files
@@ -16,9 +18,12 @@
 // Thread-safety: thread-safe.
 #pragma once
 
+#include <condition_variable>
+#include <deque>
 #include <map>
 #include <memory>
 #include <mutex>
+#include <thread>
 #include <optional>
 #include <string>
 #include <unordered_map>
@@ -81,7 +86,8 @@ class LocalStore final : public ChunkSink {
   // Adds a sealed chunk unless present. Not durable until Flush().
   Result<PutResult> PutChunk(const ChunkId& id, ByteView sealed, const KeyId& key_id,
                             ByteView wrapped_key) override;
-  // Finishes the open pack: fsync, rename, fsync dir, index.
+  // Finishes the open pack and waits until every pack is durable and
+  // indexed. Returns the first error of any background flush.
   Status Flush();
 
   // --- snapshots ---
@@ -104,9 +110,14 @@ class LocalStore final : public ChunkSink {
   LocalStore(std::string dir, Mode mode, const LocalStoreOptions& options);
   Status Init(bool create);
   Status Recover();
-  Status IndexPack(const std::string& name, const PackContents& contents);
-  Status FlushLocked();
-  Result<std::shared_ptr<RandomAccessFile>> PackFile(int64_t pack_id);
+  Status IndexPack(const std::string& name, const PackContents& contents);  // needs db_mu_
+  // Moves the open pack to the flush queue. Needs mu_.
+  void QueueOpenPack();
+  Status WaitForFlushes(std::unique_lock<std::mutex>& lock);
+  void FlusherLoop();
+  Status FinishPack(std::unique_ptr<PackWriter> writer);
+  Result<std::optional<uint32_t>> IndexedSize(const ChunkId& id);  // needs db_mu_
+  Result<std::shared_ptr<RandomAccessFile>> PackFile(int64_t pack_id);  // needs db_mu_
   std::string PackPath(const std::string& name) const;
 
   const std::string dir_;
@@ -115,11 +126,21 @@ class LocalStore final : public ChunkSink {
   Env& env_;
   int lock_fd_ = -1;
 
-  std::mutex mu_;  // guards everything below
-  std::unique_ptr<sqlite::Database> db_;
-  std::unique_ptr<PackWriter> writer_;
-  std::unordered_map<ChunkId, uint32_t, ArrayHash> pending_;  // chunks in writer_
-  std::map<int64_t, std::shared_ptr<RandomAccessFile>> open_packs_;
+  // Lock order: mu_ before db_mu_. The flusher never holds both.
+  std::mutex mu_;
+  std::condition_variable flush_cv_;
+  std::unique_ptr<PackWriter> writer_;                        // guarded by mu_
+  std::deque<std::unique_ptr<PackWriter>> flush_queue_;       // guarded by mu_
+  bool flushing_ = false;                                     // guarded by mu_
+  bool stopping_ = false;                                     // guarded by mu_
+  Status flush_error_;                                        // guarded by mu_ (sticky)
+  // Chunks in the open pack and in packs not yet indexed.
+  std::unordered_map<ChunkId, uint32_t, ArrayHash> pending_;  // guarded by mu_
+  std::thread flusher_;
+
+  std::mutex db_mu_;
+  std::unique_ptr<sqlite::Database> db_;                      // guarded by db_mu_
+  std::map<int64_t, std::shared_ptr<RandomAccessFile>> open_packs_;  // guarded by db_mu_
 };
 
 }  // namespace ferry::snapshot

@@ -1,5 +1,7 @@
-// Pack files: append-only files of sealed chunks with a trailing index and a
-// SHA-256 checksum. Format: docs/format/pack.md.
+// Pack files: append-only files of sealed chunks with a trailing index.
+// The index holds each entry's SHA-256 and a footer checksum covers the
+// header and the index, so a pack (or one chunk of it) is checked without
+// keys. Format: docs/format/pack.md.
 //
 // A PackWriter writes to a temporary path; Finish() appends the index and
 // footer and fsyncs. The caller then renames the file to its final name and
@@ -24,6 +26,7 @@ struct PackEntry {
   ChunkId id{};
   uint64_t offset = 0;  // of the sealed chunk bytes within the pack
   uint32_t length = 0;  // sealed length
+  evp::Digest256 digest{};  // SHA-256 of the sealed bytes
 };
 
 struct PackKey {
@@ -34,7 +37,7 @@ struct PackKey {
 struct PackContents {
   std::vector<PackEntry> entries;
   std::vector<PackKey> keys;
-  evp::Digest256 checksum{};
+  evp::Digest256 checksum{};  // footer checksum; the pack's name is its hex
   uint64_t size = 0;
 };
 
@@ -43,8 +46,11 @@ class PackWriter {
   static Result<std::unique_ptr<PackWriter>> Create(Env& env, const std::string& path);
   ~PackWriter();
 
-  // Appends one sealed chunk; `key` is recorded in the index the first time it is used.
-  Status Add(const ChunkId& id, ByteView sealed, const KeyId& key_id, ByteView wrapped_key);
+  // Appends one sealed chunk whose SHA-256 is `digest` (computed by the caller,
+  // typically on a worker thread); the key is recorded in the index the first
+  // time it is used.
+  Status Add(const ChunkId& id, ByteView sealed, const evp::Digest256& digest, const KeyId& key_id,
+             ByteView wrapped_key);
 
   uint64_t size() const { return size_; }
   size_t entry_count() const { return contents_.entries.size(); }
@@ -63,15 +69,15 @@ class PackWriter {
   Env& env_;
   std::string path_;
   std::unique_ptr<WritableFile> file_;
-  evp::Sha256Hasher hasher_;
   Bytes buffer_;
   uint64_t size_ = 0;
   PackContents contents_;
   bool finished_ = false;
 };
 
-// Reads and validates a whole pack (footer, index bounds, checksum when
-// `verify_checksum`). Used to rebuild indexes and to verify stores.
-Result<PackContents> ReadPackIndex(Env& env, const std::string& path, bool verify_checksum);
+// Reads and validates a pack's index: header, footer, the checksum over the
+// index, entry bounds. With `verify_entries`, also reads every entry and
+// checks its frame and SHA-256. Used to rebuild indexes and to verify stores.
+Result<PackContents> ReadPackIndex(Env& env, const std::string& path, bool verify_entries);
 
 }  // namespace ferry::snapshot

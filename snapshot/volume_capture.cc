@@ -91,7 +91,12 @@ class Capturer {
 
  private:
   ChunkFuture Submit(Bytes&& chunk) {
-    return pool_.Submit([this, data = std::move(chunk)]() { return writer_.Write(data); });
+    // The lambda lives in the future's shared state until the future is
+    // destroyed: move the bytes out so they are freed when the task ends.
+    return pool_.Submit([this, data = std::move(chunk)]() mutable {
+      const Bytes local = std::move(data);
+      return writer_.Write(local);
+    });
   }
   // Resolves a pending node: fills its content, records refs and the cache entry.
   Status Resolve(PendingNode& p);
