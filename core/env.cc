@@ -66,8 +66,8 @@ class PosixRandomAccessFile final : public RandomAccessFile {
   Status Read(uint64_t offset, size_t n, Bytes& out) const override {
     if (offset > size_ || n > size_ - offset) {
       return DataLossError(path_ + ": read of " + std::to_string(n) + " bytes at offset " +
-                           std::to_string(offset) + " runs past the end (" +
-                           std::to_string(size_) + " bytes)");
+                           std::to_string(offset) + " runs past the end (" + std::to_string(size_) +
+                           " bytes)");
     }
     out.resize(n);
     size_t done = 0;
@@ -129,8 +129,7 @@ class PosixEnv final : public Env {
     if (static_cast<uint64_t>(st.st_size) > max_size) {
       ::close(fd);
       return ResourceExhaustedError(path + " is " + std::to_string(st.st_size) +
-                                    " bytes, more than the limit of " +
-                                    std::to_string(max_size));
+                                    " bytes, more than the limit of " + std::to_string(max_size));
     }
     Bytes out(static_cast<size_t>(st.st_size));
     size_t done = 0;

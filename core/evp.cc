@@ -24,8 +24,10 @@ const EVP_CIPHER* FetchedCipher(AeadSuite suite) {
   static const EVP_CIPHER* gcm = EVP_CIPHER_fetch(nullptr, "AES-256-GCM", nullptr);
   static const EVP_CIPHER* chacha = EVP_CIPHER_fetch(nullptr, "ChaCha20-Poly1305", nullptr);
   switch (suite) {
-    case AeadSuite::kAes256Gcm: return gcm;
-    case AeadSuite::kChaCha20Poly1305: return chacha;
+    case AeadSuite::kAes256Gcm:
+      return gcm;
+    case AeadSuite::kChaCha20Poly1305:
+      return chacha;
   }
   return nullptr;
 }

@@ -136,8 +136,7 @@ SecretBytes SigningSeed(const SigningKeyPair& kp) {
 Signature Sign(const SigningKeyPair& kp, ByteView message) {
   InitSodium();
   Signature sig;
-  crypto_sign_detached(sig.data(), nullptr, message.data(), message.size(),
-                       kp.secret_key.data());
+  crypto_sign_detached(sig.data(), nullptr, message.data(), message.size(), kp.secret_key.data());
   return sig;
 }
 
@@ -153,7 +152,8 @@ Result<SecretBytes> DeriveKeyFromPassphrase(std::string_view passphrase, ByteVie
   if (salt16.size() != crypto_pwhash_SALTBYTES) {
     return InvalidArgumentError("argon2id salt must be 16 bytes");
   }
-  if (params.opslimit < crypto_pwhash_OPSLIMIT_MIN || params.opslimit > crypto_pwhash_OPSLIMIT_MAX ||
+  if (params.opslimit < crypto_pwhash_OPSLIMIT_MIN ||
+      params.opslimit > crypto_pwhash_OPSLIMIT_MAX ||
       params.memlimit < crypto_pwhash_MEMLIMIT_MIN || params.memlimit > (4ull << 30)) {
     return InvalidArgumentError("argon2id parameters out of range (opslimit " +
                                 std::to_string(params.opslimit) + ", memlimit " +

@@ -93,8 +93,8 @@ bool VerifySignature(const PublicKey& public_key, ByteView message, const Signat
 
 // Argon2id (crypto_pwhash) → 32-byte key.
 struct Argon2Params {
-  uint64_t opslimit = 3;                  // crypto_pwhash_OPSLIMIT_MODERATE
-  uint64_t memlimit = 256ull << 20;       // 256 MiB, crypto_pwhash_MEMLIMIT_MODERATE
+  uint64_t opslimit = 3;             // crypto_pwhash_OPSLIMIT_MODERATE
+  uint64_t memlimit = 256ull << 20;  // 256 MiB, crypto_pwhash_MEMLIMIT_MODERATE
 };
 Result<SecretBytes> DeriveKeyFromPassphrase(std::string_view passphrase, ByteView salt16,
                                             const Argon2Params& params);

@@ -10,18 +10,27 @@ namespace {
 StatusCode CodeFor(int rc) {
   switch (rc & 0xff) {
     case SQLITE_BUSY:
-    case SQLITE_LOCKED: return StatusCode::kUnavailable;
+    case SQLITE_LOCKED:
+      return StatusCode::kUnavailable;
     case SQLITE_CORRUPT:
-    case SQLITE_NOTADB: return StatusCode::kDataLoss;
-    case SQLITE_FULL: return StatusCode::kResourceExhausted;
-    case SQLITE_IOERR: return StatusCode::kDataLoss;
-    case SQLITE_CANTOPEN: return StatusCode::kNotFound;
+    case SQLITE_NOTADB:
+      return StatusCode::kDataLoss;
+    case SQLITE_FULL:
+      return StatusCode::kResourceExhausted;
+    case SQLITE_IOERR:
+      return StatusCode::kDataLoss;
+    case SQLITE_CANTOPEN:
+      return StatusCode::kNotFound;
     case SQLITE_PERM:
     case SQLITE_READONLY:
-    case SQLITE_AUTH: return StatusCode::kPermissionDenied;
-    case SQLITE_CONSTRAINT: return StatusCode::kAlreadyExists;
-    case SQLITE_TOOBIG: return StatusCode::kInvalidArgument;
-    default: return StatusCode::kInternal;
+    case SQLITE_AUTH:
+      return StatusCode::kPermissionDenied;
+    case SQLITE_CONSTRAINT:
+      return StatusCode::kAlreadyExists;
+    case SQLITE_TOOBIG:
+      return StatusCode::kInvalidArgument;
+    default:
+      return StatusCode::kInternal;
   }
 }
 
@@ -46,8 +55,8 @@ Result<std::unique_ptr<Database>> Database::Open(const std::string& path,
   std::unique_ptr<Database> db(new Database(path, raw));
   sqlite3_extended_result_codes(raw, 1);
   sqlite3_busy_timeout(raw, options.busy_timeout_ms);
-  std::string pragmas = "PRAGMA foreign_keys=ON; PRAGMA cache_size=-" +
-                        std::to_string(options.cache_kib) + ";";
+  std::string pragmas =
+      "PRAGMA foreign_keys=ON; PRAGMA cache_size=-" + std::to_string(options.cache_kib) + ";";
   if (!options.read_only) {
     if (options.wal) pragmas += "PRAGMA journal_mode=WAL;";
     pragmas += options.synchronous_full ? "PRAGMA synchronous=FULL;" : "PRAGMA synchronous=NORMAL;";
@@ -150,8 +159,8 @@ Statement& Statement::Bind(int index, int64_t value) {
 }
 
 Statement& Statement::Bind(int index, std::string_view text) {
-  int rc = sqlite3_bind_text64(stmt_, index, text.data(), text.size(), SQLITE_TRANSIENT,
-                               SQLITE_UTF8);
+  int rc =
+      sqlite3_bind_text64(stmt_, index, text.data(), text.size(), SQLITE_TRANSIENT, SQLITE_UTF8);
   if (rc != SQLITE_OK && bind_error_.ok()) bind_error_ = db_->ErrorStatus(rc, "bind");
   return *this;
 }

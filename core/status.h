@@ -95,7 +95,7 @@ Status ErrnoToStatus(int err, std::string_view what);
 template <typename T>
 class [[nodiscard]] Result {
  public:
-  Result(T value) : v_(std::move(value)) {}  // NOLINT: implicit by design
+  Result(T value) : v_(std::move(value)) {}        // NOLINT: implicit by design
   Result(Status status) : v_(std::move(status)) {  // NOLINT: implicit by design
     if (std::get<Status>(v_).ok()) {
       // An OK status carries no value: that is a programming error.
@@ -155,12 +155,12 @@ const Status& AsStatus(const Result<T>& r) {
 
 // Returns the status from the enclosing function if `expr` (a Status or
 // Result) is not OK.
-#define RETURN_IF_ERROR(expr)                                                  \
-  do {                                                                         \
-    const auto& ferry_status_or_ = (expr);                                     \
-    if (!::ferry::internal::AsStatus(ferry_status_or_).ok()) {                 \
-      return ::ferry::internal::AsStatus(ferry_status_or_);                    \
-    }                                                                          \
+#define RETURN_IF_ERROR(expr)                                  \
+  do {                                                         \
+    const auto& ferry_status_or_ = (expr);                     \
+    if (!::ferry::internal::AsStatus(ferry_status_or_).ok()) { \
+      return ::ferry::internal::AsStatus(ferry_status_or_);    \
+    }                                                          \
   } while (0)
 
 // ASSIGN_OR_RETURN(auto x, ComputeX()); declares/assigns x or returns the error.

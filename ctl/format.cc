@@ -38,6 +38,12 @@ std::string Ratio(uint64_t a, uint64_t b) {
   return buf;
 }
 
+std::string Seconds(double s) {
+  char buf[32];
+  std::snprintf(buf, sizeof(buf), "%.2f s", s);
+  return buf;
+}
+
 std::string Count(uint64_t n) {
   std::string digits = std::to_string(n);
   std::string out;

@@ -62,7 +62,8 @@ json::object ManifestJson(const snapshot::SnapshotId& id, const snapshot::pb::Ma
   o["id"] = HexEncode(id);
   o["time"] = IsoTime(m.created_unix_ns());
   o["created_unix_ns"] = m.created_unix_ns();
-  o["parent"] = m.parent().empty() ? json::value(nullptr) : json::value(HexEncode(AsBytes(m.parent())));
+  o["parent"] =
+      m.parent().empty() ? json::value(nullptr) : json::value(HexEncode(AsBytes(m.parent())));
   o["hostname"] = m.hostname();
   o["ferry_version"] = m.ferry_version();
   o["keyset_id"] = HexEncode(AsBytes(m.keyset_id()));
@@ -173,6 +174,7 @@ int SnapshotCreate(const SnapshotCreateArgs& args) {
     o["hardlinks"] = rep.hardlinks;
     o["bytes"] = rep.bytes_logical;
     o["bytes_read"] = rep.bytes_read;
+    o["bytes_data"] = rep.bytes_data;
     o["bytes_new"] = rep.bytes_new;
     o["bytes_stored"] = rep.bytes_stored;
     o["chunks"] = rep.chunks;
@@ -186,13 +188,14 @@ int SnapshotCreate(const SnapshotCreateArgs& args) {
     o["skipped"] = std::move(skip);
     std::cout << json::serialize(o) << "\n";
   } else {
-    std::cerr << "snapshot " << id.substr(0, 12) << " of '" << rep.dataset_name << "': "
-              << Count(rep.files) << " files, " << Count(rep.directories) << " directories, "
-              << HumanBytes(rep.bytes_logical) << " in " << rep.seconds << " s\n"
+    std::cerr << "snapshot " << id.substr(0, 12) << " of '" << rep.dataset_name
+              << "': " << Count(rep.files) << " files, " << Count(rep.directories)
+              << " directories, " << HumanBytes(rep.bytes_logical) << " in " << Seconds(rep.seconds)
+              << "\n"
               << "  read " << HumanBytes(rep.bytes_read) << " (" << Count(rep.cache_hits)
               << " files unchanged), new " << HumanBytes(rep.bytes_new) << ", stored "
               << HumanBytes(rep.bytes_stored) << "\n"
-              << "  dedup " << Ratio(rep.bytes_logical, rep.bytes_new) << ", compression "
+              << "  dedup " << Ratio(rep.bytes_data, rep.bytes_new) << ", compression "
               << Ratio(rep.bytes_new, rep.bytes_stored) << "\n";
     if (!rep.inconsistent.empty() || !rep.skipped.empty()) {
       std::cerr << "  " << rep.inconsistent.size() << " files changed while read (kept, flagged "
@@ -259,8 +262,8 @@ int SnapshotShow(const SnapshotShowArgs& args) {
                 << d.stats().skipped() << " skipped\n";
     }
   }
-  std::cout << "chunks     " << Count(b.refs().count()) << " (" << HumanBytes(b.refs().sealed_bytes())
-            << " sealed)\n";
+  std::cout << "chunks     " << Count(b.refs().count()) << " ("
+            << HumanBytes(b.refs().sealed_bytes()) << " sealed)\n";
   return kExitOk;
 }
 
@@ -277,7 +280,8 @@ int Restore(const RestoreArgs& args) {
   options.allow_external_symlinks = args.allow_external_symlinks;
   options.workers = args.workers;
   options.on_warning = [](const std::string& w) { std::cerr << "warning: " << w << "\n"; };
-  Result<snapshot::RestoreReport> r = snapshot::RestoreSnapshot(**store, **ks, *id, args.to, options);
+  Result<snapshot::RestoreReport> r =
+      snapshot::RestoreSnapshot(**store, **ks, *id, args.to, options);
   if (!r.ok()) return Fail("restore " + HexEncode(*id).substr(0, 12), r.status());
   for (const auto& w : r->warnings) std::cerr << "warning: " << w << "\n";
   if (args.json) {
@@ -297,7 +301,7 @@ int Restore(const RestoreArgs& args) {
     std::cerr << "restored " << HexEncode(*id).substr(0, 12) << " into " << args.to << ": "
               << Count(r->files) << " files, " << Count(r->directories) << " directories, "
               << Count(r->symlinks) << " symlinks, " << HumanBytes(r->bytes) << " in "
-              << r->seconds << " s\n";
+              << Seconds(r->seconds) << "\n";
   }
   if (!r->refused.empty()) {
     std::cerr << "ferryctl: restore: " << r->refused.size()
@@ -328,8 +332,8 @@ int Verify(const VerifyArgs& args) {
     o["seconds"] = r->seconds;
     std::cout << json::serialize(o) << "\n";
   } else {
-    std::cout << "snapshot " << HexEncode(*id).substr(0, 12) << " is intact: "
-              << Count(r->chunks_read) << " chunks (" << HumanBytes(r->bytes_read)
+    std::cout << "snapshot " << HexEncode(*id).substr(0, 12)
+              << " is intact: " << Count(r->chunks_read) << " chunks (" << HumanBytes(r->bytes_read)
               << ") decrypted and checked, " << Count(r->files) << " files, "
               << Count(r->refs_checked) << " references present\n";
   }

@@ -35,10 +35,12 @@ int main(int argc, char** argv) {
       "passphrase) and a signing key.\nExample: FERRY_PASSPHRASE=... ferryctl keys init --out "
       "tenant.keyset");
   keys_init->add_option("--out", init.out, "Keyset file to create (mode 0600)")->required();
-  keys_init->add_option("--passphrase-file", init.passphrase_file,
-                        "Read the passphrase from this file (else FERRY_PASSPHRASE, else a prompt)");
-  keys_init->add_option("--argon2-memory", init.argon2_memory_mib,
-                        "Argon2id memory in MiB for sealing the private key")
+  keys_init->add_option(
+      "--passphrase-file", init.passphrase_file,
+      "Read the passphrase from this file (else FERRY_PASSPHRASE, else a prompt)");
+  keys_init
+      ->add_option("--argon2-memory", init.argon2_memory_mib,
+                   "Argon2id memory in MiB for sealing the private key")
       ->capture_default_str()
       ->check(CLI::Range(8, 4096));
   keys_init->add_option("--argon2-ops", init.argon2_ops, "Argon2id passes")
@@ -79,16 +81,18 @@ int main(int argc, char** argv) {
 
   SnapshotListArgs list;
   CLI::App* snap_list = snap->add_subcommand(
-      "list", "List the snapshots in a store, oldest first.\nExample: ferryctl snapshot list "
-              "--store /var/lib/ferry/store --json");
+      "list",
+      "List the snapshots in a store, oldest first.\nExample: ferryctl snapshot list "
+      "--store /var/lib/ferry/store --json");
   snap_list->add_option("--store", list.store, "Store directory")->required();
   snap_list->add_flag("--json", list.json, "JSON output");
   snap_list->callback([&] { exit_code = SnapshotList(list); });
 
   SnapshotShowArgs show;
-  CLI::App* snap_show = snap->add_subcommand(
-      "show", "Show one snapshot's manifest.\nExample: ferryctl snapshot show --store "
-              "/var/lib/ferry/store 3f2a");
+  CLI::App* snap_show =
+      snap->add_subcommand("show",
+                           "Show one snapshot's manifest.\nExample: ferryctl snapshot show --store "
+                           "/var/lib/ferry/store 3f2a");
   snap_show->add_option("--store", show.store, "Store directory")->required();
   snap_show->add_flag("--json", show.json, "JSON output");
   snap_show->add_option("SNAPSHOT", show.snapshot, "Snapshot id, unique prefix, or 'latest'")

@@ -24,7 +24,7 @@ class ChunkSink {
   virtual Result<std::optional<uint32_t>> ChunkSealedSize(const ChunkId& id) = 0;
   // Stores a sealed chunk unless present.
   virtual Result<PutResult> PutChunk(const ChunkId& id, ByteView sealed, const KeyId& key_id,
-                                    ByteView wrapped_key) = 0;
+                                     ByteView wrapped_key) = 0;
 };
 
 }  // namespace ferry::snapshot

@@ -4,7 +4,9 @@ namespace ferry::snapshot {
 
 ChunkWriter::ChunkWriter(const Keyset& keyset, ChunkSink& sink, SealOptions seal_options,
                          uint64_t key_rotation_bytes)
-    : keyset_(keyset), sink_(sink), seal_options_(seal_options),
+    : keyset_(keyset),
+      sink_(sink),
+      seal_options_(seal_options),
       key_rotation_bytes_(key_rotation_bytes) {}
 
 std::shared_ptr<const Keyset::NewDataKey> ChunkWriter::KeyFor(size_t bytes) {

@@ -50,7 +50,7 @@ class ChunkWriter {
   const uint64_t key_rotation_bytes_;
   std::mutex mu_;
   std::shared_ptr<const Keyset::NewDataKey> key_;  // guarded by mu_
-  uint64_t key_bytes_ = 0;                          // guarded by mu_
+  uint64_t key_bytes_ = 0;                         // guarded by mu_
   ChunkWriterStats stats_;
 };
 

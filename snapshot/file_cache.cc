@@ -38,7 +38,9 @@ std::unique_ptr<FileCacheReader> FileCacheReader::Open(Env& env, const std::stri
     return std::move(r);
   };
   Result<std::unique_ptr<RandomAccessFile>> f = env.NewRandomAccessFile(path);
-  if (!f.ok()) return unused(f.status().code() == StatusCode::kNotFound ? "no cache yet" : f.status().ToString());
+  if (!f.ok())
+    return unused(f.status().code() == StatusCode::kNotFound ? "no cache yet"
+                                                             : f.status().ToString());
   const uint64_t size = (*f)->Size();
   if (size < kHeaderSize + 32) return unused("cache too short");
   Bytes header;
@@ -73,7 +75,8 @@ bool FileCacheReader::Fill(size_t need) {
   buf_.erase(buf_.begin(), buf_.begin() + static_cast<std::ptrdiff_t>(buf_pos_));
   buf_pos_ = 0;
   const uint64_t avail = end_ - buf_file_pos_;
-  const size_t want = static_cast<size_t>(std::min<uint64_t>(avail, std::max<size_t>(need, 1 << 18)));
+  const size_t want =
+      static_cast<size_t>(std::min<uint64_t>(avail, std::max<size_t>(need, 1 << 18)));
   if (want == 0) return buf_.size() >= need;
   Bytes more;
   if (!file_->Read(buf_file_pos_, want, more).ok()) return false;

@@ -69,7 +69,9 @@ class Keyset {
   // if the wrapped bytes do not open or name another key.
   Result<SecretBytes> UnwrapDataKey(const KeyId& id, ByteView wrapped) const;
 
-  static std::string KindName(Kind k) { return k == Kind::kTenant ? "tenant keyset" : "agent key file"; }
+  static std::string KindName(Kind k) {
+    return k == Kind::kTenant ? "tenant keyset" : "agent key file";
+  }
 
  private:
   Keyset() = default;

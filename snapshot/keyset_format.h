@@ -29,7 +29,7 @@ inline constexpr size_t kSealedPrivateKeySize = 48;
 inline constexpr size_t kTenantBodySize = 208;
 
 inline constexpr size_t kChecksumSize = 32;
-inline constexpr size_t kAgentFileSize = kCommonSize + kChecksumSize;        // 136
-inline constexpr size_t kTenantFileSize = kTenantBodySize + kChecksumSize;   // 240
+inline constexpr size_t kAgentFileSize = kCommonSize + kChecksumSize;       // 136
+inline constexpr size_t kTenantFileSize = kTenantBodySize + kChecksumSize;  // 240
 
 }  // namespace ferry::snapshot::keyset_format

@@ -42,7 +42,8 @@ CREATE INDEX IF NOT EXISTS snapshots_by_time ON snapshots(created_ns);
 )sql";
 
 bool EndsWith(const std::string& s, const std::string& suffix) {
-  return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
+  return s.size() >= suffix.size() &&
+         s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
 }
 
 }  // namespace
@@ -141,8 +142,9 @@ Status LocalStore::Init(bool create) {
       return FailedPreconditionError("store " + dir_ + " has an uninitialised index");
     }
     RETURN_IF_ERROR(db_->Exec(kSchema));
-    ASSIGN_OR_RETURN(sqlite::Statement st,
-                     db_->Prepare("INSERT OR REPLACE INTO meta(key, value) VALUES ('store_id', ?)"));
+    ASSIGN_OR_RETURN(
+        sqlite::Statement st,
+        db_->Prepare("INSERT OR REPLACE INTO meta(key, value) VALUES ('store_id', ?)"));
     RETURN_IF_ERROR(st.Bind(1, HexEncode(sodium::RandomArray<16>())).Run());
     RETURN_IF_ERROR(db_->SetUserVersion(kSchemaVersion));
   } else if (version != kSchemaVersion) {
@@ -288,7 +290,8 @@ Result<std::shared_ptr<RandomAccessFile>> LocalStore::PackFile(int64_t pack_id) 
   ASSIGN_OR_RETURN(auto st, db_->Cached("SELECT name FROM packs WHERE pack_id = ?"));
   st->Bind(1, pack_id);
   ASSIGN_OR_RETURN(bool row, st->Step());
-  if (!row) return DataLossError("index names pack #" + std::to_string(pack_id) + " which is not listed");
+  if (!row)
+    return DataLossError("index names pack #" + std::to_string(pack_id) + " which is not listed");
   const std::string name = st->ColumnText(0);
   Result<std::unique_ptr<RandomAccessFile>> f = env_.NewRandomAccessFile(PackPath(name));
   if (!f.ok()) {
@@ -309,7 +312,8 @@ Result<Bytes> LocalStore::ReadSealedChunk(const ChunkId& id) {
   uint32_t length = 0;
   {
     std::lock_guard<std::mutex> lock(db_mu_);
-    ASSIGN_OR_RETURN(auto st, db_->Cached("SELECT pack_id, offset, length FROM chunks WHERE id = ?"));
+    ASSIGN_OR_RETURN(auto st,
+                     db_->Cached("SELECT pack_id, offset, length FROM chunks WHERE id = ?"));
     st->BindBlob(1, id);
     ASSIGN_OR_RETURN(bool row, st->Step());
     if (!row) return NotFoundError("chunk " + HexEncode(id) + " is not in store " + dir_);
@@ -371,7 +375,8 @@ void LocalStore::QueueOpenPack() {
 
 Status LocalStore::WaitForFlushes(std::unique_lock<std::mutex>& lock) {
   QueueOpenPack();
-  flush_cv_.wait(lock, [this] { return (flush_queue_.empty() && !flushing_) || !flush_error_.ok(); });
+  flush_cv_.wait(lock,
+                 [this] { return (flush_queue_.empty() && !flushing_) || !flush_error_.ok(); });
   return flush_error_;
 }
 
@@ -447,8 +452,7 @@ Status LocalStore::CommitSnapshot(const ParsedManifest& manifest, const std::str
       return DataLossError("snapshot " + hex + ": reference set does not match its manifest");
     }
     if (missing > 0) {
-      return FailedPreconditionError("snapshot " + hex + " references " +
-                                     std::to_string(missing) +
+      return FailedPreconditionError("snapshot " + hex + " references " + std::to_string(missing) +
                                      " chunks the store does not have (first: " + first_missing +
                                      ")");
     }
@@ -457,8 +461,8 @@ Status LocalStore::CommitSnapshot(const ParsedManifest& manifest, const std::str
   if (refs_path != final_refs) {
     RETURN_IF_ERROR(env_.RenameFile(refs_path, final_refs));
   }
-  RETURN_IF_ERROR(WriteFileAtomic(env_, dir_ + "/snapshots/" + hex + ".manifest",
-                                  manifest.envelope));
+  RETURN_IF_ERROR(
+      WriteFileAtomic(env_, dir_ + "/snapshots/" + hex + ".manifest", manifest.envelope));
   ASSIGN_OR_RETURN(auto st, db_->Cached("INSERT OR IGNORE INTO snapshots(id, created_ns, manifest) "
                                         "VALUES (?, ?, ?)"));
   return st->BindBlob(1, manifest.id)
@@ -479,7 +483,8 @@ Result<std::vector<SnapshotSummary>> LocalStore::ListSnapshots() {
     Bytes id_bytes = st.ColumnBlob(0);
     ASSIGN_OR_RETURN(SnapshotId id, ArrayFromBytes<32>(id_bytes, "snapshot id"));
     ASSIGN_OR_RETURN(ParsedManifest m, ParseManifest(st.ColumnBlob(2), HexEncode(id)));
-    if (m.id != id) return DataLossError("snapshot " + HexEncode(id) + ": manifest does not hash to its id");
+    if (m.id != id)
+      return DataLossError("snapshot " + HexEncode(id) + ": manifest does not hash to its id");
     out.push_back(SnapshotSummary{id, st.ColumnInt(1), std::move(m.body)});
   }
   return out;
@@ -487,8 +492,8 @@ Result<std::vector<SnapshotSummary>> LocalStore::ListSnapshots() {
 
 Result<ParsedManifest> LocalStore::LoadManifest(const SnapshotId& id) {
   const std::string hex = HexEncode(id);
-  ASSIGN_OR_RETURN(Bytes bytes,
-                   env_.ReadFile(dir_ + "/snapshots/" + hex + ".manifest", kMaxManifestBodySize + 4096));
+  ASSIGN_OR_RETURN(Bytes bytes, env_.ReadFile(dir_ + "/snapshots/" + hex + ".manifest",
+                                              kMaxManifestBodySize + 4096));
   ASSIGN_OR_RETURN(ParsedManifest m, ParseManifest(std::move(bytes), hex));
   if (m.id != id) return DataLossError("manifest " + hex + " does not hash to its id");
   return m;

@@ -23,9 +23,9 @@
 #include <map>
 #include <memory>
 #include <mutex>
-#include <thread>
 #include <optional>
 #include <string>
+#include <thread>
 #include <unordered_map>
 #include <vector>
 
@@ -85,7 +85,7 @@ class LocalStore final : public ChunkSink {
 
   // Adds a sealed chunk unless present. Not durable until Flush().
   Result<PutResult> PutChunk(const ChunkId& id, ByteView sealed, const KeyId& key_id,
-                            ByteView wrapped_key) override;
+                             ByteView wrapped_key) override;
   // Finishes the open pack and waits until every pack is durable and
   // indexed. Returns the first error of any background flush.
   Status Flush();
@@ -116,7 +116,7 @@ class LocalStore final : public ChunkSink {
   Status WaitForFlushes(std::unique_lock<std::mutex>& lock);
   void FlusherLoop();
   Status FinishPack(std::unique_ptr<PackWriter> writer);
-  Result<std::optional<uint32_t>> IndexedSize(const ChunkId& id);  // needs db_mu_
+  Result<std::optional<uint32_t>> IndexedSize(const ChunkId& id);       // needs db_mu_
   Result<std::shared_ptr<RandomAccessFile>> PackFile(int64_t pack_id);  // needs db_mu_
   std::string PackPath(const std::string& name) const;
 
@@ -129,17 +129,17 @@ class LocalStore final : public ChunkSink {
   // Lock order: mu_ before db_mu_. The flusher never holds both.
   std::mutex mu_;
   std::condition_variable flush_cv_;
-  std::unique_ptr<PackWriter> writer_;                        // guarded by mu_
-  std::deque<std::unique_ptr<PackWriter>> flush_queue_;       // guarded by mu_
-  bool flushing_ = false;                                     // guarded by mu_
-  bool stopping_ = false;                                     // guarded by mu_
-  Status flush_error_;                                        // guarded by mu_ (sticky)
+  std::unique_ptr<PackWriter> writer_;                   // guarded by mu_
+  std::deque<std::unique_ptr<PackWriter>> flush_queue_;  // guarded by mu_
+  bool flushing_ = false;                                // guarded by mu_
+  bool stopping_ = false;                                // guarded by mu_
+  Status flush_error_;                                   // guarded by mu_ (sticky)
   // Chunks in the open pack and in packs not yet indexed.
   std::unordered_map<ChunkId, uint32_t, ArrayHash> pending_;  // guarded by mu_
   std::thread flusher_;
 
   std::mutex db_mu_;
-  std::unique_ptr<sqlite::Database> db_;                      // guarded by db_mu_
+  std::unique_ptr<sqlite::Database> db_;                             // guarded by db_mu_
   std::map<int64_t, std::shared_ptr<RandomAccessFile>> open_packs_;  // guarded by db_mu_
 };
 

@@ -39,7 +39,8 @@ Status ValidateBody(const pb::Manifest& m, const std::string& origin) {
     }
     if (d.root_size() == 0) return bad("dataset '" + d.name() + "' has no root");
     for (const pb::ChunkRef& r : d.root()) {
-      if (r.id().size() != 32) return bad("dataset '" + d.name() + "' root chunk id is not 32 bytes");
+      if (r.id().size() != 32)
+        return bad("dataset '" + d.name() + "' root chunk id is not 32 bytes");
       if (r.size() > kMaxChunkSize) return bad("dataset '" + d.name() + "' root chunk too large");
     }
   }
@@ -82,8 +83,7 @@ Result<ParsedManifest> ParseManifest(Bytes envelope, const std::string& origin) 
   }
   if (envelope[6] != 0 || envelope[7] != 0) return bad("reserved bytes set");
   const uint32_t body_len = LoadU32(envelope.data() + 8);
-  if (body_len > kMaxManifestBodySize ||
-      envelope.size() != kHeaderSize + body_len + kTrailerSize) {
+  if (body_len > kMaxManifestBodySize || envelope.size() != kHeaderSize + body_len + kTrailerSize) {
     return bad("body length " + std::to_string(body_len) + " does not match the envelope");
   }
   ParsedManifest m;
@@ -91,8 +91,8 @@ Result<ParsedManifest> ParseManifest(Bytes envelope, const std::string& origin) 
   std::copy_n(envelope.begin() + static_cast<std::ptrdiff_t>(signer_off), 32, m.signer.begin());
   sodium::Signature sig;
   std::copy_n(envelope.begin() + static_cast<std::ptrdiff_t>(signer_off + 32), 64, sig.begin());
-  if (!sodium::VerifySignature(m.signer,
-                               SignedMessage(ByteView(envelope.data(), signer_off + 32)), sig)) {
+  if (!sodium::VerifySignature(m.signer, SignedMessage(ByteView(envelope.data(), signer_off + 32)),
+                               sig)) {
     return bad("signature does not verify");
   }
   if (!m.body.ParseFromArray(envelope.data() + kHeaderSize, static_cast<int>(body_len))) {

@@ -214,7 +214,8 @@ Result<PackContents> ReadPackIndex(Env& env, const std::string& path, bool verif
     for (size_t i = 0; i < out.entries.size(); ++i) {
       const PackEntry& e = out.entries[i];
       RETURN_IF_ERROR(f->Read(e.offset - pf::kEntryFrameSize, pf::kEntryFrameSize, frame));
-      if (std::memcmp(frame.data(), e.id.data(), 32) != 0 || LoadU32(frame.data() + 32) != e.length) {
+      if (std::memcmp(frame.data(), e.id.data(), 32) != 0 ||
+          LoadU32(frame.data() + 32) != e.length) {
         return bad("entry " + std::to_string(i) + " frame does not match the index");
       }
       RETURN_IF_ERROR(f->Read(e.offset, e.length, sealed));

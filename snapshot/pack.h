@@ -24,8 +24,8 @@ namespace ferry::snapshot {
 
 struct PackEntry {
   ChunkId id{};
-  uint64_t offset = 0;  // of the sealed chunk bytes within the pack
-  uint32_t length = 0;  // sealed length
+  uint64_t offset = 0;      // of the sealed chunk bytes within the pack
+  uint32_t length = 0;      // sealed length
   evp::Digest256 digest{};  // SHA-256 of the sealed bytes
 };
 

@@ -10,10 +10,10 @@ inline constexpr uint8_t kMagic[4] = {'F', 'P', 'A', 'K'};
 inline constexpr uint8_t kEndMagic[4] = {'F', 'P', 'K', 'E'};
 inline constexpr uint8_t kVersion = 1;
 
-inline constexpr size_t kHeaderSize = 8;         // magic, version, 3 reserved
-inline constexpr size_t kEntryFrameSize = 36;    // chunk id + u32 sealed length
-inline constexpr size_t kIndexKeySize = 16 + 96; // key id + wrapped data key
-inline constexpr size_t kIndexEntrySize = 76;    // chunk id + u64 offset + u32 length + SHA-256
+inline constexpr size_t kHeaderSize = 8;          // magic, version, 3 reserved
+inline constexpr size_t kEntryFrameSize = 36;     // chunk id + u32 sealed length
+inline constexpr size_t kIndexKeySize = 16 + 96;  // key id + wrapped data key
+inline constexpr size_t kIndexEntrySize = 76;     // chunk id + u64 offset + u32 length + SHA-256
 // Footer: u64 index offset, u32 index length, u32 reserved, SHA-256 checksum
 // of (header || index || the footer's first 16 bytes), end magic, version, 3 reserved.
 inline constexpr size_t kFooterSize = 56;

@@ -33,7 +33,8 @@ class RunReader {
   bool Next(RefEntry& e, Status& s) {
     if (pos_ + kEntrySize > buf_.size()) {
       if (file_pos_ >= f_->Size()) return false;
-      const size_t n = static_cast<size_t>(std::min<uint64_t>(f_->Size() - file_pos_, 64 * kEntrySize * 28));
+      const size_t n =
+          static_cast<size_t>(std::min<uint64_t>(f_->Size() - file_pos_, 64 * kEntrySize * 28));
       s = f_->Read(file_pos_, n, buf_);
       if (!s.ok()) return false;
       file_pos_ += n;
@@ -108,7 +109,8 @@ class RefsFileWriter {
 }  // namespace
 
 RefSetBuilder::RefSetBuilder(Env& env, std::string tmp_dir, size_t memory_budget)
-    : env_(env), tmp_dir_(std::move(tmp_dir)),
+    : env_(env),
+      tmp_dir_(std::move(tmp_dir)),
       max_entries_(std::max<size_t>(memory_budget / sizeof(RefEntry), 1024)) {}
 
 RefSetBuilder::~RefSetBuilder() {
@@ -253,7 +255,9 @@ bool RefSetReader::Fill(size_t need) {
 }
 
 Status RefSetReader::Init() {
-  auto bad = [&](const std::string& what) { return DataLossError("refs " + origin_ + ": " + what); };
+  auto bad = [&](const std::string& what) {
+    return DataLossError("refs " + origin_ + ": " + what);
+  };
   if (file_size_ < kHeaderSize + kChecksumSize) return bad("too short");
   if (!Fill(kHeaderSize)) return status_.ok() ? bad("too short") : status_;
   const uint8_t* h = buf_.data();

@@ -45,10 +45,10 @@ struct timespec FromNs(int64_t ns) {
 
 Status CheckKeyset(const ParsedManifest& m, const Keyset& keyset) {
   if (AsStringView(keyset.id()) != m.body.keyset_id()) {
-    return FailedPreconditionError(
-        "snapshot " + HexEncode(m.id).substr(0, 12) + " was sealed with keyset " +
-        HexEncode(AsBytes(m.body.keyset_id())) + ", but " + keyset.origin() + " is keyset " +
-        HexEncode(keyset.id()));
+    return FailedPreconditionError("snapshot " + HexEncode(m.id).substr(0, 12) +
+                                   " was sealed with keyset " +
+                                   HexEncode(AsBytes(m.body.keyset_id())) + ", but " +
+                                   keyset.origin() + " is keyset " + HexEncode(keyset.id()));
   }
   if (!keyset.unlocked()) {
     return FailedPreconditionError(keyset.kind() == Keyset::Kind::kAgent
@@ -72,8 +72,9 @@ Result<pb::Node> LoadRoot(ChunkReader& reader, const ParsedManifest& m) {
   const pb::Dataset& ds = m.body.datasets(0);
   ASSIGN_OR_RETURN(Bytes bytes, reader.ReadAll(ds.root(), kMaxTreeSize));
   pb::Tree tree;
-  if (!tree.ParseFromArray(bytes.data(), static_cast<int>(bytes.size())) || tree.nodes_size() != 1 ||
-      !tree.nodes(0).name().empty() || tree.nodes(0).type() != pb::NODE_TYPE_DIRECTORY) {
+  if (!tree.ParseFromArray(bytes.data(), static_cast<int>(bytes.size())) ||
+      tree.nodes_size() != 1 || !tree.nodes(0).name().empty() ||
+      tree.nodes(0).type() != pb::NODE_TYPE_DIRECTORY) {
     return DataLossError("dataset '" + ds.name() + "' has a malformed root tree");
   }
   pb::Node root = tree.nodes(0);
@@ -364,10 +365,14 @@ Status Restorer::RestoreDirectory(int dir_fd, const pb::Node& node, const std::s
 Status Restorer::RestoreNode(int dir_fd, const pb::Node& node, const std::string& rel,
                              const std::string& display) {
   switch (node.type()) {
-    case pb::NODE_TYPE_FILE: return RestoreFile(dir_fd, node, rel, display);
-    case pb::NODE_TYPE_SYMLINK: return RestoreSymlink(dir_fd, node, rel, display);
-    case pb::NODE_TYPE_DIRECTORY: return RestoreDirectory(dir_fd, node, rel, display);
-    default: return DataLossError(display + ": unknown node type");
+    case pb::NODE_TYPE_FILE:
+      return RestoreFile(dir_fd, node, rel, display);
+    case pb::NODE_TYPE_SYMLINK:
+      return RestoreSymlink(dir_fd, node, rel, display);
+    case pb::NODE_TYPE_DIRECTORY:
+      return RestoreDirectory(dir_fd, node, rel, display);
+    default:
+      return DataLossError(display + ": unknown node type");
   }
 }
 
@@ -406,8 +411,9 @@ Result<RestoreReport> Restorer::Run(const ParsedManifest& m, const std::string& 
         return NotFoundError("--path: '" + walked + "' is not a directory in the snapshot");
       }
       ASSIGN_OR_RETURN(pb::Tree tree, LoadTree(reader_, selected.content(), walked));
-      auto it = std::lower_bound(tree.nodes().begin(), tree.nodes().end(), comp,
-                                 [](const pb::Node& n, const std::string& c) { return n.name() < c; });
+      auto it =
+          std::lower_bound(tree.nodes().begin(), tree.nodes().end(), comp,
+                           [](const pb::Node& n, const std::string& c) { return n.name() < c; });
       walked = Join(walked, comp);
       if (it == tree.nodes().end() || it->name() != comp) {
         return NotFoundError("--path: '" + walked + "' is not in the snapshot");
@@ -545,9 +551,8 @@ class Verifier {
 
 }  // namespace
 
-Result<RestoreReport> RestoreSnapshot(LocalStore& store, const Keyset& keyset,
-                                      const SnapshotId& id, const std::string& target,
-                                      const RestoreOptions& options) {
+Result<RestoreReport> RestoreSnapshot(LocalStore& store, const Keyset& keyset, const SnapshotId& id,
+                                      const std::string& target, const RestoreOptions& options) {
   ASSIGN_OR_RETURN(ParsedManifest m, store.LoadManifest(id));
   RETURN_IF_ERROR(CheckKeyset(m, keyset));
   Restorer restorer(store, keyset, options);

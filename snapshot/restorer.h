@@ -50,16 +50,16 @@ struct RestoreReport {
 // Restores snapshot `id` into `target` (absent or empty, unless options.force).
 // kFailedPrecondition when the keyset cannot decrypt or is not the snapshot's;
 // kDataLoss for damaged or hostile snapshot data; kNotFound for an unknown sub_path.
-Result<RestoreReport> RestoreSnapshot(LocalStore& store, const Keyset& keyset,
-                                      const SnapshotId& id, const std::string& target,
+Result<RestoreReport> RestoreSnapshot(LocalStore& store, const Keyset& keyset, const SnapshotId& id,
+                                      const std::string& target,
                                       const RestoreOptions& options = {});
 
 struct VerifyReport {
   uint64_t files = 0;
   uint64_t directories = 0;
-  uint64_t chunks_read = 0;     // chunk reads (data and trees), each decrypted and checked
-  uint64_t bytes_read = 0;      // plaintext bytes checked
-  uint64_t refs_checked = 0;    // entries of the reference set found in the index
+  uint64_t chunks_read = 0;   // chunk reads (data and trees), each decrypted and checked
+  uint64_t bytes_read = 0;    // plaintext bytes checked
+  uint64_t refs_checked = 0;  // entries of the reference set found in the index
   double seconds = 0;
 };
 

@@ -38,10 +38,9 @@ Status SealChunk(const ChunkId& id, ByteView plaintext, const DataKey& key, Byte
     const int bound = LZ4_compressBound(static_cast<int>(plaintext.size()));
     compressed.resize(static_cast<size_t>(bound));
     // Capacity plaintext.size()-1: LZ4 gives up early when the output would not be smaller.
-    const int n = LZ4_compress_default(reinterpret_cast<const char*>(plaintext.data()),
-                                       reinterpret_cast<char*>(compressed.data()),
-                                       static_cast<int>(plaintext.size()),
-                                       static_cast<int>(plaintext.size() - 1));
+    const int n = LZ4_compress_default(
+        reinterpret_cast<const char*>(plaintext.data()), reinterpret_cast<char*>(compressed.data()),
+        static_cast<int>(plaintext.size()), static_cast<int>(plaintext.size() - 1));
     if (n > 0) {
       payload = ByteView(compressed.data(), static_cast<size_t>(n));
       flags |= fmt::kFlagLz4;
@@ -101,15 +100,13 @@ Result<SealedChunkHeader> ParseSealedChunkHeader(ByteView sealed) {
     return DataLossError("sealed chunk claims " + std::to_string(h.plain_len) +
                          " plaintext bytes, over the limit");
   }
-  std::copy(sealed.begin() + fmt::kOffNonce, sealed.begin() + fmt::kOffNonce + 12,
-            h.nonce.begin());
+  std::copy(sealed.begin() + fmt::kOffNonce, sealed.begin() + fmt::kOffNonce + 12, h.nonce.begin());
   const size_t payload_len = sealed.size() - fmt::kOverhead;
   if (h.flags & fmt::kFlagLz4) {
     if (payload_len >= h.plain_len ||
         payload_len > static_cast<size_t>(LZ4_compressBound(static_cast<int>(h.plain_len)))) {
       return DataLossError("sealed chunk: compressed length " + std::to_string(payload_len) +
-                           " is inconsistent with plaintext length " +
-                           std::to_string(h.plain_len));
+                           " is inconsistent with plaintext length " + std::to_string(h.plain_len));
     }
   } else if (payload_len != h.plain_len) {
     return DataLossError("sealed chunk: payload length " + std::to_string(payload_len) +
@@ -128,10 +125,9 @@ Status OpenChunk(const ChunkId& id, ByteView sealed, const SecretBytes& key,
     RETURN_IF_ERROR(evp::AeadOpen(h.suite, key.view(), h.nonce, aad, body, decrypted)
                         .WithContext("chunk " + Hex8(id)));
     plaintext.resize(h.plain_len);
-    const int n = LZ4_decompress_safe(reinterpret_cast<const char*>(decrypted.data()),
-                                      reinterpret_cast<char*>(plaintext.data()),
-                                      static_cast<int>(decrypted.size()),
-                                      static_cast<int>(h.plain_len));
+    const int n = LZ4_decompress_safe(
+        reinterpret_cast<const char*>(decrypted.data()), reinterpret_cast<char*>(plaintext.data()),
+        static_cast<int>(decrypted.size()), static_cast<int>(h.plain_len));
     if (n < 0 || static_cast<uint32_t>(n) != h.plain_len) {
       plaintext.clear();
       return DataLossError("chunk " + Hex8(id) + ": LZ4 payload is damaged");

@@ -25,7 +25,8 @@ std::string PrintableName(ByteView name) {
 Status ValidateName(ByteView name) {
   if (name.empty()) return InvalidArgumentError("empty name");
   if (name.size() > kMaxNameSize) {
-    return InvalidArgumentError("name longer than 255 bytes: " + PrintableName(name.first(40)) + "...");
+    return InvalidArgumentError("name longer than 255 bytes: " + PrintableName(name.first(40)) +
+                                "...");
   }
   if (std::find(name.begin(), name.end(), '/') != name.end()) {
     return InvalidArgumentError("name contains '/': " + PrintableName(name));
@@ -33,7 +34,8 @@ Status ValidateName(ByteView name) {
   if (std::find(name.begin(), name.end(), '\0') != name.end()) {
     return InvalidArgumentError("name contains NUL: " + PrintableName(name));
   }
-  if ((name.size() == 1 && name[0] == '.') || (name.size() == 2 && name[0] == '.' && name[1] == '.')) {
+  if ((name.size() == 1 && name[0] == '.') ||
+      (name.size() == 2 && name[0] == '.' && name[1] == '.')) {
     return InvalidArgumentError("name is '" + PrintableName(name) + "'");
   }
   return OkStatus();
@@ -41,7 +43,9 @@ Status ValidateName(ByteView name) {
 
 Status ValidateNode(const pb::Node& node) {
   const std::string name = PrintableName(AsBytes(node.name()));
-  auto bad = [&](const std::string& what) { return InvalidArgumentError("'" + name + "': " + what); };
+  auto bad = [&](const std::string& what) {
+    return InvalidArgumentError("'" + name + "': " + what);
+  };
   if (node.mode() > 07777) return bad("mode has bits beyond 07777");
   for (const pb::ChunkRef& r : node.content()) {
     if (r.id().size() != 32) return bad("chunk id is not 32 bytes");

@@ -82,8 +82,8 @@ class Capturer {
         chunker_(options.chunker, keyset.gear_table()),
         writer_(keyset, store, options.seal),
         pool_(options.workers == 0 ? WorkerPool::DefaultThreads() : options.workers,
-              /*queue_capacity=*/2 * (options.workers == 0 ? WorkerPool::DefaultThreads()
-                                                            : options.workers) +
+              /*queue_capacity=*/2 *
+                      (options.workers == 0 ? WorkerPool::DefaultThreads() : options.workers) +
                   2),
         refs_(*Env::Default(), store.tmp_dir()) {}
 
@@ -150,6 +150,7 @@ Status Capturer::Resolve(PendingNode& p) {
   p.chunks.clear();
   RETURN_IF_ERROR(first_error);
   for (const CachedChunk& c : p.known) {
+    if (p.node.type() == pb::NODE_TYPE_FILE) report_.bytes_data += c.plain_size;
     pb::ChunkRef* ref = p.node.add_content();
     ref->set_id(c.id.data(), c.id.size());
     ref->set_size(c.plain_size);
@@ -190,8 +191,8 @@ void Capturer::ReadXattrs(int fd, pb::Node& node, const std::string& display) {
   for (const std::string& name : list) {
     std::vector<char> value(256);
     ssize_t v;
-    while ((v = ::fgetxattr(fd, name.c_str(), value.data(), value.size())) < 0 &&
-           errno == ERANGE && value.size() <= kMaxXattrValueSize) {
+    while ((v = ::fgetxattr(fd, name.c_str(), value.data(), value.size())) < 0 && errno == ERANGE &&
+           value.size() <= kMaxXattrValueSize) {
       value.resize(value.size() * 4);
     }
     if (v < 0) {
@@ -229,7 +230,8 @@ Status Capturer::ReadFileContent(int fd, const struct stat& st, PendingNode& p, 
   } else if (size > 0) {
     extents.emplace_back(0, size);
   }
-  ChunkStream stream(chunker_, [&](Bytes&& chunk) { p.chunks.push_back(Submit(std::move(chunk))); });
+  ChunkStream stream(chunker_,
+                     [&](Bytes&& chunk) { p.chunks.push_back(Submit(std::move(chunk))); });
   uint64_t total = 0;
   size_t extents_read = 0;
   for (auto& [offset, length] : extents) {
@@ -260,8 +262,8 @@ Status Capturer::ReadFileContent(int fd, const struct stat& st, PendingNode& p, 
   stream.Finish();
   report_.bytes_read += total;
   extents.resize(extents_read);
-  *logical_size = *changed ? (extents.empty() ? 0 : extents.back().first + extents.back().second)
-                           : size;
+  *logical_size =
+      *changed ? (extents.empty() ? 0 : extents.back().first + extents.back().second) : size;
   if (extents.size() == 1 && extents[0].first == 0 && extents[0].second == *logical_size) {
     extents.clear();
   }
@@ -283,8 +285,9 @@ Result<bool> Capturer::CaptureFile(int dir_fd, ByteView name, const struct stat&
   // Unchanged since the last capture: one stat, no read.
   if (cache_in_) {
     if (const CachedFile* c = cache_in_->Find(key);
-        c != nullptr && c->ino == listed.st_ino && c->size == static_cast<uint64_t>(listed.st_size) &&
-        c->mtime_ns == ToNs(listed.st_mtim) && c->ctime_ns == ToNs(listed.st_ctim)) {
+        c != nullptr && c->ino == listed.st_ino &&
+        c->size == static_cast<uint64_t>(listed.st_size) && c->mtime_ns == ToNs(listed.st_mtim) &&
+        c->ctime_ns == ToNs(listed.st_ctim)) {
       node.set_name(cname);
       node.set_type(pb::NODE_TYPE_FILE);
       node.set_mode(listed.st_mode & 07777);
@@ -386,7 +389,8 @@ Result<bool> Capturer::CaptureFile(int dir_fd, ByteView name, const struct stat&
 
 Result<std::vector<pb::ChunkRef>> Capturer::StoreTree(const Bytes& tree_bytes) {
   PendingNode p;
-  ChunkStream stream(chunker_, [&](Bytes&& chunk) { p.chunks.push_back(Submit(std::move(chunk))); });
+  ChunkStream stream(chunker_,
+                     [&](Bytes&& chunk) { p.chunks.push_back(Submit(std::move(chunk))); });
   stream.Write(tree_bytes);
   stream.Finish();
   if (tree_bytes.empty()) p.chunks.push_back(Submit(Bytes()));  // an empty directory
@@ -540,9 +544,9 @@ Result<CaptureReport> Capturer::Run(const std::string& source) {
   report_.dataset_name = name;
 
   const FileCacheIdentity identity{keyset_.id(), options_.chunker};
-  const std::string cache_path =
-      store_.cache_dir() + "/files-" +
-      HexEncode(ByteView(sodium::Blake2b256(AsBytes(name)).data(), 16)) + ".cache";
+  const std::string cache_path = store_.cache_dir() + "/files-" +
+                                 HexEncode(ByteView(sodium::Blake2b256(AsBytes(name)).data(), 16)) +
+                                 ".cache";
   if (options_.use_file_cache) {
     cache_in_ = FileCacheReader::Open(*Env::Default(), cache_path, identity, &report_.cache_note);
     ASSIGN_OR_RETURN(cache_out_, FileCacheWriter::Create(*Env::Default(), cache_path, identity));
@@ -618,8 +622,7 @@ Result<CaptureReport> Capturer::Run(const std::string& source) {
   report_.bytes_stored = ws.stored_bytes.load();
   report_.chunks_new = ws.new_chunks.load();
   report_.chunks = refs.count;
-  report_.seconds =
-      static_cast<double>(options_.clock->MonotonicNanos() - start_mono) / 1e9;
+  report_.seconds = static_cast<double>(options_.clock->MonotonicNanos() - start_mono) / 1e9;
   return std::move(report_);
 }
 

@@ -53,14 +53,15 @@ struct CaptureReport {
   uint64_t files = 0;
   uint64_t directories = 0;
   uint64_t symlinks = 0;
-  uint64_t hardlinks = 0;         // extra names of already-seen inodes
-  uint64_t bytes_logical = 0;     // sum of file sizes
-  uint64_t bytes_read = 0;        // file bytes actually read (cache misses, retries)
-  uint64_t bytes_new = 0;         // plaintext of chunks the store did not have
-  uint64_t bytes_stored = 0;      // sealed bytes added to the store
-  uint64_t chunks = 0;            // chunks referenced (data and trees)
+  uint64_t hardlinks = 0;      // extra names of already-seen inodes
+  uint64_t bytes_logical = 0;  // sum of file sizes
+  uint64_t bytes_data = 0;     // file bytes that hold data (sizes without sparse holes)
+  uint64_t bytes_read = 0;     // file bytes actually read (cache misses, retries)
+  uint64_t bytes_new = 0;      // plaintext of chunks the store did not have
+  uint64_t bytes_stored = 0;   // sealed bytes added to the store
+  uint64_t chunks = 0;         // chunks referenced (data and trees)
   uint64_t chunks_new = 0;
-  uint64_t cache_hits = 0;        // files taken from the file cache
+  uint64_t cache_hits = 0;                // files taken from the file cache
   std::vector<std::string> inconsistent;  // printable paths
   std::vector<std::string> skipped;       // "path: reason"
   double seconds = 0;

@@ -206,8 +206,10 @@ CommandResult RunCommand(const std::vector<std::string>& argv, const std::vector
     }
     int r = ::poll(fds, 2, static_cast<int>(std::min<long long>(left, 1000)));
     if (r < 0 && errno != EINTR) break;
-    if (out_open && (fds[0].revents & (POLLIN | POLLHUP))) DrainInto(out_pipe[0], result.out, out_open);
-    if (err_open && (fds[1].revents & (POLLIN | POLLHUP))) DrainInto(err_pipe[0], result.err, err_open);
+    if (out_open && (fds[0].revents & (POLLIN | POLLHUP)))
+      DrainInto(out_pipe[0], result.out, out_open);
+    if (err_open && (fds[1].revents & (POLLIN | POLLHUP)))
+      DrainInto(err_pipe[0], result.err, err_open);
   }
   ::close(out_pipe[0]);
   ::close(err_pipe[0]);
@@ -320,7 +322,8 @@ std::string DiffTrees(const std::string& a, const std::string& b, const CompareO
       auto kb = std::make_pair(y.st.st_dev, y.st.st_ino);
       auto [ia, new_a] = first_a.emplace(ka, rel);
       auto [ib, new_b] = first_b.emplace(kb, rel);
-      if (new_a != new_b || ia->second != ib->second) return where + ": hard-link structure differs";
+      if (new_a != new_b || ia->second != ib->second)
+        return where + ": hard-link structure differs";
     }
   }
   for (const auto& [rel, y] : eb) {

@@ -53,8 +53,8 @@ struct CommandResult {
 // and stdin text; waits for it to exit. Aborts the test if it cannot start or
 // runs past timeout_s.
 CommandResult RunCommand(const std::vector<std::string>& argv,
-                         const std::vector<std::string>& env = {}, const std::string& stdin_text = "",
-                         int timeout_s = 300);
+                         const std::vector<std::string>& env = {},
+                         const std::string& stdin_text = "", int timeout_s = 300);
 
 // Compares two trees: content, type, mode, symlink targets, mtimes (ns) and
 // hard-link structure. Returns "" when equal, otherwise the first difference.
