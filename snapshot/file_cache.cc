@@ -6,9 +6,10 @@ namespace ferry::snapshot {
 namespace {
 
 constexpr uint8_t kMagic[4] = {'F', 'C', 'A', 'C'};
-constexpr uint8_t kVersion = 1;
+constexpr uint8_t kVersion = 2;
 constexpr size_t kHeaderSize = 36;
-constexpr size_t kFixedRecordSize = 4 + 8 + 8 + 8 + 8 + 4 + 4;
+constexpr size_t kFixedRecordSize = 4 + 8 + 8 + 8 + 8 + 4 + 4 + 4;
+constexpr uint32_t kMaxXattrBytes = 1u << 20;
 constexpr uint32_t kMaxKeySize = 64 * 1024;
 constexpr uint32_t kMaxChunksPerFile = 1u << 24;
 constexpr uint32_t kMaxExtentsPerFile = 1u << 20;
@@ -100,11 +101,14 @@ bool FileCacheReader::Advance() {
   const uint32_t key_len = LoadU32(p);
   const uint32_t n_chunks = LoadU32(p + 36);
   const uint32_t n_extents = LoadU32(p + 40);
-  if (key_len > kMaxKeySize || n_chunks > kMaxChunksPerFile || n_extents > kMaxExtentsPerFile) {
+  const uint32_t xattr_bytes = LoadU32(p + 44);
+  if (key_len > kMaxKeySize || n_chunks > kMaxChunksPerFile || n_extents > kMaxExtentsPerFile ||
+      xattr_bytes > kMaxXattrBytes) {
     done_ = true;
     return false;
   }
-  const size_t total = kFixedRecordSize + key_len + size_t{n_chunks} * 40 + size_t{n_extents} * 16;
+  const size_t total =
+      kFixedRecordSize + key_len + size_t{n_chunks} * 40 + size_t{n_extents} * 16 + xattr_bytes;
   if (!Fill(total)) {
     done_ = true;
     return false;
@@ -127,6 +131,19 @@ bool FileCacheReader::Advance() {
   c.extents.resize(n_extents);
   for (uint32_t i = 0; i < n_extents; ++i, p += 16) {
     c.extents[i] = {LoadU64(p), LoadU64(p + 8)};
+  }
+  c.xattrs.clear();
+  ByteReader xr(ByteView(p, xattr_bytes));
+  while (!xr.empty()) {
+    uint16_t name_len = 0;
+    uint32_t value_len = 0;
+    ByteView name, value;
+    if (!xr.ReadU16(name_len) || !xr.ReadU32(value_len) || !xr.ReadView(name_len, name) ||
+        !xr.ReadView(value_len, value)) {
+      done_ = true;  // malformed: stop using the cache (the checksum makes this a bug)
+      return false;
+    }
+    c.xattrs.emplace_back(ToString(name), ToString(value));
   }
   buf_pos_ += total;
   pos_ += total;
@@ -188,6 +205,14 @@ Status FileCacheWriter::Add(const CachedFile& c) {
   PutU64(rec, static_cast<uint64_t>(c.ctime_ns));
   PutU32(rec, static_cast<uint32_t>(c.chunks.size()));
   PutU32(rec, static_cast<uint32_t>(c.extents.size()));
+  Bytes xattrs;
+  for (const auto& [name, value] : c.xattrs) {
+    PutU16(xattrs, static_cast<uint16_t>(name.size()));
+    PutU32(xattrs, static_cast<uint32_t>(value.size()));
+    PutBytes(xattrs, AsBytes(name));
+    PutBytes(xattrs, AsBytes(value));
+  }
+  PutU32(rec, static_cast<uint32_t>(xattrs.size()));
   PutBytes(rec, AsBytes(c.key));
   for (const CachedChunk& ch : c.chunks) {
     PutBytes(rec, ch.id);
@@ -198,6 +223,7 @@ Status FileCacheWriter::Add(const CachedFile& c) {
     PutU64(rec, off);
     PutU64(rec, len);
   }
+  PutBytes(rec, xattrs);
   return Write(rec);
 }
 

@@ -38,6 +38,9 @@ struct CachedFile {
   int64_t ctime_ns = 0;
   std::vector<CachedChunk> chunks;
   std::vector<std::pair<uint64_t, uint64_t>> extents;  // empty: one extent [0, size)
+  // user.* xattrs (name, value): setting one changes ctime, so a cache hit
+  // (same ctime) may reuse them without opening the file.
+  std::vector<std::pair<std::string, std::string>> xattrs;
 };
 
 struct FileCacheIdentity {

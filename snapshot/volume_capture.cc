@@ -300,15 +300,14 @@ Result<bool> Capturer::CaptureFile(int dir_fd, ByteView name, const struct stat&
         e->set_offset(offset);
         e->set_length(length);
       }
+      for (const auto& [xattr_name, xattr_value] : c->xattrs) {
+        pb::Xattr* x = node.add_xattrs();
+        x->set_name(xattr_name);
+        x->set_value(xattr_value);
+      }
       p.known = c->chunks;
       p.cache = *c;
       p.cache.chunks.clear();
-      // xattrs are not cached: reading them needs the file open; cheap enough.
-      int fd = ::openat(dir_fd, cname.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
-      if (fd >= 0) {
-        ReadXattrs(fd, node, display);
-        ::close(fd);
-      }
       ++report_.cache_hits;
       return true;
     }
@@ -356,6 +355,8 @@ Result<bool> Capturer::CaptureFile(int dir_fd, ByteView name, const struct stat&
     node.set_size(logical_size);
     if (!changed && !racy) {
       ReadXattrs(fd, node, display);
+      p.cache.xattrs.clear();
+      for (const pb::Xattr& x : node.xattrs()) p.cache.xattrs.emplace_back(x.name(), x.value());
       p.cache.key = key;
       p.cache.ino = st2.st_ino;
       p.cache.size = static_cast<uint64_t>(st2.st_size);
