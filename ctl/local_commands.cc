@@ -329,13 +329,15 @@ int Verify(const VerifyArgs& args) {
     o["chunks_read"] = r->chunks_read;
     o["bytes_read"] = r->bytes_read;
     o["refs_checked"] = r->refs_checked;
+    o["packs_checked"] = r->packs_checked;
     o["seconds"] = r->seconds;
     std::cout << json::serialize(o) << "\n";
   } else {
     std::cout << "snapshot " << HexEncode(*id).substr(0, 12)
               << " is intact: " << Count(r->chunks_read) << " chunks (" << HumanBytes(r->bytes_read)
               << ") decrypted and checked, " << Count(r->files) << " files, "
-              << Count(r->refs_checked) << " references present\n";
+              << Count(r->refs_checked) << " references present, " << Count(r->packs_checked)
+              << " packs with intact indexes\n";
   }
   return kExitOk;
 }

@@ -526,6 +526,24 @@ Result<SnapshotId> LocalStore::ResolveSnapshot(std::string_view spec) {
   return *found;
 }
 
+Result<std::string> LocalStore::PackOf(const ChunkId& id) {
+  std::lock_guard<std::mutex> lock(db_mu_);
+  ASSIGN_OR_RETURN(auto st, db_->Cached("SELECT p.name FROM chunks c JOIN packs p "
+                                        "ON p.pack_id = c.pack_id WHERE c.id = ?"));
+  st->BindBlob(1, id);
+  ASSIGN_OR_RETURN(bool row, st->Step());
+  if (!row) return NotFoundError("chunk " + HexEncode(id) + " is not in store " + dir_);
+  return st->ColumnText(0);
+}
+
+Status LocalStore::VerifyPack(const std::string& name, bool entries) {
+  ASSIGN_OR_RETURN(PackContents c, ReadPackIndex(env_, PackPath(name), entries));
+  if (HexEncode(c.checksum) != name) {
+    return DataLossError("pack " + name + ": checksum does not match its name");
+  }
+  return OkStatus();
+}
+
 Result<StoreStats> LocalStore::Stats() {
   std::lock_guard<std::mutex> lock(db_mu_);
   StoreStats s;
@@ -554,12 +572,7 @@ Result<uint64_t> LocalStore::VerifyPacks() {
       packs.emplace_back(st.ColumnInt(0), st.ColumnText(1));
     }
   }
-  for (const auto& [pack_id, name] : packs) {
-    ASSIGN_OR_RETURN(PackContents c, ReadPackIndex(env_, PackPath(name), true));
-    if (HexEncode(c.checksum) != name) {
-      return DataLossError("pack " + name + ": content checksum does not match its name");
-    }
-  }
+  for (const auto& [pack_id, name] : packs) RETURN_IF_ERROR(VerifyPack(name, true));
   return static_cast<uint64_t>(packs.size());
 }
 

@@ -101,6 +101,12 @@ class LocalStore final : public ChunkSink {
   // "latest" or a unique prefix of the hex id (at least 4 characters).
   Result<SnapshotId> ResolveSnapshot(std::string_view spec);
 
+  // The name of the pack holding an indexed chunk. kNotFound if absent.
+  Result<std::string> PackOf(const ChunkId& id);
+  // Checks one pack: footer, index checksum and that its name is its
+  // checksum; with `entries`, also every entry's SHA-256.
+  Status VerifyPack(const std::string& name, bool entries);
+
   Result<StoreStats> Stats();
   // Checks every pack's checksum and index against the SQLite index; returns
   // the number of packs checked.

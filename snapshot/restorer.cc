@@ -11,6 +11,7 @@
 #include <deque>
 #include <future>
 #include <map>
+#include <set>
 
 #include "core/clock.h"
 #include "core/worker_pool.h"
@@ -88,9 +89,18 @@ Result<pb::Node> LoadRoot(ChunkReader& reader, const ParsedManifest& m) {
 
 // Whether a symlink at directory depth `depth` (components below the restore
 // target) with this target stays inside the restore target.
+//
+// Only leading ".." components are accepted, at most `depth` of them: they
+// climb real directories that the restore made. After a downward component
+// the lexical depth proves nothing, because that component may itself be a
+// symlink of the snapshot: with "d" -> ".", the target "d/d/../.." counts as
+// depth 0 but resolves two levels above the restore target. Without ".."
+// after a downward component, every symlink stays inside given that the
+// others do, so the whole restored tree does.
 bool SymlinkStaysInside(const std::string& target, size_t depth) {
   if (target.empty() || target[0] == '/') return false;
   int64_t level = static_cast<int64_t>(depth);
+  bool descended = false;
   size_t pos = 0;
   while (pos <= target.size()) {
     size_t next = target.find('/', pos);
@@ -99,9 +109,9 @@ bool SymlinkStaysInside(const std::string& target, size_t depth) {
     pos = next + 1;
     if (comp.empty() || comp == ".") continue;
     if (comp == "..") {
-      if (--level < 0) return false;
+      if (descended || --level < 0) return false;
     } else {
-      ++level;
+      descended = true;
     }
   }
   return true;
@@ -141,6 +151,10 @@ class Restorer {
     std::string display;
     size_t next_chunk = 0;
     uint64_t position = 0;  // bytes of content written so far
+    // The extent that content byte `position` falls in, and the content
+    // offset at which that extent starts (extents are met in order).
+    int extent = 0;
+    uint64_t extent_start = 0;
   };
   struct InFlight {
     std::future<Result<Bytes>> data;
@@ -190,18 +204,20 @@ Status Restorer::WriteNext(InFlight& f) {
       file_offset = file.position;
       room = data.size() - done;
     } else {
-      uint64_t skipped = 0;
-      bool found = false;
-      for (const pb::Extent& e : file.node.extents()) {
-        if (file.position < skipped + e.length()) {
-          file_offset = e.offset() + (file.position - skipped);
-          room = skipped + e.length() - file.position;
-          found = true;
-          break;
-        }
-        skipped += e.length();
+      // A cursor, not a scan from the first extent per piece: a hostile tree
+      // may give a file millions of extents (quadratic time otherwise).
+      const int count = file.node.extents_size();
+      while (file.extent < count &&
+             file.position >= file.extent_start + file.node.extents(file.extent).length()) {
+        file.extent_start += file.node.extents(file.extent).length();
+        ++file.extent;
       }
-      if (!found) return DataLossError(file.display + ": content runs past its extents");
+      if (file.extent == count) {
+        return DataLossError(file.display + ": content runs past its extents");
+      }
+      const pb::Extent& e = file.node.extents(file.extent);
+      file_offset = e.offset() + (file.position - file.extent_start);
+      room = file.extent_start + e.length() - file.position;
     }
     const size_t n = static_cast<size_t>(std::min<uint64_t>(room, data.size() - done));
     size_t written = 0;
@@ -484,18 +500,27 @@ class Verifier {
     ASSIGN_OR_RETURN(std::unique_ptr<RefSetReader> refs,
                      RefSetReader::Open(*Env::Default(), store_.RefsPath(m.id)));
     RefEntry e;
+    std::set<std::string> packs;
     while (refs->Next(e)) {
       ASSIGN_OR_RETURN(std::optional<uint32_t> size, store_.ChunkSealedSize(e.id));
       if (!size || *size != e.sealed_size) {
         return DataLossError("chunk " + HexEncode(e.id) + " of the reference set is " +
                              (size ? "stored with another size" : "missing from the store"));
       }
+      ASSIGN_OR_RETURN(std::string pack, store_.PackOf(e.id));
+      packs.insert(std::move(pack));
       ++report_.refs_checked;
     }
     RETURN_IF_ERROR(refs->status());
     if (AsStringView(refs->digest()) != m.body.refs().digest() ||
         report_.refs_checked != m.body.refs().count()) {
       return DataLossError("the reference set does not match the manifest");
+    }
+    // The chunks decrypted above; the packs' own trailers must be intact too,
+    // since they are what rebuilds an index.
+    for (const std::string& pack : packs) {
+      RETURN_IF_ERROR(store_.VerifyPack(pack, /*entries=*/false));
+      ++report_.packs_checked;
     }
     report_.seconds = static_cast<double>(Clock::Real()->MonotonicNanos() - start) / 1e9;
     return report_;

@@ -60,12 +60,14 @@ struct VerifyReport {
   uint64_t chunks_read = 0;   // chunk reads (data and trees), each decrypted and checked
   uint64_t bytes_read = 0;    // plaintext bytes checked
   uint64_t refs_checked = 0;  // entries of the reference set found in the index
+  uint64_t packs_checked = 0;  // packs holding the snapshot: footer and index checked
   double seconds = 0;
 };
 
 // Reads and checks every chunk of a snapshot: decrypts each, checks it
-// against its id and size, checks every tree's structure, and checks that the
-// reference set matches the manifest and is present in the store.
+// against its id and size, checks every tree's structure, checks that the
+// reference set matches the manifest and is present in the store, and checks
+// the footer and index of every pack that holds one of its chunks.
 Result<VerifyReport> VerifySnapshot(LocalStore& store, const Keyset& keyset, const SnapshotId& id,
                                     size_t workers = 0);
 
