@@ -1,9 +1,9 @@
 // ChunkWriter: the write path of one chunk — id, dedup check, LZ4, seal,
 // store — safe to call from many worker threads at once.
 //
-// Data keys: a fresh key is made for every `key_rotation_bytes` of sealed
-// output (by default one pack's worth), wrapped to the tenant public key, and
-// stored with the chunks it sealed.
+// Data keys: a fresh key is made for every `key_rotation_bytes` of plaintext
+// sealed (by default about one pack's worth), wrapped to the tenant public
+// key, and stored in the index of every pack holding a chunk it sealed.
 //
 // Thread-safety: thread-safe. `keyset` and `sink` must outlive the writer.
 #pragma once

@@ -196,6 +196,12 @@ Status FileCacheWriter::Add(const CachedFile& c) {
     return InternalError("file cache keys out of order");
   }
   last_key_ = c.key;
+  size_t xattr_bytes = 0;
+  for (const auto& [name, value] : c.xattrs) xattr_bytes += 6 + name.size() + value.size();
+  if (c.key.size() > kMaxKeySize || c.chunks.size() > kMaxChunksPerFile ||
+      c.extents.size() > kMaxExtentsPerFile || xattr_bytes > kMaxXattrBytes) {
+    return OkStatus();  // beyond what a reader accepts: leave this file uncached
+  }
   Bytes rec;
   rec.reserve(kFixedRecordSize + c.key.size() + c.chunks.size() * 40 + c.extents.size() * 16);
   PutU32(rec, static_cast<uint32_t>(c.key.size()));

@@ -13,6 +13,12 @@ namespace {
 
 constexpr uint64_t kMaxMemLimit = 4ull << 30;
 
+// The range a keyset file may carry (and so the range we agree to write).
+bool ValidArgon2Params(const sodium::Argon2Params& p) {
+  return p.opslimit >= 1 && p.opslimit <= 64 && p.memlimit >= (8u << 10) &&
+         p.memlimit <= kMaxMemLimit;
+}
+
 }  // namespace
 
 void Keyset::DeriveFromKeys() {
@@ -79,12 +85,12 @@ Result<std::unique_ptr<Keyset>> Keyset::Parse(ByteView b, const std::string& ori
   if (kind == kf::kKindTenant) {
     ks->argon2_.opslimit = LoadU64(b.data() + kf::kOffOpsLimit);
     ks->argon2_.memlimit = LoadU64(b.data() + kf::kOffMemLimit);
-    if (ks->argon2_.opslimit < 1 || ks->argon2_.opslimit > 64 ||
-        ks->argon2_.memlimit < (8u << 10) || ks->argon2_.memlimit > kMaxMemLimit) {
+    if (!ValidArgon2Params(ks->argon2_)) {
       return DataLossError(origin + ": Argon2id parameters out of range");
     }
     std::copy_n(b.begin() + kf::kOffSalt, 16, ks->salt_.begin());
     std::copy_n(b.begin() + kf::kOffNonce, 24, ks->nonce_.begin());
+    ks->sealed_header_.assign(b.begin(), b.begin() + kf::kOffSealedPrivateKey);
     ks->sealed_private_key_.assign(b.begin() + kf::kOffSealedPrivateKey,
                                    b.begin() + kf::kOffSealedPrivateKey +
                                        static_cast<std::ptrdiff_t>(kf::kSealedPrivateKeySize));
@@ -102,15 +108,11 @@ Status Keyset::Unlock(std::string_view passphrase) {
   if (private_key_.has_value()) return OkStatus();
   ASSIGN_OR_RETURN(SecretBytes wrapping_key,
                    sodium::DeriveKeyFromPassphrase(passphrase, salt_, argon2_));
-  // The associated data is the whole header up to the sealed key: any change to
-  // the public key or parameters makes the private key fail to open.
-  Bytes aad;
-  PutBytes(aad, ByteView(kf::kMagic, 4));
-  PutU8(aad, kf::kVersion);
-  PutU8(aad, kf::kKindTenant);
-  PutU16(aad, 0);
-  PutBytes(aad, tenant_public_key_);
-  Result<SecretBytes> pk = sodium::XChaChaOpen(wrapping_key, nonce_, aad, sealed_private_key_);
+  // The associated data is every byte before the sealed key (header, public
+  // key, chunk-id key, signing seed, Argon2id parameters, salt, nonce): a
+  // change to any of them makes the private key fail to open.
+  Result<SecretBytes> pk =
+      sodium::XChaChaOpen(wrapping_key, nonce_, sealed_header_, sealed_private_key_);
   if (!pk.ok()) {
     return PermissionDeniedError("wrong passphrase for " + origin_);
   }
@@ -127,13 +129,15 @@ Result<Bytes> Keyset::SerializeTenant(std::string_view passphrase,
   if (kind_ != Kind::kTenant || !private_key_) {
     return FailedPreconditionError("only an unlocked tenant keyset can be written");
   }
+  if (!ValidArgon2Params(params)) {
+    return InvalidArgumentError("Argon2id parameters out of range (1..64 passes, 8 KiB..4 GiB)");
+  }
   Bytes out;
   PutBytes(out, ByteView(kf::kMagic, 4));
   PutU8(out, kf::kVersion);
   PutU8(out, kf::kKindTenant);
   PutU16(out, 0);
   PutBytes(out, tenant_public_key_);
-  const Bytes aad = out;
   PutBytes(out, chunk_id_key_.view());
   PutBytes(out, sodium::SigningSeed(signing_key_).view());
   PutU64(out, params.opslimit);
@@ -144,7 +148,7 @@ Result<Bytes> Keyset::SerializeTenant(std::string_view passphrase,
   PutBytes(out, nonce);
   ASSIGN_OR_RETURN(SecretBytes wrapping_key,
                    sodium::DeriveKeyFromPassphrase(passphrase, salt, params));
-  PutBytes(out, sodium::XChaChaSeal(wrapping_key, nonce, aad, private_key_->view()));
+  PutBytes(out, sodium::XChaChaSeal(wrapping_key, nonce, /*aad=*/out, private_key_->view()));
   const auto sum = sodium::Blake2b256(out);
   PutBytes(out, sum);
   return out;

@@ -89,6 +89,7 @@ class Keyset {
   sodium::Argon2Params argon2_;
   std::array<uint8_t, 16> salt_{};
   std::array<uint8_t, 24> nonce_{};
+  Bytes sealed_header_;  // bytes [0, 160): the associated data of the sealed key
   Bytes sealed_private_key_;
   std::optional<SecretBytes> private_key_;
 };

@@ -48,8 +48,16 @@ bool EndsWith(const std::string& s, const std::string& suffix) {
 
 }  // namespace
 
+namespace {
+LocalStoreOptions Clamped(LocalStoreOptions o) {
+  // Packs must stay well below the 1 GiB a reader accepts.
+  o.target_pack_size = std::min<uint64_t>(o.target_pack_size, 512u << 20);
+  return o;
+}
+}  // namespace
+
 LocalStore::LocalStore(std::string dir, Mode mode, const LocalStoreOptions& options)
-    : dir_(std::move(dir)), mode_(mode), options_(options), env_(*options.env) {}
+    : dir_(std::move(dir)), mode_(mode), options_(Clamped(options)), env_(*options.env) {}
 
 LocalStore::~LocalStore() {
   {
@@ -171,6 +179,14 @@ Status LocalStore::Recover() {
   // 1. Temporary files of interrupted writes: nothing refers to them.
   ASSIGN_OR_RETURN(std::vector<std::string> tmp, env_.ListDir(tmp_dir()));
   for (const auto& name : tmp) env_.RemoveFile(JoinPath(tmp_dir(), name)).IgnoreError();
+  for (const std::string sub : {"/snapshots", "/cache"}) {
+    ASSIGN_OR_RETURN(std::vector<std::string> names, env_.ListDir(dir_ + sub));
+    for (const auto& name : names) {
+      if (name.find(".tmp-") != std::string::npos) {
+        env_.RemoveFile(dir_ + sub + "/" + name).IgnoreError();
+      }
+    }
+  }
 
   // 2. Packs that were renamed into place but not indexed (crash between the
   //    rename and the index commit): verify and index them, so their chunks
@@ -460,6 +476,8 @@ Status LocalStore::CommitSnapshot(const ParsedManifest& manifest, const std::str
   const std::string final_refs = RefsPath(manifest.id);
   if (refs_path != final_refs) {
     RETURN_IF_ERROR(env_.RenameFile(refs_path, final_refs));
+    // The refs must be durable in snapshots/ before the manifest that needs them.
+    RETURN_IF_ERROR(env_.SyncDir(dir_ + "/snapshots"));
   }
   RETURN_IF_ERROR(
       WriteFileAtomic(env_, dir_ + "/snapshots/" + hex + ".manifest", manifest.envelope));
@@ -537,7 +555,11 @@ Result<std::string> LocalStore::PackOf(const ChunkId& id) {
 }
 
 Status LocalStore::VerifyPack(const std::string& name, bool entries) {
-  ASSIGN_OR_RETURN(PackContents c, ReadPackIndex(env_, PackPath(name), entries));
+  Result<PackContents> read = ReadPackIndex(env_, PackPath(name), entries);
+  if (!read.ok() && read.status().code() == StatusCode::kNotFound) {
+    return DataLossError("pack " + name + " is listed in the index but missing from " + dir_);
+  }
+  ASSIGN_OR_RETURN(PackContents c, std::move(read));
   if (HexEncode(c.checksum) != name) {
     return DataLossError("pack " + name + ": checksum does not match its name");
   }

@@ -25,6 +25,11 @@ RestoreOptions::RestoreOptions() : restore_ownership(::geteuid() == 0) {}
 
 namespace {
 
+// Restore and verify walk a tree recursively (restore holds one directory fd
+// per level): a hostile snapshot nested tens of thousands of levels deep
+// would overflow the stack. Deeper trees are refused as damaged.
+constexpr size_t kMaxDepth = 2048;
+
 size_t Workers(size_t requested) {
   return requested == 0 ? WorkerPool::DefaultThreads() : requested;
 }
@@ -362,6 +367,10 @@ Status Restorer::RestoreSymlink(int dir_fd, const pb::Node& node, const std::str
 
 Status Restorer::RestoreDirectory(int dir_fd, const pb::Node& node, const std::string& rel,
                                   const std::string& display) {
+  if (static_cast<size_t>(std::count(rel.begin(), rel.end(), '/')) >= kMaxDepth) {
+    return DataLossError(display + ": directories nested more than " + std::to_string(kMaxDepth) +
+                         " levels deep");
+  }
   ASSIGN_OR_RETURN(bool clear, ClearWay(dir_fd, node.name(), true, display));
   if (!clear) return OkStatus();
   if (::mkdirat(dir_fd, node.name().c_str(), 0700) != 0 && errno != EEXIST) {
@@ -494,7 +503,7 @@ class Verifier {
     const int64_t start = Clock::Real()->MonotonicNanos();
     ASSIGN_OR_RETURN(pb::Node root, LoadRoot(reader_, m));
     report_.chunks_read += static_cast<uint64_t>(m.body.datasets(0).root_size());
-    RETURN_IF_ERROR(VerifyDirectory(root, "/"));
+    RETURN_IF_ERROR(VerifyDirectory(root, "/", 0));
     RETURN_IF_ERROR(Drain(0));
     // The reference set: signed through the manifest, every entry indexed.
     ASSIGN_OR_RETURN(std::unique_ptr<RefSetReader> refs,
@@ -527,7 +536,11 @@ class Verifier {
   }
 
  private:
-  Status VerifyDirectory(const pb::Node& dir, const std::string& display) {
+  Status VerifyDirectory(const pb::Node& dir, const std::string& display, size_t depth) {
+    if (depth > kMaxDepth) {
+      return DataLossError(display + ": directories nested more than " + std::to_string(kMaxDepth) +
+                           " levels deep");
+    }
     ++report_.directories;
     report_.chunks_read += static_cast<uint64_t>(dir.content_size());
     ASSIGN_OR_RETURN(pb::Tree tree, LoadTree(reader_, dir.content(), display));
@@ -535,7 +548,7 @@ class Verifier {
       const std::string child_display =
           (display == "/" ? "" : display) + "/" + PrintableName(AsBytes(child.name()));
       if (child.type() == pb::NODE_TYPE_DIRECTORY) {
-        RETURN_IF_ERROR(VerifyDirectory(child, child_display));
+        RETURN_IF_ERROR(VerifyDirectory(child, child_display, depth + 1));
       } else if (child.type() == pb::NODE_TYPE_FILE) {
         ++report_.files;
         for (const pb::ChunkRef& ref : child.content()) {

@@ -57,9 +57,9 @@ Result<RestoreReport> RestoreSnapshot(LocalStore& store, const Keyset& keyset, c
 struct VerifyReport {
   uint64_t files = 0;
   uint64_t directories = 0;
-  uint64_t chunks_read = 0;   // chunk reads (data and trees), each decrypted and checked
-  uint64_t bytes_read = 0;    // plaintext bytes checked
-  uint64_t refs_checked = 0;  // entries of the reference set found in the index
+  uint64_t chunks_read = 0;    // chunk reads (data and trees), each decrypted and checked
+  uint64_t bytes_read = 0;     // plaintext bytes checked
+  uint64_t refs_checked = 0;   // entries of the reference set found in the index
   uint64_t packs_checked = 0;  // packs holding the snapshot: footer and index checked
   double seconds = 0;
 };
