@@ -26,9 +26,8 @@ RestoreOptions::RestoreOptions() : restore_ownership(::geteuid() == 0) {}
 namespace {
 
 // Restore and verify walk a tree recursively (restore holds one directory fd
-// per level): a hostile snapshot nested tens of thousands of levels deep
-// would overflow the stack. Deeper trees are refused as damaged.
-constexpr size_t kMaxDepth = 2048;
+// per level): deeper trees than kMaxTreeDepth (tree.h) are refused as damaged.
+constexpr size_t kMaxDepth = kMaxTreeDepth;
 
 size_t Workers(size_t requested) {
   return requested == 0 ? WorkerPool::DefaultThreads() : requested;
@@ -265,6 +264,13 @@ Status Restorer::ApplyMetadata(int fd, const pb::Node& node, const std::string& 
     report_.warnings.push_back(display + ": cannot set owner: " + std::strerror(errno));
   }
   for (const pb::Xattr& x : node.xattrs()) {
+    // Capture records user.* only; other namespaces (trusted.*, security.*)
+    // would grant privileges when restoring as root, so they are not applied.
+    if (x.name().rfind("user.", 0) != 0) {
+      report_.warnings.push_back(display + ": xattr " + PrintableName(AsBytes(x.name())) +
+                                 " is not in the user namespace; not restored");
+      continue;
+    }
     if (::fsetxattr(fd, x.name().c_str(), x.value().data(), x.value().size(), 0) != 0) {
       report_.warnings.push_back(display + ": cannot set xattr " + x.name() + ": " +
                                  std::strerror(errno));

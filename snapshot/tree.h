@@ -19,6 +19,8 @@ inline constexpr size_t kMaxNameSize = 255;
 inline constexpr size_t kMaxSymlinkTargetSize = 4096;
 inline constexpr size_t kMaxXattrNameSize = 255;
 inline constexpr size_t kMaxXattrValueSize = 64 * 1024;
+// Directories nested deeper than this are not captured and not restored.
+inline constexpr size_t kMaxTreeDepth = 2048;
 // A serialized tree (one directory) is refused beyond this size.
 inline constexpr size_t kMaxTreeSize = 256u << 20;
 

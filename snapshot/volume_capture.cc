@@ -464,6 +464,11 @@ Result<pb::Node> Capturer::CaptureDirectory(int fd, const struct stat& st, ByteV
       }
       pending.push_back(std::move(p));
     } else if (S_ISDIR(cst.st_mode)) {
+      if (static_cast<size_t>(std::count(child_key.begin(), child_key.end(), '\0')) >=
+          kMaxTreeDepth) {
+        Skip(child_display, "nested deeper than " + std::to_string(kMaxTreeDepth) + " directories");
+        continue;
+      }
       // Resolve earlier files first: the file cache is written in walk order.
       RETURN_IF_ERROR(ResolveAll(pending, done));
       int child = ::openat(fd, n.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
