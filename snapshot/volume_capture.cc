@@ -167,6 +167,10 @@ Status Capturer::Resolve(PendingNode& p) {
 Status Capturer::ResolveAll(std::vector<PendingNode>& pending, std::vector<pb::Node>& done) {
   for (PendingNode& p : pending) {
     RETURN_IF_ERROR(Resolve(p));
+    // Fatal invariant: capture never writes a node that restore would refuse.
+    if (Status s = ValidateNode(p.node); !s.ok()) {
+      return InternalError("capture produced an invalid node: " + s.message());
+    }
     done.push_back(std::move(p.node));
   }
   pending.clear();
@@ -229,6 +233,11 @@ Status Capturer::ReadFileContent(int fd, const struct stat& st, PendingNode& p, 
     }
   } else if (size > 0) {
     extents.emplace_back(0, size);
+  }
+  if (size > 0 && extents.empty()) {
+    // All hole: "no extents" would mean one extent [0, size), so record the
+    // last byte (a zero) as data; restore then allocates one block.
+    extents.emplace_back(size - 1, 1);
   }
   ChunkStream stream(chunker_,
                      [&](Bytes&& chunk) { p.chunks.push_back(Submit(std::move(chunk))); });

@@ -191,6 +191,18 @@ TEST_F(VolumeCaptureTest, SparseFilesKeepTheirHoles) {
   EXPECT_LT(st.st_blocks * 512, 1 << 20) << "restored file must stay sparse";
 }
 
+TEST_F(VolumeCaptureTest, FileThatIsAllHoleRoundTrips) {
+  const std::string src = dir_.Sub("src");
+  MakeDirsOrDie(src);
+  int fd = ::open((src + "/allhole").c_str(), O_WRONLY | O_CREAT, 0644);
+  ASSERT_GE(fd, 0);
+  ASSERT_EQ(::ftruncate(fd, 1 << 20), 0);
+  ::close(fd);
+  CaptureReport r = Capture(src);
+  EXPECT_LT(r.bytes_read, 4096u);
+  RestoreAndCompare(r.id, src, "out");
+}
+
 TEST_F(VolumeCaptureTest, UnchangedFilesCostOneStatAndStoreNothing) {
   const std::string src = dir_.Sub("src");
   BuildRandomTree(src, 7);
