@@ -54,7 +54,9 @@ Result<std::unique_ptr<Keyset>> LoadUnlockedKeyset(const std::string& path,
 }
 
 Result<std::unique_ptr<LocalStore>> OpenStore(const std::string& dir, LocalStore::Mode mode) {
-  return LocalStore::Open(dir, mode);
+  snapshot::LocalStoreOptions options;
+  options.pin_reads = true;  // one command, one consistent view, fast lookups
+  return LocalStore::Open(dir, mode, options);
 }
 
 json::object ManifestJson(const snapshot::SnapshotId& id, const snapshot::pb::Manifest& m) {

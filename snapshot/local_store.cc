@@ -163,6 +163,13 @@ Status LocalStore::Init(bool create) {
   if (mode_ == Mode::kReadWrite) {
     if (!create) RETURN_IF_ERROR(Recover());
     flusher_ = std::thread([this] { FlusherLoop(); });
+  } else if (options_.pin_reads) {
+    // One read transaction for the reader's whole life, instead of taking and
+    // dropping SQLite's file locks (fcntl) on every lookup. Writers are not
+    // blocked (WAL).
+    RETURN_IF_ERROR(db_->Exec("BEGIN"));
+    ASSIGN_OR_RETURN(auto st, db_->Cached("SELECT count(*) FROM snapshots"));
+    RETURN_IF_ERROR(st->Step());  // the snapshot is taken at the first read
   }
   return OkStatus();
 }

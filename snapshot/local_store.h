@@ -42,6 +42,10 @@ struct LocalStoreOptions {
   Env* env = Env::Default();
   // A pack is finished once it reaches this size (bytes).
   uint64_t target_pack_size = 16u << 20;
+  // Read-only opens: keep one read transaction for the store's whole life,
+  // so lookups skip SQLite's per-query file locking (restore and verify do
+  // one per chunk). The store is then seen as it was when opened.
+  bool pin_reads = false;
 };
 
 struct SnapshotSummary {

@@ -6,11 +6,13 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cerrno>
 #include <cstring>
 #include <deque>
 #include <future>
 #include <map>
+#include <mutex>
 #include <set>
 
 #include "core/clock.h"
@@ -28,6 +30,14 @@ namespace {
 // Restore and verify walk a tree recursively (restore holds one directory fd
 // per level): deeper trees than kMaxTreeDepth (tree.h) are refused as damaged.
 constexpr size_t kMaxDepth = kMaxTreeDepth;
+
+constexpr uint32_t kUnknownMode = 0xffffffff;
+
+mode_t CurrentUmask() {
+  const mode_t m = ::umask(0);
+  ::umask(m);
+  return m;
+}
 
 size_t Workers(size_t requested) {
   return requested == 0 ? WorkerPool::DefaultThreads() : requested;
@@ -145,24 +155,28 @@ class Restorer {
   Result<RestoreReport> Run(const ParsedManifest& m, const std::string& target);
 
  private:
-  // A file being written: chunks arrive in order through the pipeline.
+  // A file being restored. Its chunks are fetched, decrypted and written by
+  // the workers, each at its own offsets; the worker that writes the last one
+  // sets the size and metadata and closes it.
   struct OpenFile {
     ~OpenFile() {
       if (fd >= 0) ::close(fd);
     }
     int fd = -1;
+    // Files with at most one chunk and no hard link are created by the worker
+    // (creating files is most of a small-file restore): the directory fd is
+    // borrowed and stays open until the directory is drained.
+    int create_in_dir_fd = -1;
+    uint32_t created_mode = kUnknownMode;
     pb::Node node;
     std::string display;
-    size_t next_chunk = 0;
-    uint64_t position = 0;  // bytes of content written so far
-    // The extent that content byte `position` falls in, and the content
-    // offset at which that extent starts (extents are met in order).
-    int extent = 0;
-    uint64_t extent_start = 0;
+    std::atomic<size_t> remaining{0};
   };
-  struct InFlight {
-    std::future<Result<Bytes>> data;
-    std::shared_ptr<OpenFile> file;
+  // Where part of a chunk goes: [chunk_offset, +length) -> file_offset.
+  struct Piece {
+    uint64_t chunk_offset = 0;
+    uint64_t file_offset = 0;
+    uint64_t length = 0;
   };
 
   Status RestoreChildren(int dir_fd, const pb::Tree& tree, const std::string& rel,
@@ -178,10 +192,27 @@ class Restorer {
   // Makes room for `name` under --force; returns false if it must be refused.
   Result<bool> ClearWay(int dir_fd, const std::string& name, bool want_dir,
                         const std::string& display);
-  Status ApplyMetadata(int fd, const pb::Node& node, const std::string& display);
-  Status WriteNext(InFlight& f);
+  // created_mode: the mode the entry was created with, or kUnknownMode.
+  Status ApplyMetadata(int fd, const pb::Node& node, const std::string& display,
+                       uint32_t created_mode = kUnknownMode);
+  // Worker side: create if deferred, fetch, decrypt, write, finish when last.
+  Status RunFileJob(const std::shared_ptr<OpenFile>& file, const pb::ChunkRef* ref,
+                    const std::vector<Piece>& pieces);
+  Status CreateFile(int dir_fd, OpenFile& file);
+  // Small files go to the workers in batches: one hand-off per batch, not per file.
+  struct FileJob {
+    std::shared_ptr<OpenFile> file;
+    const pb::ChunkRef* ref;
+    std::vector<Piece> pieces;
+  };
+  Status AddToBatch(FileJob job, uint64_t bytes);
+  Status FlushBatch();
   Status FinishFile(OpenFile& f);
   Status Drain(size_t keep);
+  void Warn(std::string w) {
+    std::lock_guard<std::mutex> lock(warnings_mu_);
+    report_.warnings.push_back(std::move(w));
+  }
   void Refuse(const std::string& display, const std::string& why) {
     report_.refused.push_back(display + ": " + why);
     if (options_.on_warning) options_.on_warning("refused " + display + ": " + why);
@@ -191,67 +222,91 @@ class Restorer {
   const RestoreOptions& options_;
   WorkerPool pool_;
   const size_t window_;
-  std::deque<InFlight> in_flight_;
+  std::deque<std::future<Status>> in_flight_;
+  std::vector<FileJob> batch_;
+  uint64_t batch_bytes_ = 0;
+  std::atomic<uint64_t> bytes_written_{0};
+  std::mutex warnings_mu_;  // report_.warnings is written by workers too
   int root_fd_ = -1;
+  const uid_t euid_ = ::geteuid();
+  const gid_t egid_ = ::getegid();
+  const mode_t umask_ = CurrentUmask();
+  bool root_setgid_ = false;                   // new entries in the target inherit its group
   std::map<uint64_t, std::string> hardlinks_;  // hardlink id -> path relative to root_fd_
   RestoreReport report_;
 };
 
-Status Restorer::WriteNext(InFlight& f) {
-  ASSIGN_OR_RETURN(Bytes data, f.data.get());
-  OpenFile& file = *f.file;
-  // Map the content stream onto the file's extents.
-  size_t done = 0;
-  while (done < data.size()) {
-    uint64_t file_offset = 0, room = 0;
-    if (file.node.extents_size() == 0) {
-      file_offset = file.position;
-      room = data.size() - done;
-    } else {
-      // A cursor, not a scan from the first extent per piece: a hostile tree
-      // may give a file millions of extents (quadratic time otherwise).
-      const int count = file.node.extents_size();
-      while (file.extent < count &&
-             file.position >= file.extent_start + file.node.extents(file.extent).length()) {
-        file.extent_start += file.node.extents(file.extent).length();
-        ++file.extent;
+Status Restorer::CreateFile(int dir_fd, OpenFile& file) {
+  // Created with its final permission bits (less the umask; setuid, setgid
+  // and sticky bits are applied last): the descriptor is writable whatever
+  // the mode, and a matching mode saves a chmod.
+  const uint32_t create_mode = file.node.mode() & 0777;
+  file.fd = ::openat(dir_fd, file.node.name().c_str(),
+                     O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, create_mode);
+  if (file.fd < 0) return ErrnoToStatus(errno, "create " + file.display);
+  file.created_mode = options_.force ? kUnknownMode : create_mode & ~umask_;
+  return OkStatus();
+}
+
+Status Restorer::RunFileJob(const std::shared_ptr<OpenFile>& file, const pb::ChunkRef* ref,
+                            const std::vector<Piece>& pieces) {
+  OpenFile& f = *file;
+  if (f.create_in_dir_fd >= 0) RETURN_IF_ERROR(CreateFile(f.create_in_dir_fd, f));
+  if (ref != nullptr) {
+    ASSIGN_OR_RETURN(Bytes data, reader_.Read(*ref));
+    for (const Piece& piece : pieces) {
+      if (piece.chunk_offset + piece.length > data.size()) {
+        return DataLossError(f.display + ": content runs past its chunk");
       }
-      if (file.extent == count) {
-        return DataLossError(file.display + ": content runs past its extents");
+      size_t written = 0;
+      while (written < piece.length) {
+        ssize_t w =
+            ::pwrite(f.fd, data.data() + piece.chunk_offset + written, piece.length - written,
+                     static_cast<off_t>(piece.file_offset + written));
+        if (w < 0) {
+          if (errno == EINTR) continue;
+          return ErrnoToStatus(errno, "write " + f.display);
+        }
+        written += static_cast<size_t>(w);
       }
-      const pb::Extent& e = file.node.extents(file.extent);
-      file_offset = e.offset() + (file.position - file.extent_start);
-      room = file.extent_start + e.length() - file.position;
+      bytes_written_.fetch_add(piece.length, std::memory_order_relaxed);
     }
-    const size_t n = static_cast<size_t>(std::min<uint64_t>(room, data.size() - done));
-    size_t written = 0;
-    while (written < n) {
-      ssize_t w = ::pwrite(file.fd, data.data() + done + written, n - written,
-                           static_cast<off_t>(file_offset + written));
-      if (w < 0) {
-        if (errno == EINTR) continue;
-        return ErrnoToStatus(errno, "write " + file.display);
-      }
-      written += static_cast<size_t>(w);
+  }
+  if (f.remaining.fetch_sub(1) == 1) return FinishFile(f);
+  return OkStatus();
+}
+
+Status Restorer::AddToBatch(FileJob job, uint64_t bytes) {
+  batch_.push_back(std::move(job));
+  batch_bytes_ += bytes;
+  if (batch_.size() >= 32 || batch_bytes_ >= (512u << 10)) return FlushBatch();
+  return OkStatus();
+}
+
+Status Restorer::FlushBatch() {
+  if (batch_.empty()) return OkStatus();
+  RETURN_IF_ERROR(Drain(window_));
+  in_flight_.push_back(pool_.Submit([this, jobs = std::move(batch_)]() -> Status {
+    Status first;
+    for (const FileJob& j : jobs) {
+      Status s = RunFileJob(j.file, j.ref, j.pieces);
+      if (!s.ok() && first.ok()) first = s;
     }
-    done += n;
-    file.position += n;
-    report_.bytes += n;
-  }
-  if (++file.next_chunk == static_cast<size_t>(file.node.content_size())) {
-    return FinishFile(file);
-  }
+    return first;
+  }));
+  batch_.clear();
+  batch_bytes_ = 0;
   return OkStatus();
 }
 
 Status Restorer::Drain(size_t keep) {
+  if (keep == 0) RETURN_IF_ERROR(FlushBatch());
   while (in_flight_.size() > keep) {
-    InFlight f = std::move(in_flight_.front());
+    Status s = in_flight_.front().get();
     in_flight_.pop_front();
-    Status s = WriteNext(f);
     if (!s.ok()) {
-      // Wait for the rest so that no worker touches a closed file.
-      for (InFlight& rest : in_flight_) rest.data.wait();
+      // Wait for the rest so that no worker touches a closed directory.
+      for (auto& rest : in_flight_) rest.wait();
       in_flight_.clear();
       return s;
     }
@@ -259,24 +314,31 @@ Status Restorer::Drain(size_t keep) {
   return OkStatus();
 }
 
-Status Restorer::ApplyMetadata(int fd, const pb::Node& node, const std::string& display) {
-  if (options_.restore_ownership && ::fchown(fd, node.uid(), node.gid()) != 0) {
-    report_.warnings.push_back(display + ": cannot set owner: " + std::strerror(errno));
+Status Restorer::ApplyMetadata(int fd, const pb::Node& node, const std::string& display,
+                               uint32_t created_mode) {
+  // A new file already has our euid and egid (the directories it is created
+  // in are ours, without setgid, until their own metadata is applied last);
+  // skip the syscalls that would change nothing.
+  const bool owner_differs = options_.force || root_setgid_ || node.uid() != euid_ ||
+                             node.gid() != egid_ || created_mode == kUnknownMode;
+  if (options_.restore_ownership && owner_differs && ::fchown(fd, node.uid(), node.gid()) != 0) {
+    Warn(display + ": cannot set owner: " + std::strerror(errno));
   }
   for (const pb::Xattr& x : node.xattrs()) {
     // Capture records user.* only; other namespaces (trusted.*, security.*)
     // would grant privileges when restoring as root, so they are not applied.
     if (x.name().rfind("user.", 0) != 0) {
-      report_.warnings.push_back(display + ": xattr " + PrintableName(AsBytes(x.name())) +
-                                 " is not in the user namespace; not restored");
+      Warn(display + ": xattr " + PrintableName(AsBytes(x.name())) +
+           " is not in the user namespace; not restored");
       continue;
     }
     if (::fsetxattr(fd, x.name().c_str(), x.value().data(), x.value().size(), 0) != 0) {
-      report_.warnings.push_back(display + ": cannot set xattr " + x.name() + ": " +
-                                 std::strerror(errno));
+      Warn(display + ": cannot set xattr " + x.name() + ": " + std::strerror(errno));
     }
   }
-  if (::fchmod(fd, node.mode()) != 0) return ErrnoToStatus(errno, "chmod " + display);
+  if (node.mode() != created_mode && ::fchmod(fd, node.mode()) != 0) {
+    return ErrnoToStatus(errno, "chmod " + display);
+  }
   const struct timespec times[2] = {FromNs(node.mtime_ns()), FromNs(node.mtime_ns())};
   if (::futimens(fd, times) != 0) return ErrnoToStatus(errno, "set times of " + display);
   return OkStatus();
@@ -284,10 +346,14 @@ Status Restorer::ApplyMetadata(int fd, const pb::Node& node, const std::string& 
 
 Status Restorer::FinishFile(OpenFile& f) {
   Status s;
+  // Sets the size (holes, a trailing one too). Also done when there is none:
+  // measured on ext4 without a journal, skipping this made creating 100,000
+  // small files ten times slower (the inode allocator then scans inode table
+  // blocks that delayed allocation keeps dirty).
   if (::ftruncate(f.fd, static_cast<off_t>(f.node.size())) != 0) {
     s = ErrnoToStatus(errno, "truncate " + f.display);
   }
-  if (s.ok()) s = ApplyMetadata(f.fd, f.node, f.display);
+  if (s.ok()) s = ApplyMetadata(f.fd, f.node, f.display, f.created_mode);
   if (::close(f.fd) != 0 && s.ok()) s = ErrnoToStatus(errno, "close " + f.display);
   f.fd = -1;
   return s;
@@ -295,6 +361,9 @@ Status Restorer::FinishFile(OpenFile& f) {
 
 Result<bool> Restorer::ClearWay(int dir_fd, const std::string& name, bool want_dir,
                                 const std::string& display) {
+  // Without --force the target started empty and names in a tree are unique:
+  // nothing can be in the way, and O_EXCL / mkdirat would catch a surprise.
+  if (!options_.force) return true;
   struct stat st;
   if (::fstatat(dir_fd, name.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) {
     if (errno == ENOENT) return true;
@@ -326,23 +395,59 @@ Status Restorer::RestoreFile(int dir_fd, const pb::Node& node, const std::string
         return OkStatus();
       }
       // Cannot link (e.g. the first name was refused): restore a copy instead.
-      report_.warnings.push_back(display + ": cannot hard-link (" + std::strerror(errno) +
-                                 "); restored as a copy");
+      Warn(display + ": cannot hard-link (" + std::strerror(errno) + "); restored as a copy");
     } else {
       hardlinks_[node.hardlink_id()] = rel;
     }
   }
-  int fd = ::openat(dir_fd, node.name().c_str(),
-                    O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
-  if (fd < 0) return ErrnoToStatus(errno, "create " + display);
   auto file = std::make_shared<OpenFile>();
-  file->fd = fd;
   file->node = node;
   file->display = display;
-  if (node.content_size() == 0) return FinishFile(*file);
-  for (const pb::ChunkRef& ref : node.content()) {
+  const int chunks = node.content_size();
+  file->remaining = static_cast<size_t>(std::max(chunks, 1));
+  if (chunks <= 1 && node.hardlink_id() == 0) {
+    file->create_in_dir_fd = dir_fd;  // the worker creates it
+  } else {
+    RETURN_IF_ERROR(CreateFile(dir_fd, *file));  // linkat needs it now; chunks share it
+  }
+  if (chunks == 0) return AddToBatch(FileJob{file, nullptr, {}}, 0);
+  // Map each chunk's bytes onto the file: contiguous without extents,
+  // through the extents (a cursor, linear even for millions of them) with.
+  uint64_t position = 0;  // content bytes before this chunk
+  int extent = 0;
+  uint64_t extent_start = 0;  // content position where `extent` starts
+  for (int i = 0; i < chunks; ++i) {
+    const pb::ChunkRef& ref = file->node.content(i);  // lives as long as the job
+    std::vector<Piece> pieces;
+    if (node.extents_size() == 0) {
+      pieces.push_back(Piece{0, position, ref.size()});
+    } else {
+      uint64_t done = 0;
+      while (done < ref.size()) {
+        while (extent < node.extents_size() &&
+               position + done >= extent_start + node.extents(extent).length()) {
+          extent_start += node.extents(extent).length();
+          ++extent;
+        }
+        if (extent == node.extents_size()) {
+          return DataLossError(display + ": content runs past its extents");
+        }
+        const pb::Extent& e = node.extents(extent);
+        const uint64_t in_extent = position + done - extent_start;
+        const uint64_t n = std::min<uint64_t>(e.length() - in_extent, ref.size() - done);
+        pieces.push_back(Piece{done, e.offset() + in_extent, n});
+        done += n;
+      }
+    }
+    position += ref.size();
+    if (chunks == 1 && ref.size() <= (256u << 10)) {
+      RETURN_IF_ERROR(AddToBatch(FileJob{file, &ref, std::move(pieces)}, ref.size()));
+      continue;
+    }
     RETURN_IF_ERROR(Drain(window_));
-    in_flight_.push_back(InFlight{pool_.Submit([this, ref] { return reader_.Read(ref); }), file});
+    in_flight_.push_back(pool_.Submit([this, file, ref_ptr = &ref, p = std::move(pieces)] {
+      return RunFileJob(file, ref_ptr, p);
+    }));
   }
   return OkStatus();
 }
@@ -364,7 +469,7 @@ Status Restorer::RestoreSymlink(int dir_fd, const pb::Node& node, const std::str
   ++report_.symlinks;
   if (options_.restore_ownership &&
       ::fchownat(dir_fd, node.name().c_str(), node.uid(), node.gid(), AT_SYMLINK_NOFOLLOW) != 0) {
-    report_.warnings.push_back(display + ": cannot set owner: " + std::strerror(errno));
+    Warn(display + ": cannot set owner: " + std::strerror(errno));
   }
   const struct timespec times[2] = {FromNs(node.mtime_ns()), FromNs(node.mtime_ns())};
   ::utimensat(dir_fd, node.name().c_str(), times, AT_SYMLINK_NOFOLLOW);
@@ -472,6 +577,9 @@ Result<RestoreReport> Restorer::Run(const ParsedManifest& m, const std::string& 
   }
   root_fd_ = ::open(target.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   if (root_fd_ < 0) return ErrnoToStatus(errno, "open " + target);
+  if (struct stat root_st; ::fstat(root_fd_, &root_st) == 0) {
+    root_setgid_ = (root_st.st_mode & S_ISGID) != 0;
+  }
   FdCloser closer(root_fd_);
 
   Status s;
@@ -489,9 +597,11 @@ Result<RestoreReport> Restorer::Run(const ParsedManifest& m, const std::string& 
     if (s.ok()) s = Drain(0);
   }
   if (!s.ok()) {
+    batch_.clear();  // not started: nothing of them exists yet
     Drain(0).IgnoreError();
     return s;
   }
+  report_.bytes = bytes_written_.load();
   report_.seconds = static_cast<double>(Clock::Real()->MonotonicNanos() - start) / 1e9;
   return std::move(report_);
 }

@@ -16,6 +16,7 @@
 
 #include "core/bytes.h"
 #include "core/env.h"
+#include "snapshot/chunk_writer.h"
 #include "snapshot/keyset.h"
 #include "snapshot/manifest.h"
 #include "snapshot/pack.h"
@@ -954,6 +955,41 @@ TEST_F(LocalStoreTest, VerifyPacksReportsAMissingPackAsDataLoss) {
   ASSERT_NE(ro, nullptr);
   Result<uint64_t> verified = ro->VerifyPacks();
   EXPECT_TRUE(HasCode(verified.status(), StatusCode::kDataLoss));
+}
+
+}  // namespace
+}  // namespace ferry::snapshot
+
+namespace ferry::snapshot {
+namespace {
+
+TEST(LocalStorePinnedReadsTest, PinnedReaderSeesTheStoreAsItWasWhenOpened) {
+  testing::TempDir dir;
+  std::unique_ptr<Keyset> keyset = Keyset::Generate();
+  Result<std::unique_ptr<LocalStore>> writer = LocalStore::Create(dir.Sub("store"));
+  ASSERT_TRUE(writer.ok()) << writer.status().ToString();
+  ChunkWriter chunks(*keyset, **writer);
+  Result<ChunkResult> first = chunks.Write(AsBytes("present when the reader opened"));
+  ASSERT_TRUE(first.ok());
+  ASSERT_TRUE((*writer)->Flush().ok());
+
+  LocalStoreOptions pinned;
+  pinned.pin_reads = true;
+  Result<std::unique_ptr<LocalStore>> reader =
+      LocalStore::Open(dir.Sub("store"), LocalStore::Mode::kReadOnly, pinned);
+  ASSERT_TRUE(reader.ok()) << reader.status().ToString();
+
+  Result<ChunkResult> later = chunks.Write(AsBytes("written after the reader opened"));
+  ASSERT_TRUE(later.ok());
+  ASSERT_TRUE((*writer)->Flush().ok());
+
+  EXPECT_TRUE((*reader)->ReadSealedChunk(first->id).ok());
+  EXPECT_EQ((*reader)->ReadSealedChunk(later->id).status().code(), StatusCode::kNotFound);
+  // An unpinned reader opened now sees both.
+  Result<std::unique_ptr<LocalStore>> fresh =
+      LocalStore::Open(dir.Sub("store"), LocalStore::Mode::kReadOnly);
+  ASSERT_TRUE(fresh.ok());
+  EXPECT_TRUE((*fresh)->ReadSealedChunk(later->id).ok());
 }
 
 }  // namespace
