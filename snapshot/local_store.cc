@@ -257,8 +257,33 @@ Status LocalStore::Recover() {
   return OkStatus();
 }
 
+Status LocalStore::OpenTxn() {
+  if (txn_open_) return OkStatus();
+  RETURN_IF_ERROR(db_->Exec("BEGIN"));
+  txn_open_ = true;
+  return OkStatus();
+}
+
+Status LocalStore::CommitTxn() {
+  if (!txn_open_) return OkStatus();
+  txn_open_ = false;
+  Status s = db_->Exec("COMMIT");
+  if (!s.ok()) db_->Exec("ROLLBACK").IgnoreError();
+  return s;
+}
+
 Status LocalStore::IndexPack(const std::string& name, const PackContents& contents) {
-  ASSIGN_OR_RETURN(sqlite::Transaction tx, sqlite::Transaction::Begin(*db_));
+  RETURN_IF_ERROR(OpenTxn());
+  Status s = InsertPackRows(name, contents);
+  if (!s.ok()) {
+    txn_open_ = false;
+    db_->Exec("ROLLBACK").IgnoreError();
+    return s;
+  }
+  return CommitTxn();  // durable (synchronous=FULL) before the chunks count as stored
+}
+
+Status LocalStore::InsertPackRows(const std::string& name, const PackContents& contents) {
   {
     ASSIGN_OR_RETURN(auto st,
                      db_->Cached("INSERT INTO packs(name, size, entries) VALUES (?, ?, ?)"));
@@ -290,10 +315,13 @@ Status LocalStore::IndexPack(const std::string& name, const PackContents& conten
       st->Reset();
     }
   }
-  return tx.Commit();
+  return OkStatus();
 }
 
 Result<std::optional<uint32_t>> LocalStore::IndexedSize(const ChunkId& id) {
+  // The writer's connection stays inside a transaction between commits, so a
+  // lookup does not take and drop SQLite's file locks (fcntl) every time.
+  if (mode_ == Mode::kReadWrite) RETURN_IF_ERROR(OpenTxn());
   ASSIGN_OR_RETURN(auto st, db_->Cached("SELECT length FROM chunks WHERE id = ?"));
   st->BindBlob(1, id);
   ASSIGN_OR_RETURN(bool row, st->Step());
@@ -488,12 +516,22 @@ Status LocalStore::CommitSnapshot(const ParsedManifest& manifest, const std::str
   }
   RETURN_IF_ERROR(
       WriteFileAtomic(env_, dir_ + "/snapshots/" + hex + ".manifest", manifest.envelope));
-  ASSIGN_OR_RETURN(auto st, db_->Cached("INSERT OR IGNORE INTO snapshots(id, created_ns, manifest) "
-                                        "VALUES (?, ?, ?)"));
-  return st->BindBlob(1, manifest.id)
-      .Bind(2, manifest.body.created_unix_ns())
-      .BindBlob(3, manifest.envelope)
-      .Run();
+  RETURN_IF_ERROR(OpenTxn());
+  {
+    ASSIGN_OR_RETURN(auto st,
+                     db_->Cached("INSERT OR IGNORE INTO snapshots(id, created_ns, manifest) "
+                                 "VALUES (?, ?, ?)"));
+    Status s = st->BindBlob(1, manifest.id)
+                   .Bind(2, manifest.body.created_unix_ns())
+                   .BindBlob(3, manifest.envelope)
+                   .Run();
+    if (!s.ok()) {
+      txn_open_ = false;
+      db_->Exec("ROLLBACK").IgnoreError();
+      return s;
+    }
+  }
+  return CommitTxn();
 }
 
 Result<std::vector<SnapshotSummary>> LocalStore::ListSnapshots() {

@@ -120,7 +120,11 @@ class LocalStore final : public ChunkSink {
   LocalStore(std::string dir, Mode mode, const LocalStoreOptions& options);
   Status Init(bool create);
   Status Recover();
+  // The writer's connection is kept inside a transaction between commits.
+  Status OpenTxn();                                                         // needs db_mu_
+  Status CommitTxn();                                                       // needs db_mu_
   Status IndexPack(const std::string& name, const PackContents& contents);  // needs db_mu_
+  Status InsertPackRows(const std::string& name, const PackContents& contents);
   // Moves the open pack to the flush queue. Needs mu_.
   void QueueOpenPack();
   Status WaitForFlushes(std::unique_lock<std::mutex>& lock);
@@ -150,6 +154,7 @@ class LocalStore final : public ChunkSink {
 
   std::mutex db_mu_;
   std::unique_ptr<sqlite::Database> db_;                             // guarded by db_mu_
+  bool txn_open_ = false;                                            // guarded by db_mu_
   std::map<int64_t, std::shared_ptr<RandomAccessFile>> open_packs_;  // guarded by db_mu_
 };
 

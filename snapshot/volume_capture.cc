@@ -61,12 +61,28 @@ class FdCloser {
   int fd_;
 };
 
-using ChunkFuture = std::future<Result<ChunkResult>>;
+// Chunks go to the workers in batches (up to 32 chunks or 512 KiB): one
+// hand-off per batch, not per chunk, which matters for small files.
+constexpr size_t kBatchChunks = 32;
+constexpr size_t kBatchBytes = 512 << 10;
+
+struct ChunkBatch {
+  std::vector<Bytes> chunks;
+  size_t bytes = 0;
+  bool submitted = false;
+  std::shared_future<std::vector<Result<ChunkResult>>> results;
+};
+
+// One chunk's place in a batch; Capturer::Await gives its result.
+struct ChunkHandle {
+  std::shared_ptr<ChunkBatch> batch;
+  size_t index = 0;
+};
 
 // A node whose content is still being hashed and sealed by the workers.
 struct PendingNode {
   pb::Node node;
-  std::vector<ChunkFuture> chunks;
+  std::vector<ChunkHandle> chunks;
   // Content already known (cache hit): refs with sealed sizes.
   std::vector<CachedChunk> known;
   // Cache record to write once the content is known (empty key: do not cache).
@@ -82,21 +98,49 @@ class Capturer {
         chunker_(options.chunker, keyset.gear_table()),
         writer_(keyset, store, options.seal),
         pool_(options.workers == 0 ? WorkerPool::DefaultThreads() : options.workers,
-              /*queue_capacity=*/2 *
-                      (options.workers == 0 ? WorkerPool::DefaultThreads() : options.workers) +
-                  2),
+              /*queue_capacity=*/(options.workers == 0 ? WorkerPool::DefaultThreads()
+                                                       : options.workers) +
+                  1),
         refs_(*Env::Default(), store.tmp_dir()) {}
 
   Result<CaptureReport> Run(const std::string& source);
 
  private:
-  ChunkFuture Submit(Bytes&& chunk) {
-    // The lambda lives in the future's shared state until the future is
-    // destroyed: move the bytes out so they are freed when the task ends.
-    return pool_.Submit([this, data = std::move(chunk)]() mutable {
-      const Bytes local = std::move(data);
-      return writer_.Write(local);
-    });
+  ChunkHandle Submit(Bytes&& chunk) {
+    if (!open_batch_) open_batch_ = std::make_shared<ChunkBatch>();
+    ChunkHandle h{open_batch_, open_batch_->chunks.size()};
+    open_batch_->bytes += chunk.size();
+    open_batch_->chunks.push_back(std::move(chunk));
+    if (open_batch_->chunks.size() >= kBatchChunks || open_batch_->bytes >= kBatchBytes) {
+      SubmitOpenBatch();
+    }
+    return h;
+  }
+  void SubmitOpenBatch() {
+    if (!open_batch_) return;
+    std::shared_ptr<ChunkBatch> batch = std::move(open_batch_);
+    batch->submitted = true;
+    // The lambda lives in the future's shared state until the last handle is
+    // gone: the task frees each chunk's bytes as soon as it is stored.
+    batch->results = pool_
+                         .Submit([this, chunks = std::move(batch->chunks)]() mutable {
+                           std::vector<Result<ChunkResult>> out;
+                           out.reserve(chunks.size());
+                           for (Bytes& c : chunks) {
+                             out.push_back(writer_.Write(c));
+                             Bytes().swap(c);
+                           }
+                           return out;
+                         })
+                         .share();
+  }
+  Result<ChunkResult> Await(const ChunkHandle& h) {
+    if (!h.batch->submitted) SubmitOpenBatch();  // an unsubmitted batch is the open one
+    return h.batch->results.get()[h.index];
+  }
+  void DiscardChunks(PendingNode& p) {
+    for (const ChunkHandle& h : p.chunks) Await(h).status().IgnoreError();
+    p.chunks.clear();
   }
   // Resolves a pending node: fills its content, records refs and the cache entry.
   Status Resolve(PendingNode& p);
@@ -128,6 +172,7 @@ class Capturer {
   ChunkWriter writer_;
   WorkerPool pool_;
   RefSetBuilder refs_;
+  std::shared_ptr<ChunkBatch> open_batch_;
   std::unique_ptr<FileCacheReader> cache_in_;
   std::unique_ptr<FileCacheWriter> cache_out_;
   std::map<std::pair<dev_t, ino_t>, uint64_t> hardlinks_;
@@ -138,8 +183,8 @@ class Capturer {
 
 Status Capturer::Resolve(PendingNode& p) {
   Status first_error;
-  for (ChunkFuture& f : p.chunks) {
-    Result<ChunkResult> r = f.get();
+  for (const ChunkHandle& h : p.chunks) {
+    Result<ChunkResult> r = Await(h);
     if (!r.ok()) {
       if (first_error.ok()) first_error = r.status();
       continue;
@@ -347,8 +392,7 @@ Result<bool> Capturer::CaptureFile(int dir_fd, ByteView name, const struct stat&
     Status s = ReadFileContent(fd, st1, p, &changed, &logical_size);
     if (!s.ok()) {
       // Drain what was submitted, then skip the file.
-      for (ChunkFuture& f : p.chunks) f.get().status().IgnoreError();
-      p.chunks.clear();
+      DiscardChunks(p);
       Skip(display, s.message());
       return false;
     }
@@ -384,8 +428,7 @@ Result<bool> Capturer::CaptureFile(int dir_fd, ByteView name, const struct stat&
     }
     // Discard this attempt's chunks (they are stored but will not be
     // referenced), then wait out the timestamp tick if that was the doubt.
-    for (ChunkFuture& f : p.chunks) f.get().status().IgnoreError();
-    p.chunks.clear();
+    DiscardChunks(p);
     p.cache.extents.clear();
     if (racy) {
       const int64_t wait_until = ToNs(st2.st_ctim) + kRacyWindowNs;
