@@ -8,6 +8,12 @@ if(CMAKE_CXX_COMPILER_ID STREQUAL "GNU" AND CMAKE_CXX_COMPILER_VERSION VERSION_L
   list(APPEND FERRY_WARNINGS -Wno-restrict -Wno-stringop-overflow)
 endif()
 
+if(FERRY_SANITIZE AND CMAKE_CXX_COMPILER_ID STREQUAL "GNU")
+  # GCC's flow analysis under -fsanitize reports std::regex and std::function
+  # internals as maybe-uninitialized (false positives, GCC bug 105562).
+  list(APPEND FERRY_WARNINGS -Wno-maybe-uninitialized)
+endif()
+
 function(ferry_apply_warnings target)
   target_compile_options(${target} PRIVATE ${FERRY_WARNINGS})
   if(FERRY_WERROR)
