@@ -93,8 +93,8 @@ bool VerifySignature(const PublicKey& public_key, ByteView message, const Signat
 
 // Argon2id (crypto_pwhash) → 32-byte key.
 struct Argon2Params {
-  uint64_t opslimit = 3;             // crypto_pwhash_OPSLIMIT_MODERATE
-  uint64_t memlimit = 256ull << 20;  // 256 MiB, crypto_pwhash_MEMLIMIT_MODERATE
+  uint64_t opslimit = 3;            // RFC 9106 second recommended option:
+  uint64_t memlimit = 64ull << 20;  // 3 passes over 64 MiB (docs/adr/0004)
 };
 Result<SecretBytes> DeriveKeyFromPassphrase(std::string_view passphrase, ByteView salt16,
                                             const Argon2Params& params);

