@@ -143,6 +143,7 @@ Status LocalStore::Init(bool create) {
   sqlite::OpenOptions db_options;
   db_options.read_only = false;  // readers need write access to the WAL index (shm)
   db_options.create = create;
+  db_options.cache_kib = 1024;  // the index is read by key; a small cache keeps RSS flat
   ASSIGN_OR_RETURN(db_, sqlite::Database::Open(JoinPath(dir_, "index.db"), db_options));
   ASSIGN_OR_RETURN(int64_t version, db_->UserVersion());
   if (version == 0) {

@@ -111,7 +111,10 @@ class RefsFileWriter {
 RefSetBuilder::RefSetBuilder(Env& env, std::string tmp_dir, size_t memory_budget)
     : env_(env),
       tmp_dir_(std::move(tmp_dir)),
-      max_entries_(std::max<size_t>(memory_budget / sizeof(RefEntry), 1024)) {}
+      max_entries_(std::max<size_t>(memory_budget / sizeof(RefEntry), 1024)) {
+  // The whole budget up front: growing by doubling would overshoot it.
+  pending_.reserve(max_entries_);
+}
 
 RefSetBuilder::~RefSetBuilder() {
   for (const auto& r : runs_) env_.RemoveFile(r).IgnoreError();

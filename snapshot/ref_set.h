@@ -35,7 +35,7 @@ struct RefSetSummaryInfo {
 class RefSetBuilder {
  public:
   // tmp_dir: where sorted runs are spilled; memory_budget: bytes of entries kept in memory.
-  RefSetBuilder(Env& env, std::string tmp_dir, size_t memory_budget = 1 << 20);
+  RefSetBuilder(Env& env, std::string tmp_dir, size_t memory_budget = 256 << 10);
   ~RefSetBuilder();
   RefSetBuilder(const RefSetBuilder&) = delete;
   RefSetBuilder& operator=(const RefSetBuilder&) = delete;
