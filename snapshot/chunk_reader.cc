@@ -16,7 +16,19 @@ Result<std::shared_ptr<const SecretBytes>> ChunkReader::Key(const KeyId& id) {
 }
 
 Result<Bytes> ChunkReader::Read(const ChunkId& id, uint32_t expected_size) {
-  ASSIGN_OR_RETURN(Bytes sealed, store_.ReadSealedChunk(id));
+  Bytes plain;
+  RETURN_IF_ERROR(Read(id, expected_size, plain));
+  return plain;
+}
+
+Status ChunkReader::Read(const pb::ChunkRef& ref, Bytes& plaintext) {
+  ASSIGN_OR_RETURN(ChunkId id, ArrayFromBytes<32>(AsBytes(ref.id()), "chunk id"));
+  return Read(id, ref.size(), plaintext);
+}
+
+Status ChunkReader::Read(const ChunkId& id, uint32_t expected_size, Bytes& plaintext) {
+  thread_local Bytes sealed;
+  RETURN_IF_ERROR(store_.ReadSealedChunk(id, sealed));
   ASSIGN_OR_RETURN(SealedChunkHeader header, ParseSealedChunkHeader(sealed));
   if (header.plain_len != expected_size) {
     return DataLossError("chunk " + HexEncode(ByteView(id.data(), 8)) + " holds " +
@@ -24,9 +36,7 @@ Result<Bytes> ChunkReader::Read(const ChunkId& id, uint32_t expected_size) {
                          std::to_string(expected_size));
   }
   ASSIGN_OR_RETURN(std::shared_ptr<const SecretBytes> key, Key(header.key_id));
-  Bytes plain;
-  RETURN_IF_ERROR(OpenChunk(id, sealed, *key, keyset_.chunk_id_hasher(), plain));
-  return plain;
+  return OpenChunk(id, sealed, *key, keyset_.chunk_id_hasher(), plaintext);
 }
 
 Result<Bytes> ChunkReader::Read(const pb::ChunkRef& ref) {

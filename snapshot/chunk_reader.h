@@ -24,6 +24,10 @@ class ChunkReader {
   // Plaintext of chunk `id`, which must be `expected_size` bytes.
   Result<Bytes> Read(const ChunkId& id, uint32_t expected_size);
   Result<Bytes> Read(const pb::ChunkRef& ref);
+  // The same into `plaintext` (resized; reuse it across calls to skip an
+  // allocation and zero-fill per chunk).
+  Status Read(const ChunkId& id, uint32_t expected_size, Bytes& plaintext);
+  Status Read(const pb::ChunkRef& ref, Bytes& plaintext);
   // The concatenated plaintext of a chunk list (trees).
   Result<Bytes> ReadAll(const google::protobuf::RepeatedPtrField<pb::ChunkRef>& refs,
                         size_t max_total);

@@ -359,6 +359,12 @@ Result<std::shared_ptr<RandomAccessFile>> LocalStore::PackFile(int64_t pack_id) 
 }
 
 Result<Bytes> LocalStore::ReadSealedChunk(const ChunkId& id) {
+  Bytes out;
+  RETURN_IF_ERROR(ReadSealedChunk(id, out));
+  return out;
+}
+
+Status LocalStore::ReadSealedChunk(const ChunkId& id, Bytes& out) {
   std::shared_ptr<RandomAccessFile> file;
   uint64_t offset = 0;
   uint32_t length = 0;
@@ -375,9 +381,7 @@ Result<Bytes> LocalStore::ReadSealedChunk(const ChunkId& id) {
   }
   // pread outside the lock; the shared_ptr keeps the file open even if the
   // cache evicts it meanwhile.
-  Bytes out;
-  RETURN_IF_ERROR(file->Read(offset, length, out));
-  return out;
+  return file->Read(offset, length, out);
 }
 
 Result<Bytes> LocalStore::WrappedKey(const KeyId& id) {

@@ -261,7 +261,8 @@ Status Restorer::RunFileJob(const std::shared_ptr<OpenFile>& file, const pb::Chu
   OpenFile& f = *file;
   if (f.create_in_dir_fd >= 0) RETURN_IF_ERROR(CreateFile(f.create_in_dir_fd, f));
   if (ref != nullptr) {
-    ASSIGN_OR_RETURN(Bytes data, reader_.Read(*ref));
+    thread_local Bytes data;  // reused: no allocation or zero-fill per chunk
+    RETURN_IF_ERROR(reader_.Read(*ref, data));
     for (const Piece& piece : pieces) {
       if (piece.chunk_offset + piece.length > data.size()) {
         return DataLossError(f.display + ": content runs past its chunk");
