@@ -1,0 +1,1 @@
+// Keeps ferry_mirror a valid library until its first sources land.
