@@ -1,0 +1,91 @@
+#include "mirror/replication/envelope_codec.h"
+
+namespace ferry::mirror {
+
+Result<Bytes> EncodeEnvelope(const linkpb::Envelope& envelope, uint64_t max_frame_bytes) {
+  const size_t size = envelope.ByteSizeLong();
+  if (size > max_frame_bytes) {
+    return ResourceExhaustedError("frame of " + std::to_string(size) +
+                                  " bytes exceeds the limit of " + std::to_string(max_frame_bytes));
+  }
+  Bytes out(size);
+  if (!envelope.SerializeToArray(out.data(), static_cast<int>(size))) {
+    return InternalError("could not serialize a link frame");
+  }
+  return out;
+}
+
+Result<linkpb::Envelope> DecodeEnvelope(ByteView frame, uint64_t max_frame_bytes) {
+  if (frame.size() > max_frame_bytes) {
+    return ResourceExhaustedError("frame of " + std::to_string(frame.size()) +
+                                  " bytes exceeds the limit of " + std::to_string(max_frame_bytes));
+  }
+  linkpb::Envelope e;
+  if (!e.ParseFromArray(frame.data(), static_cast<int>(frame.size()))) {
+    return DataLossError("link frame is not a valid Envelope");
+  }
+  if (e.body_case() == linkpb::Envelope::BODY_NOT_SET) {
+    return DataLossError("link frame has no message (unknown to this version?)");
+  }
+  return e;
+}
+
+linkpb::Envelope ErrorEnvelope(uint64_t request_id, const Status& status) {
+  linkpb::Envelope e;
+  e.set_request_id(request_id);
+  linkpb::Error* err = e.mutable_error();
+  err->set_code(static_cast<linkpb::ErrorCode>(static_cast<int>(status.code())));
+  if (!linkpb::ErrorCode_IsValid(err->code())) err->set_code(linkpb::ERROR_CODE_INTERNAL);
+  err->set_message(status.message());
+  return e;
+}
+
+Status StatusFromError(const linkpb::Error& error) {
+  const int code = static_cast<int>(error.code());
+  if (code <= 0 || code > static_cast<int>(StatusCode::kUnauthenticated)) {
+    return Status(StatusCode::kUnknown, "peer: " + error.message());
+  }
+  return Status(static_cast<StatusCode>(code), "peer: " + error.message());
+}
+
+const char* BodyName(const linkpb::Envelope& e) {
+  switch (e.body_case()) {
+    case linkpb::Envelope::kHello:
+      return "hello";
+    case linkpb::Envelope::kHelloAck:
+      return "hello_ack";
+    case linkpb::Envelope::kEnrollRequest:
+      return "enroll_request";
+    case linkpb::Envelope::kEnrollResponse:
+      return "enroll_response";
+    case linkpb::Envelope::kPolicySync:
+      return "policy_sync";
+    case linkpb::Envelope::kMissingQuery:
+      return "missing_query";
+    case linkpb::Envelope::kMissingReply:
+      return "missing_reply";
+    case linkpb::Envelope::kChunkUpload:
+      return "chunk_upload";
+    case linkpb::Envelope::kUploadAck:
+      return "upload_ack";
+    case linkpb::Envelope::kCommitRequest:
+      return "commit_request";
+    case linkpb::Envelope::kCommitAck:
+      return "commit_ack";
+    case linkpb::Envelope::kStreamAppend:
+      return "stream_append";
+    case linkpb::Envelope::kStreamAck:
+      return "stream_ack";
+    case linkpb::Envelope::kError:
+      return "error";
+    case linkpb::Envelope::kPing:
+      return "ping";
+    case linkpb::Envelope::kPong:
+      return "pong";
+    case linkpb::Envelope::BODY_NOT_SET:
+      return "nothing";
+  }
+  return "unknown";
+}
+
+}  // namespace ferry::mirror

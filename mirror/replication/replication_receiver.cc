@@ -1,0 +1,338 @@
+#include "mirror/replication/replication_receiver.h"
+
+#include <algorithm>
+
+#include "core/log.h"
+#include "core/version.h"
+#include "mirror/replication/envelope_codec.h"
+#include "snapshot/keyset.h"
+#include "snapshot/ref_set.h"
+#include "snapshot/sealed_chunk.h"
+
+namespace ferry::mirror {
+
+using snapshot::ChunkId;
+using snapshot::KeyId;
+
+struct ReplicationReceiver::PendingCommit {
+  uint64_t request_id = 0;
+  Bytes manifest;
+  uint64_t refs_size = 0;
+  uint64_t refs_received = 0;
+  std::string refs_path;
+  std::unique_ptr<WritableFile> refs_file;
+};
+
+namespace {
+
+Status Violation(const std::string& what) {
+  return InvalidArgumentError("protocol violation: " + what);
+}
+
+}  // namespace
+
+ReplicationReceiver::ReplicationReceiver(snapshot::LocalStore& store, ReceiverPolicy& policy,
+                                         const sodium::PublicKey& peer, bool peer_enrolled,
+                                         ReceiverOptions options)
+    : store_(store),
+      policy_(policy),
+      peer_(peer),
+      peer_enrolled_(peer_enrolled),
+      options_(std::move(options)) {}
+
+ReplicationReceiver::~ReplicationReceiver() { ResetCommit(); }
+
+void ReplicationReceiver::ResetCommit() {
+  if (!commit_) return;
+  if (commit_->refs_file) commit_->refs_file->Close().IgnoreError();
+  if (!commit_->refs_path.empty()) Env::Default()->RemoveFile(commit_->refs_path).IgnoreError();
+  commit_.reset();
+}
+
+Status ReplicationReceiver::Handle(const linkpb::Envelope& in, std::vector<linkpb::Envelope>& out) {
+  Status s;
+  if (!hello_done_ && in.body_case() != linkpb::Envelope::kHello) {
+    s = Violation(std::string("expected hello first, got ") + BodyName(in));
+  } else if (!peer_enrolled_ && in.body_case() != linkpb::Envelope::kHello &&
+             in.body_case() != linkpb::Envelope::kEnrollRequest) {
+    s = PermissionDeniedError(
+        "this key is not enrolled: the only thing it may do is present a "
+        "join token (got " +
+        std::string(BodyName(in)) + ")");
+  } else {
+    switch (in.body_case()) {
+      case linkpb::Envelope::kHello:
+        s = HandleHello(in, out);
+        break;
+      case linkpb::Envelope::kEnrollRequest:
+        s = HandleEnroll(in, out);
+        break;
+      case linkpb::Envelope::kMissingQuery:
+        s = HandleQuery(in, out);
+        break;
+      case linkpb::Envelope::kChunkUpload:
+        s = HandleUpload(in, out);
+        break;
+      case linkpb::Envelope::kCommitRequest:
+        s = HandleCommit(in, out);
+        break;
+      case linkpb::Envelope::kPing: {
+        linkpb::Envelope pong;
+        pong.set_request_id(in.request_id());
+        pong.mutable_pong()->set_nonce(in.ping().nonce());
+        out.push_back(std::move(pong));
+        break;
+      }
+      case linkpb::Envelope::kPong:
+        break;
+      case linkpb::Envelope::kError:
+        s = StatusFromError(in.error());
+        if (s.ok()) s = AbortedError("peer sent an error without a code");
+        return s;  // the peer is ending the session: no answer
+      default:
+        s = Violation(std::string("unexpected ") + BodyName(in));
+        break;
+    }
+  }
+  if (!s.ok()) out.push_back(ErrorEnvelope(in.request_id(), s));
+  return s;
+}
+
+Status ReplicationReceiver::HandleHello(const linkpb::Envelope& in,
+                                        std::vector<linkpb::Envelope>& out) {
+  if (hello_done_) return Violation("second hello");
+  const linkpb::Hello& h = in.hello();
+  if (h.min_version() > kLinkProtocolVersion || h.max_version() < kLinkProtocolVersion) {
+    return FailedPreconditionError("link protocol version mismatch: peer speaks " +
+                                   std::to_string(h.min_version()) + ".." +
+                                   std::to_string(h.max_version()) + ", this side speaks " +
+                                   std::to_string(kLinkProtocolVersion));
+  }
+  hello_done_ = true;
+  linkpb::Envelope e;
+  e.set_request_id(in.request_id());
+  linkpb::HelloAck* ack = e.mutable_hello_ack();
+  ack->set_version(kLinkProtocolVersion);
+  ack->set_software(options_.software + " " + kFerryVersion);
+  ack->set_max_frame_bytes(options_.max_frame_bytes);
+  ack->set_upload_window_bytes(options_.upload_window_bytes);
+  ack->set_max_query_ids(options_.max_query_ids);
+  ack->set_enrolled(peer_enrolled_);
+  out.push_back(std::move(e));
+  return OkStatus();
+}
+
+Status ReplicationReceiver::HandleEnroll(const linkpb::Envelope& in,
+                                         std::vector<linkpb::Envelope>& out) {
+  if (peer_enrolled_) return Violation("enrollment from a key that is already enrolled");
+  ASSIGN_OR_RETURN(linkpb::EnrollResponse response, policy_.Enroll(in.enroll_request(), peer_));
+  linkpb::Envelope e;
+  e.set_request_id(in.request_id());
+  *e.mutable_enroll_response() = std::move(response);
+  out.push_back(std::move(e));
+  // The session ends here: the now-enrolled key reconnects for real work.
+  return CancelledError("enrolled; reconnect to replicate");
+}
+
+Status ReplicationReceiver::HandleQuery(const linkpb::Envelope& in,
+                                        std::vector<linkpb::Envelope>& out) {
+  const linkpb::MissingQuery& q = in.missing_query();
+  if (static_cast<uint32_t>(q.ids_size()) > options_.max_query_ids) {
+    return Violation("query of " + std::to_string(q.ids_size()) + " ids exceeds the limit of " +
+                     std::to_string(options_.max_query_ids));
+  }
+  ++stats_.queries;
+  linkpb::Envelope e;
+  e.set_request_id(in.request_id());
+  linkpb::MissingReply* reply = e.mutable_missing_reply();
+  for (const std::string& raw : q.ids()) {
+    Result<ChunkId> id = snapshot::ArrayFromBytes<32>(AsBytes(raw), "chunk id");
+    if (!id.ok()) return Violation(id.status().message());
+    ASSIGN_OR_RETURN(std::optional<uint32_t> size, store_.ChunkSealedSize(*id));
+    if (!size) reply->add_missing(raw);
+  }
+  out.push_back(std::move(e));
+  return OkStatus();
+}
+
+Status ReplicationReceiver::HandleUpload(const linkpb::Envelope& in,
+                                         std::vector<linkpb::Envelope>& out) {
+  const linkpb::ChunkUpload& up = in.chunk_upload();
+  ++stats_.uploads;
+  // Keys first: every chunk must name a key in this upload or in the store.
+  std::vector<std::pair<KeyId, const std::string*>> keys;
+  for (const linkpb::DataKey& k : up.keys()) {
+    Result<KeyId> id = snapshot::ArrayFromBytes<16>(AsBytes(k.key_id()), "data key id");
+    if (!id.ok()) return Violation(id.status().message());
+    if (k.wrapped().size() != snapshot::kWrappedDataKeySize) {
+      return Violation("wrapped data key of " + std::to_string(k.wrapped().size()) + " bytes");
+    }
+    keys.emplace_back(*id, &k.wrapped());
+  }
+  uint32_t new_chunks = 0;
+  for (const linkpb::SealedChunk& c : up.chunks()) {
+    Result<ChunkId> id = snapshot::ArrayFromBytes<32>(AsBytes(c.id()), "chunk id");
+    if (!id.ok()) return Violation(id.status().message());
+    Result<snapshot::SealedChunkHeader> header =
+        snapshot::ParseSealedChunkHeader(AsBytes(c.sealed()));
+    if (!header.ok()) {
+      return DataLossError("uploaded chunk " + HexEncode(ByteView(id->data(), 8)) + ": " +
+                           header.status().message());
+    }
+    Bytes wrapped;
+    auto it = std::find_if(keys.begin(), keys.end(),
+                           [&](const auto& k) { return k.first == header->key_id; });
+    if (it != keys.end()) {
+      wrapped.assign(it->second->begin(), it->second->end());
+    } else {
+      Result<Bytes> stored = store_.WrappedKey(header->key_id);
+      if (!stored.ok()) {
+        return Violation("chunk " + HexEncode(ByteView(id->data(), 8)) +
+                         " is sealed under data key " + HexEncode(header->key_id) +
+                         ", which was neither uploaded nor stored");
+      }
+      wrapped = std::move(*stored);
+    }
+    ASSIGN_OR_RETURN(snapshot::PutResult put,
+                     store_.PutChunk(*id, AsBytes(c.sealed()), header->key_id, wrapped));
+    ++stats_.chunks_received;
+    stats_.bytes_received += c.sealed().size();
+    if (put.added) {
+      ++new_chunks;
+      ++stats_.chunks_new;
+    }
+  }
+  linkpb::Envelope e;
+  e.set_request_id(in.request_id());
+  linkpb::UploadAck* ack = e.mutable_upload_ack();
+  ack->set_chunks(static_cast<uint32_t>(up.chunks_size()));
+  ack->set_new_chunks(new_chunks);
+  ack->set_credit_bytes(in.ByteSizeLong());
+  out.push_back(std::move(e));
+  return OkStatus();
+}
+
+Status ReplicationReceiver::HandleCommit(const linkpb::Envelope& in,
+                                         std::vector<linkpb::Envelope>& out) {
+  const linkpb::CommitRequest& c = in.commit_request();
+  if (!commit_) {
+    if (c.manifest().empty()) return Violation("commit part without a manifest starts no commit");
+    if (c.manifest().size() > snapshot::kMaxManifestBodySize + 4096) {
+      return Violation("manifest too large");
+    }
+    if (c.refs_size() > options_.max_refs_bytes) {
+      return ResourceExhaustedError("reference set of " + std::to_string(c.refs_size()) +
+                                    " bytes exceeds the limit of " +
+                                    std::to_string(options_.max_refs_bytes));
+    }
+    commit_ = std::make_unique<PendingCommit>();
+    commit_->request_id = in.request_id();
+    commit_->manifest.assign(c.manifest().begin(), c.manifest().end());
+    commit_->refs_size = c.refs_size();
+    commit_->refs_path =
+        store_.tmp_dir() + "/recv-refs-" + HexEncode(sodium::RandomArray<8>()) + ".tmp";
+    ASSIGN_OR_RETURN(commit_->refs_file, Env::Default()->NewWritableFile(commit_->refs_path, 0644));
+  } else if (!c.manifest().empty()) {
+    return Violation("a second manifest inside one commit");
+  }
+  if (commit_->refs_received + c.refs_part().size() > commit_->refs_size) {
+    return Violation("reference set longer than announced");
+  }
+  RETURN_IF_ERROR(commit_->refs_file->Append(AsBytes(c.refs_part())));
+  commit_->refs_received += c.refs_part().size();
+  if (!c.last()) return OkStatus();
+  if (commit_->refs_received != commit_->refs_size) {
+    return Violation("reference set shorter than announced");
+  }
+  return FinishCommit(commit_->request_id, out);
+}
+
+Status ReplicationReceiver::FinishCommit(uint64_t request_id, std::vector<linkpb::Envelope>& out) {
+  std::unique_ptr<PendingCommit> c = std::move(commit_);
+  auto cleanup = [&] { Env::Default()->RemoveFile(c->refs_path).IgnoreError(); };
+  Status s = c->refs_file->Sync();
+  Status closed = c->refs_file->Close();
+  if (s.ok()) s = closed;
+  if (!s.ok()) {
+    cleanup();
+    return s;
+  }
+  // The manifest: signature, then who signed it.
+  Result<snapshot::ParsedManifest> m = snapshot::ParseManifest(std::move(c->manifest), "uploaded");
+  if (!m.ok()) {
+    cleanup();
+    return m.status();
+  }
+  if (Status auth = policy_.AuthorizeCommit(*m); !auth.ok()) {
+    cleanup();
+    return auth;
+  }
+  linkpb::Envelope e;
+  e.set_request_id(request_id);
+  linkpb::CommitAck* ack = e.mutable_commit_ack();
+  ack->set_snapshot_id(m->id.data(), m->id.size());
+  if (store_.LoadManifest(m->id).ok()) {
+    cleanup();
+    ack->set_already_present(true);
+    out.push_back(std::move(e));
+    return OkStatus();
+  }
+  // Completeness and the refs digest are checked by the store, which also
+  // makes everything durable before the snapshot is listed.
+  Status committed = store_.CommitSnapshot(*m, c->refs_path);
+  if (!committed.ok()) {
+    cleanup();
+    if (committed.code() == StatusCode::kFailedPrecondition) {
+      // Chunks missing (e.g. lost with a crash before they were durable): the
+      // sender asks again and re-sends them; the session goes on.
+      out.push_back(ErrorEnvelope(request_id, committed));
+      return OkStatus();
+    }
+    return committed;
+  }
+  ++stats_.commits;
+  log::Info("link: committed snapshot {} from {}", HexEncode(m->id).substr(0, 12),
+            HexEncode(ByteView(peer_.data(), 8)));
+  out.push_back(std::move(e));
+  return OkStatus();
+}
+
+Status ReplicationReceiver::Finish() { return store_.Flush(); }
+
+Status ServeSession(FrameChannel& channel, ReplicationReceiver& receiver,
+                    std::chrono::milliseconds idle_timeout) {
+  Status ended;
+  std::vector<linkpb::Envelope> out;
+  while (true) {
+    Result<linkpb::Envelope> in = channel.Receive(idle_timeout);
+    if (!in.ok()) {
+      ended = in.status();
+      if (ended.code() != StatusCode::kUnavailable) {
+        channel.Send(ErrorEnvelope(0, ended)).IgnoreError();
+        channel.Close(ended);
+      }
+      break;
+    }
+    out.clear();
+    Status s = receiver.Handle(*in, out);
+    Status sent;
+    for (const linkpb::Envelope& e : out) {
+      sent = channel.Send(e);
+      if (!sent.ok()) break;
+    }
+    if (!s.ok()) {
+      ended = s;
+      channel.Close(s);
+      break;
+    }
+    if (!sent.ok()) {
+      ended = sent;
+      break;
+    }
+  }
+  Status flushed = receiver.Finish();
+  if (!flushed.ok()) log::Error("link: flushing received chunks failed: {}", flushed.ToString());
+  return ended;
+}
+
+}  // namespace ferry::mirror

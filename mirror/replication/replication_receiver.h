@@ -1,0 +1,104 @@
+// ReplicationReceiver: the far side of a push — answers which chunks it
+// lacks, stores uploaded sealed chunks, and commits snapshots into a
+// LocalStore. Transport-free: it handles one Envelope at a time and says what
+// to send back; ServeSession() runs it over a FrameChannel.
+//
+// It never sees plaintext or keys. It checks what it can without keys: sizes,
+// sealed-chunk headers, that every data key a chunk names is known, the
+// manifest's signature (and, through ReceiverPolicy, its signer), the refs'
+// digest, and — before acknowledging a commit — that every referenced chunk
+// is durable in the store.
+//
+// Protocol and state machine: docs/format/link.md.
+// Thread-safety: thread-compatible (one per session); the store is shared.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "mirror/replication/frame_channel.h"
+#include "snapshot/local_store.h"
+
+namespace ferry::mirror {
+
+inline constexpr uint32_t kLinkProtocolVersion = 1;
+
+// What the receiving side allows a peer. The hub implements it with its
+// catalog (tenants, agents, tokens); tests and tools with something simpler.
+class ReceiverPolicy {
+ public:
+  virtual ~ReceiverPolicy() = default;
+  // May this manifest be committed on this session? (e.g. the signer is the
+  // enrolled agent's key.) An error is sent to the peer as is.
+  virtual Status AuthorizeCommit(const snapshot::ParsedManifest& manifest) = 0;
+  // Enrollment of an unknown key with a one-time join token.
+  virtual Result<linkpb::EnrollResponse> Enroll(const linkpb::EnrollRequest& request,
+                                                const sodium::PublicKey& peer) = 0;
+};
+
+struct ReceiverOptions {
+  uint64_t max_frame_bytes = 8u << 20;
+  // Credit: ChunkUpload bytes the sender may have unacknowledged at once.
+  uint64_t upload_window_bytes = 8u << 20;
+  uint32_t max_query_ids = 8192;
+  // Largest reference set accepted with a commit (36 bytes per chunk).
+  uint64_t max_refs_bytes = 1ull << 30;
+  std::string software = "ferry";
+};
+
+class ReplicationReceiver {
+ public:
+  // `store` and `policy` must outlive the receiver. `peer_enrolled`: whether
+  // the authenticated peer key is known; if not, only Hello and
+  // EnrollRequest are allowed.
+  ReplicationReceiver(snapshot::LocalStore& store, ReceiverPolicy& policy,
+                      const sodium::PublicKey& peer, bool peer_enrolled,
+                      ReceiverOptions options = {});
+  ~ReplicationReceiver();
+
+  // Handles one frame, appending the frames to send back to `out`. A non-OK
+  // return means the session must end: `out` then holds an Error frame for
+  // the peer.
+  Status Handle(const linkpb::Envelope& in, std::vector<linkpb::Envelope>& out);
+  // Makes what was received durable (called when the session ends).
+  Status Finish();
+
+  struct Stats {
+    uint64_t queries = 0;
+    uint64_t uploads = 0;
+    uint64_t chunks_received = 0;
+    uint64_t chunks_new = 0;
+    uint64_t bytes_received = 0;  // sealed bytes in uploads
+    uint64_t commits = 0;
+  };
+  const Stats& stats() const { return stats_; }
+
+ private:
+  Status HandleHello(const linkpb::Envelope& in, std::vector<linkpb::Envelope>& out);
+  Status HandleEnroll(const linkpb::Envelope& in, std::vector<linkpb::Envelope>& out);
+  Status HandleQuery(const linkpb::Envelope& in, std::vector<linkpb::Envelope>& out);
+  Status HandleUpload(const linkpb::Envelope& in, std::vector<linkpb::Envelope>& out);
+  Status HandleCommit(const linkpb::Envelope& in, std::vector<linkpb::Envelope>& out);
+  Status FinishCommit(uint64_t request_id, std::vector<linkpb::Envelope>& out);
+  void ResetCommit();
+
+  snapshot::LocalStore& store_;
+  ReceiverPolicy& policy_;
+  const sodium::PublicKey peer_;
+  bool peer_enrolled_;
+  const ReceiverOptions options_;
+  bool hello_done_ = false;
+  // A commit in progress (its refs arrive in parts).
+  struct PendingCommit;
+  std::unique_ptr<PendingCommit> commit_;
+  Stats stats_;
+};
+
+// Runs `receiver` over `channel` until the peer closes or an error ends the
+// session; flushes the store at the end. Returns how the session ended
+// (kUnavailable: the peer went away).
+Status ServeSession(FrameChannel& channel, ReplicationReceiver& receiver,
+                    std::chrono::milliseconds idle_timeout = std::chrono::seconds(120));
+
+}  // namespace ferry::mirror

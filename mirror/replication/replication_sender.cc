@@ -1,0 +1,246 @@
+#include "mirror/replication/replication_sender.h"
+
+#include <algorithm>
+
+#include "core/clock.h"
+#include "core/version.h"
+#include "mirror/replication/envelope_codec.h"
+#include "mirror/replication/replication_receiver.h"
+#include "snapshot/ref_set.h"
+#include "snapshot/sealed_chunk.h"
+
+namespace ferry::mirror {
+
+using snapshot::ChunkId;
+
+namespace {
+// Bytes an Envelope adds around a ChunkUpload's content, generously.
+constexpr uint64_t kFrameOverhead = 4096;
+}  // namespace
+
+ReplicationSender::ReplicationSender(FrameChannel& channel, snapshot::LocalStore& store,
+                                     SenderOptions options)
+    : channel_(channel), store_(store), options_(std::move(options)) {}
+
+Status ReplicationSender::Hello() {
+  if (hello_done_) return OkStatus();
+  linkpb::Envelope e;
+  const uint64_t id = NextId();
+  e.set_request_id(id);
+  linkpb::Hello* h = e.mutable_hello();
+  h->set_min_version(kLinkProtocolVersion);
+  h->set_max_version(kLinkProtocolVersion);
+  h->set_software(options_.software + " " + kFerryVersion);
+  RETURN_IF_ERROR(channel_.Send(e));
+  ASSIGN_OR_RETURN(linkpb::Envelope reply, WaitFor(id));
+  if (!reply.has_hello_ack()) {
+    return DataLossError(std::string("expected hello_ack, got ") + BodyName(reply));
+  }
+  peer_ = reply.hello_ack();
+  if (peer_.version() != kLinkProtocolVersion) {
+    return FailedPreconditionError("peer chose link protocol version " +
+                                   std::to_string(peer_.version()) + "; this side speaks " +
+                                   std::to_string(kLinkProtocolVersion));
+  }
+  if (peer_.upload_window_bytes() == 0 || peer_.max_frame_bytes() < (64u << 10) ||
+      peer_.max_query_ids() == 0) {
+    return DataLossError("peer announced unusable limits (window, frame size or query size)");
+  }
+  hello_done_ = true;
+  return OkStatus();
+}
+
+Result<linkpb::EnrollResponse> ReplicationSender::Enroll(const linkpb::EnrollRequest& request) {
+  RETURN_IF_ERROR(Hello());
+  linkpb::Envelope e;
+  const uint64_t id = NextId();
+  e.set_request_id(id);
+  *e.mutable_enroll_request() = request;
+  RETURN_IF_ERROR(channel_.Send(e));
+  ASSIGN_OR_RETURN(linkpb::Envelope reply, WaitFor(id));
+  if (!reply.has_enroll_response()) {
+    return DataLossError(std::string("expected enroll_response, got ") + BodyName(reply));
+  }
+  return reply.enroll_response();
+}
+
+Result<std::optional<linkpb::Envelope>> ReplicationSender::ReceiveOne(uint64_t want_request) {
+  ASSIGN_OR_RETURN(linkpb::Envelope e, channel_.Receive(options_.timeout));
+  switch (e.body_case()) {
+    case linkpb::Envelope::kUploadAck: {
+      const uint64_t credit = e.upload_ack().credit_bytes();
+      if (uploads_pending_ == 0 || credit > window_used_) {
+        return DataLossError("peer acknowledged an upload that was not sent");
+      }
+      window_used_ -= credit;
+      --uploads_pending_;
+      return std::optional<linkpb::Envelope>();
+    }
+    case linkpb::Envelope::kError:
+      return StatusFromError(e.error());
+    case linkpb::Envelope::kPong:
+      return std::optional<linkpb::Envelope>();
+    default:
+      if (want_request != 0 && e.request_id() == want_request) {
+        return std::optional<linkpb::Envelope>(std::move(e));
+      }
+      return DataLossError(std::string("unexpected ") + BodyName(e) + " from the peer");
+  }
+}
+
+Result<linkpb::Envelope> ReplicationSender::WaitFor(uint64_t request_id) {
+  while (true) {
+    ASSIGN_OR_RETURN(std::optional<linkpb::Envelope> e, ReceiveOne(request_id));
+    if (e) return std::move(*e);
+  }
+}
+
+Status ReplicationSender::DrainUploads() {
+  while (uploads_pending_ > 0) {
+    ASSIGN_OR_RETURN(std::optional<linkpb::Envelope> e, ReceiveOne(0));
+    (void)e;
+  }
+  return OkStatus();
+}
+
+Status ReplicationSender::SendUpload(linkpb::Envelope upload) {
+  PushReport& report = progress_;
+  upload.set_request_id(NextId());
+  const uint64_t size = upload.ByteSizeLong();
+  // Credit: wait for acks until this upload fits in the window (one upload
+  // may always be in flight, however large).
+  while (uploads_pending_ > 0 && window_used_ + size > peer_.upload_window_bytes()) {
+    ASSIGN_OR_RETURN(std::optional<linkpb::Envelope> e, ReceiveOne(0));
+    (void)e;
+  }
+  if (options_.bandwidth != nullptr) options_.bandwidth->Acquire(size);
+  RETURN_IF_ERROR(channel_.Send(upload));
+  window_used_ += size;
+  ++uploads_pending_;
+  ++report.uploads;
+  for (const linkpb::SealedChunk& c : upload.chunk_upload().chunks()) {
+    ++report.chunks_sent;
+    report.bytes_sent += c.sealed().size();
+  }
+  return OkStatus();
+}
+
+Result<PushReport> ReplicationSender::Push(const snapshot::SnapshotId& id) {
+  const int64_t start = Clock::Real()->MonotonicNanos();
+  RETURN_IF_ERROR(Hello());
+  progress_ = PushReport();
+  PushReport& report = progress_;
+  report.snapshot_id = id;
+  ASSIGN_OR_RETURN(snapshot::ParsedManifest manifest, store_.LoadManifest(id));
+  const std::string refs_path = store_.RefsPath(id);
+  ASSIGN_OR_RETURN(std::unique_ptr<snapshot::RefSetReader> refs,
+                   snapshot::RefSetReader::Open(*Env::Default(), refs_path));
+
+  const uint32_t batch = std::min(options_.query_batch, peer_.max_query_ids());
+  const uint64_t upload_limit =
+      std::min<uint64_t>(options_.upload_batch_bytes, peer_.max_frame_bytes() - kFrameOverhead);
+  linkpb::Envelope upload;
+  uint64_t upload_bytes = 0;
+  Bytes sealed;
+  bool more = true;
+  while (more) {
+    // One missing query per batch of the (sorted) reference set.
+    linkpb::Envelope query;
+    const uint64_t qid = NextId();
+    query.set_request_id(qid);
+    snapshot::RefEntry entry;
+    while (static_cast<uint32_t>(query.missing_query().ids_size()) < batch) {
+      if (!refs->Next(entry)) {
+        more = false;
+        break;
+      }
+      query.mutable_missing_query()->add_ids(entry.id.data(), entry.id.size());
+    }
+    RETURN_IF_ERROR(refs->status());
+    if (query.missing_query().ids_size() == 0) break;
+    report.chunks_referenced += static_cast<uint64_t>(query.missing_query().ids_size());
+    ++report.queries;
+    RETURN_IF_ERROR(channel_.Send(query));
+    ASSIGN_OR_RETURN(linkpb::Envelope reply, WaitFor(qid));
+    if (!reply.has_missing_reply()) {
+      return DataLossError(std::string("expected missing_reply, got ") + BodyName(reply));
+    }
+    if (reply.missing_reply().missing_size() > query.missing_query().ids_size()) {
+      return DataLossError("peer reported more missing chunks than were asked about");
+    }
+    report.chunks_missing += static_cast<uint64_t>(reply.missing_reply().missing_size());
+    for (const std::string& raw : reply.missing_reply().missing()) {
+      ASSIGN_OR_RETURN(ChunkId cid, snapshot::ArrayFromBytes<32>(AsBytes(raw), "missing chunk id"));
+      RETURN_IF_ERROR(store_.ReadSealedChunk(cid, sealed));
+      ASSIGN_OR_RETURN(snapshot::SealedChunkHeader header,
+                       snapshot::ParseSealedChunkHeader(sealed));
+      if (sealed.size() + kFrameOverhead > peer_.max_frame_bytes()) {
+        return ResourceExhaustedError("chunk " + HexEncode(cid) + " (" +
+                                      std::to_string(sealed.size()) +
+                                      " bytes) does not fit in the peer's largest frame");
+      }
+      if (upload_bytes > 0 && upload_bytes + sealed.size() > upload_limit) {
+        RETURN_IF_ERROR(SendUpload(std::move(upload)));
+        upload.Clear();
+        upload_bytes = 0;
+      }
+      linkpb::ChunkUpload* up = upload.mutable_chunk_upload();
+      const bool key_listed = std::any_of(up->keys().begin(), up->keys().end(), [&](const auto& k) {
+        return k.key_id() == AsStringView(header.key_id);
+      });
+      if (!key_listed) {
+        ASSIGN_OR_RETURN(Bytes wrapped, store_.WrappedKey(header.key_id));
+        linkpb::DataKey* k = up->add_keys();
+        k->set_key_id(header.key_id.data(), header.key_id.size());
+        k->set_wrapped(wrapped.data(), wrapped.size());
+        upload_bytes += wrapped.size() + 32;
+      }
+      linkpb::SealedChunk* c = up->add_chunks();
+      c->set_id(cid.data(), cid.size());
+      c->set_sealed(sealed.data(), sealed.size());
+      upload_bytes += sealed.size() + 48;
+    }
+  }
+  if (upload_bytes > 0) RETURN_IF_ERROR(SendUpload(std::move(upload)));
+  RETURN_IF_ERROR(DrainUploads());
+
+  // Commit: the manifest and the refs in parts, then one answer.
+  ASSIGN_OR_RETURN(std::unique_ptr<RandomAccessFile> refs_file,
+                   Env::Default()->NewRandomAccessFile(refs_path));
+  const uint64_t refs_size = refs_file->Size();
+  const uint64_t part_size =
+      std::min<uint64_t>(options_.refs_part_bytes,
+                         peer_.max_frame_bytes() - kFrameOverhead - manifest.envelope.size());
+  const uint64_t cid = NextId();
+  Bytes part;
+  uint64_t offset = 0;
+  bool first = true;
+  do {
+    const uint64_t n = std::min<uint64_t>(part_size, refs_size - offset);
+    RETURN_IF_ERROR(refs_file->Read(offset, static_cast<size_t>(n), part));
+    linkpb::Envelope e;
+    e.set_request_id(cid);
+    linkpb::CommitRequest* c = e.mutable_commit_request();
+    if (first) {
+      c->set_manifest(manifest.envelope.data(), manifest.envelope.size());
+      c->set_refs_size(refs_size);
+      first = false;
+    }
+    c->set_refs_part(part.data(), part.size());
+    offset += n;
+    c->set_last(offset == refs_size);
+    RETURN_IF_ERROR(channel_.Send(e));
+  } while (offset < refs_size);
+  ASSIGN_OR_RETURN(linkpb::Envelope ack, WaitFor(cid));
+  if (!ack.has_commit_ack()) {
+    return DataLossError(std::string("expected commit_ack, got ") + BodyName(ack));
+  }
+  if (ack.commit_ack().snapshot_id() != AsStringView(id)) {
+    return DataLossError("peer acknowledged a different snapshot");
+  }
+  report.already_present = ack.commit_ack().already_present();
+  report.seconds = static_cast<double>(Clock::Real()->MonotonicNanos() - start) / 1e9;
+  return report;
+}
+
+}  // namespace ferry::mirror

@@ -1,0 +1,508 @@
+// The replication engine over an in-memory channel: pushes, dedup against the
+// far side, resumption after cuts, flow control, bandwidth, and the far
+// side's refusals.
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <thread>
+
+#include "mirror/replication/envelope_codec.h"
+#include "mirror/replication/in_memory_channel.h"
+#include "mirror/replication/replication_receiver.h"
+#include "mirror/replication/replication_sender.h"
+#include "snapshot/restorer.h"
+#include "snapshot/volume_capture.h"
+#include "tests/testing/test_util.h"
+
+namespace ferry::mirror {
+namespace {
+
+using ::ferry::testing::CompressibleBytes;
+using ::ferry::testing::DiffTrees;
+using ::ferry::testing::MakeDirsOrDie;
+using ::ferry::testing::SeededBytes;
+using ::ferry::testing::TempDir;
+using ::ferry::testing::WriteFileOrDie;
+using snapshot::Keyset;
+using snapshot::LocalStore;
+
+// Accepts any enrolled signer; enrollment with the token "good-token" once.
+class TestPolicy : public ReceiverPolicy {
+ public:
+  Status AuthorizeCommit(const snapshot::ParsedManifest& m) override {
+    if (refuse_signer && m.signer == *refuse_signer) {
+      return PermissionDeniedError("manifest signed by a key this session may not commit for");
+    }
+    return OkStatus();
+  }
+  Result<linkpb::EnrollResponse> Enroll(const linkpb::EnrollRequest& r,
+                                        const sodium::PublicKey&) override {
+    if (r.token() != "good-token" || token_used) {
+      return PermissionDeniedError("join token is unknown, used or expired");
+    }
+    token_used = true;
+    linkpb::EnrollResponse resp;
+    resp.set_tenant("acme");
+    resp.set_agent_name(r.agent_name());
+    return resp;
+  }
+  std::optional<sodium::PublicKey> refuse_signer;
+  bool token_used = false;
+};
+
+class ReplicationTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    keyset_ = Keyset::Generate();
+    source_ = OpenStore("source");
+    target_ = OpenStore("target");
+    capture_.chunker = snapshot::ChunkerParams{1024, 4096, 16384};  // many chunks
+    peer_key_ = sodium::RandomArray<32>();
+  }
+
+  std::unique_ptr<LocalStore> OpenStore(const std::string& name) {
+    Result<std::unique_ptr<LocalStore>> s = LocalStore::Create(dir_.Sub(name));
+    EXPECT_TRUE(s.ok()) << s.status().ToString();
+    return s.ok() ? std::move(*s) : nullptr;
+  }
+
+  // A tree of `files` files, ~`size` bytes each, half compressible.
+  std::string MakeTree(const std::string& name, int files, size_t size, uint64_t seed) {
+    const std::string root = dir_.Sub(name);
+    MakeDirsOrDie(root + "/sub");
+    for (int i = 0; i < files; ++i) {
+      const std::string path = root + (i % 3 == 0 ? "/sub/f" : "/f") + std::to_string(i);
+      WriteFileOrDie(path,
+                     i % 2 ? SeededBytes(seed + i, size) : CompressibleBytes(seed + i, size, 0.3));
+    }
+    return root;
+  }
+
+  snapshot::SnapshotId Capture(const std::string& tree) {
+    Result<snapshot::CaptureReport> r = CaptureVolume(tree, *keyset_, *source_, capture_);
+    EXPECT_TRUE(r.ok()) << r.status().ToString();
+    return r.ok() ? r->id : snapshot::SnapshotId{};
+  }
+
+  // Runs a receiver for one session on its own thread.
+  struct Session {
+    std::unique_ptr<InMemoryChannel> sender_end;
+    std::unique_ptr<InMemoryChannel> receiver_end;
+    std::unique_ptr<ReplicationReceiver> receiver;
+    std::thread thread;
+    Status ended;
+    ~Session() {
+      if (thread.joinable()) {
+        sender_end->Close(UnavailableError("test over"));
+        thread.join();
+      }
+    }
+  };
+  std::unique_ptr<Session> StartSession(bool enrolled = true, ReceiverOptions options = {}) {
+    auto s = std::make_unique<Session>();
+    auto [a, b] = InMemoryChannel::CreatePair();
+    s->sender_end = std::move(a);
+    s->receiver_end = std::move(b);
+    s->receiver =
+        std::make_unique<ReplicationReceiver>(*target_, policy_, peer_key_, enrolled, options);
+    Session* raw = s.get();
+    s->thread = std::thread([raw] {
+      raw->ended = ServeSession(*raw->receiver_end, *raw->receiver, std::chrono::seconds(30));
+    });
+    return s;
+  }
+  void EndSession(Session& s) {
+    s.sender_end->Close(UnavailableError("sender done"));
+    s.thread.join();
+  }
+
+  void ExpectRestoresFromTarget(const snapshot::SnapshotId& id, const std::string& tree) {
+    const std::string out = dir_.Sub("restored-" + HexEncode(id).substr(0, 8));
+    Result<snapshot::RestoreReport> r = snapshot::RestoreSnapshot(*target_, *keyset_, id, out);
+    ASSERT_TRUE(r.ok()) << r.status().ToString();
+    EXPECT_EQ(DiffTrees(tree, out), "");
+    EXPECT_TRUE(snapshot::VerifySnapshot(*target_, *keyset_, id).ok());
+  }
+
+  TempDir dir_;
+  std::unique_ptr<Keyset> keyset_;
+  std::unique_ptr<LocalStore> source_, target_;
+  snapshot::CaptureOptions capture_;
+  TestPolicy policy_;
+  sodium::PublicKey peer_key_{};
+};
+
+TEST_F(ReplicationTest, PushedSnapshotRestoresByteForByteFromTheFarSide) {
+  const std::string tree = MakeTree("tree", 20, 50000, 1);
+  const snapshot::SnapshotId id = Capture(tree);
+  auto session = StartSession();
+  ReplicationSender sender(*session->sender_end, *source_);
+  Result<PushReport> r = sender.Push(id);
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_FALSE(r->already_present);
+  EXPECT_EQ(r->chunks_missing, r->chunks_referenced) << "the far side started empty";
+  EXPECT_EQ(r->chunks_sent, r->chunks_missing);
+  EndSession(*session);
+  ExpectRestoresFromTarget(id, tree);
+}
+
+TEST_F(ReplicationTest, SecondPushSendsNothingAndIsAcknowledgedAsPresent) {
+  const std::string tree = MakeTree("tree", 10, 30000, 2);
+  const snapshot::SnapshotId id = Capture(tree);
+  {
+    auto session = StartSession();
+    ReplicationSender sender(*session->sender_end, *source_);
+    ASSERT_TRUE(sender.Push(id).ok());
+  }
+  auto session = StartSession();
+  ReplicationSender sender(*session->sender_end, *source_);
+  Result<PushReport> r = sender.Push(id);
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_EQ(r->chunks_missing, 0u);
+  EXPECT_EQ(r->chunks_sent, 0u);
+  EXPECT_TRUE(r->already_present);
+}
+
+TEST_F(ReplicationTest, IncrementalPushSendsOnlyNewChunks) {
+  const std::string tree = MakeTree("tree", 20, 40000, 3);
+  const snapshot::SnapshotId first = Capture(tree);
+  {
+    auto session = StartSession();
+    ReplicationSender sender(*session->sender_end, *source_);
+    ASSERT_TRUE(sender.Push(first).ok());
+  }
+  WriteFileOrDie(tree + "/f1", SeededBytes(99, 40000));  // one file rewritten
+  Result<snapshot::CaptureReport> second = CaptureVolume(tree, *keyset_, *source_, capture_);
+  ASSERT_TRUE(second.ok());
+  auto session = StartSession();
+  ReplicationSender sender(*session->sender_end, *source_);
+  Result<PushReport> r = sender.Push(second->id);
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  // Exactly the chunks the second capture added to the source.
+  EXPECT_EQ(r->chunks_sent, second->chunks_new);
+  EXPECT_LT(r->chunks_sent, r->chunks_referenced / 4);
+  EndSession(*session);
+  ExpectRestoresFromTarget(second->id, tree);
+}
+
+// Cut the link at every point of a push: resuming on a new session completes
+// it, no chunk that arrived is sent again, and what the cut lost in flight —
+// the only thing ever sent twice — fits in one upload window.
+TEST_F(ReplicationTest, CutAtEveryPointResumesWithoutResendingWhatArrived) {
+  const std::string tree = MakeTree("tree", 12, 50000, 4);
+  const snapshot::SnapshotId id = Capture(tree);
+  Result<snapshot::ParsedManifest> m = source_->LoadManifest(id);
+  ASSERT_TRUE(m.ok());
+  const uint64_t referenced = m->body.refs().count();
+  SenderOptions options;
+  options.upload_batch_bytes = 64 << 10;  // many uploads, many cut points
+  ReceiverOptions receiver_options;
+  receiver_options.upload_window_bytes = 256 << 10;
+  int points = 0;
+  for (uint64_t cut_after = 1;; ++cut_after) {
+    SCOPED_TRACE("cut after " + std::to_string(cut_after) + " frames");
+    target_ = OpenStore("target-" + std::to_string(cut_after));
+    uint64_t sent_bytes = 0, received_bytes = 0, chunks_received = 0;
+    bool done = false;
+    {
+      auto session = StartSession(true, receiver_options);
+      session->sender_end->CutAfterSends(cut_after);
+      ReplicationSender sender(*session->sender_end, *source_, options);
+      Result<PushReport> r = sender.Push(id);
+      EndSession(*session);
+      done = r.ok();
+      if (!done) {
+        ASSERT_EQ(r.status().code(), StatusCode::kUnavailable) << r.status().ToString();
+      }
+      sent_bytes = sender.progress().bytes_sent;
+      received_bytes = session->receiver->stats().bytes_received;
+      chunks_received = session->receiver->stats().chunks_received;
+      EXPECT_LE(sent_bytes - received_bytes, receiver_options.upload_window_bytes)
+          << "the cut lost more than one window in flight";
+    }
+    if (done) break;  // past the last frame: nothing left to cut
+    ++points;
+    auto session = StartSession(true, receiver_options);
+    ReplicationSender sender(*session->sender_end, *source_, options);
+    Result<PushReport> r = sender.Push(id);
+    ASSERT_TRUE(r.ok()) << r.status().ToString();
+    EndSession(*session);
+    const ReplicationReceiver::Stats& got = session->receiver->stats();
+    EXPECT_EQ(got.chunks_new, got.chunks_received) << "a chunk that had arrived was sent again";
+    EXPECT_EQ(chunks_received + got.chunks_received, referenced)
+        << "every chunk arrives exactly once over the two sessions";
+    EXPECT_TRUE(target_->LoadManifest(id).ok());
+  }
+  EXPECT_GT(points, 5);
+  ExpectRestoresFromTarget(id, tree);
+}
+
+// A push cut every few frames, resumed again and again, still completes.
+TEST_F(ReplicationTest, RepeatedCutsStillComplete) {
+  const std::string tree = MakeTree("tree", 24, 60000, 14);
+  const snapshot::SnapshotId id = Capture(tree);
+  SenderOptions options;
+  options.upload_batch_bytes = 64 << 10;
+  int sessions = 0;
+  while (true) {
+    ASSERT_LT(++sessions, 1000) << "no progress";
+    auto session = StartSession();
+    session->sender_end->CutAfterSends(4);
+    ReplicationSender sender(*session->sender_end, *source_, options);
+    Result<PushReport> r = sender.Push(id);
+    EndSession(*session);
+    if (r.ok()) break;
+    ASSERT_EQ(r.status().code(), StatusCode::kUnavailable) << r.status().ToString();
+  }
+  EXPECT_GT(sessions, 3);
+  ExpectRestoresFromTarget(id, tree);
+}
+
+// A fake far side that holds its acks back checks the sender never has more
+// than one window of uploads unacknowledged.
+TEST_F(ReplicationTest, SenderNeverExceedsTheUploadWindow) {
+  const std::string tree = MakeTree("tree", 30, 60000, 5);
+  const snapshot::SnapshotId id = Capture(tree);
+  auto [sender_end, peer_end] = InMemoryChannel::CreatePair();
+  constexpr uint64_t kWindow = 200 << 10;
+  SenderOptions options;
+  options.upload_batch_bytes = 48 << 10;
+  std::thread peer([&, end = peer_end.get()] {
+    ReceiverOptions ro;
+    ro.upload_window_bytes = kWindow;
+    ReplicationReceiver real(*target_, policy_, peer_key_, true, ro);
+    std::vector<linkpb::Envelope> held;  // acks not yet sent
+    uint64_t unacked = 0;
+    uint64_t most_unacked = 0;
+    while (true) {
+      // Quiet for a while with acks held: the sender is waiting for them
+      // (e.g. draining before its commit). Release them.
+      Result<linkpb::Envelope> in = end->Receive(std::chrono::milliseconds(100));
+      if (!in.ok() && in.status().code() == StatusCode::kDeadlineExceeded) {
+        for (auto& h : held) ASSERT_TRUE(end->Send(h).ok());
+        held.clear();
+        unacked = 0;
+        continue;
+      }
+      if (!in.ok()) {
+        EXPECT_GT(most_unacked, kWindow - (70 << 10)) << "the window was never filled";
+        return;
+      }
+      std::vector<linkpb::Envelope> out;
+      if (!real.Handle(*in, out).ok()) return;
+      for (auto& e : out) {
+        if (e.has_upload_ack()) {
+          unacked += e.upload_ack().credit_bytes();
+          most_unacked = std::max(most_unacked, unacked);
+          EXPECT_LE(unacked, kWindow) << "sender overran the window";
+          held.push_back(std::move(e));
+          // Release acks only when the next upload (at most the batch size
+          // plus one chunk) might not fit: the sender may then be waiting.
+          if (unacked + (48 << 10) + (16 << 10) + 4096 > kWindow) {
+            for (auto& h : held) ASSERT_TRUE(end->Send(h).ok());
+            held.clear();
+            unacked = 0;
+          }
+        } else {
+          // Anything else is answered in order, after the acks before it.
+          for (auto& h : held) ASSERT_TRUE(end->Send(h).ok());
+          held.clear();
+          unacked = 0;
+          ASSERT_TRUE(end->Send(e).ok());
+        }
+      }
+    }
+  });
+  ReplicationSender sender(*sender_end, *source_, options);
+  Result<PushReport> r = sender.Push(id);
+  sender_end->Close(UnavailableError("done"));
+  peer.join();
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_GT(r->uploads, 10u);
+  ExpectRestoresFromTarget(id, tree);
+}
+
+TEST_F(ReplicationTest, BandwidthLimitPacesUploads) {
+  const std::string tree = MakeTree("tree", 10, 100000, 6);
+  const snapshot::SnapshotId id = Capture(tree);
+  FakeClock clock;
+  int64_t slept = 0;
+  TokenBucket bucket(/*bytes_per_second=*/1 << 20, /*burst=*/64 << 10, &clock, [&](int64_t ns) {
+    slept += ns;
+    clock.Advance(ns);
+  });
+  SenderOptions options;
+  options.bandwidth = &bucket;
+  options.upload_batch_bytes = 32 << 10;
+  auto session = StartSession();
+  ReplicationSender sender(*session->sender_end, *source_, options);
+  Result<PushReport> r = sender.Push(id);
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  // At 1 MiB/s with a 64 KiB burst, sending B bytes takes (B - burst) / rate.
+  const double expected = static_cast<double>(sender.progress().bytes_sent) / (1 << 20);
+  EXPECT_NEAR(static_cast<double>(slept) / 1e9, expected, expected * 0.1 + 0.07);
+}
+
+TEST_F(ReplicationTest, UnenrolledKeyMayOnlyEnroll) {
+  const std::string tree = MakeTree("tree", 2, 1000, 7);
+  const snapshot::SnapshotId id = Capture(tree);
+  {
+    auto session = StartSession(/*enrolled=*/false);
+    ReplicationSender sender(*session->sender_end, *source_);
+    Result<PushReport> r = sender.Push(id);
+    ASSERT_FALSE(r.ok());
+    EXPECT_EQ(r.status().code(), StatusCode::kPermissionDenied) << r.status().ToString();
+    EXPECT_NE(r.status().message().find("join token"), std::string::npos);
+    session->thread.join();
+    EXPECT_EQ(session->ended.code(), StatusCode::kPermissionDenied);
+  }
+  {
+    auto session = StartSession(/*enrolled=*/false);
+    ReplicationSender sender(*session->sender_end, *source_);
+    linkpb::EnrollRequest req;
+    req.set_token("wrong-token");
+    Result<linkpb::EnrollResponse> r = sender.Enroll(req);
+    ASSERT_FALSE(r.ok());
+    EXPECT_EQ(r.status().code(), StatusCode::kPermissionDenied);
+  }
+  {
+    auto session = StartSession(/*enrolled=*/false);
+    ReplicationSender sender(*session->sender_end, *source_);
+    linkpb::EnrollRequest req;
+    req.set_token("good-token");
+    req.set_agent_name("edge-1");
+    Result<linkpb::EnrollResponse> r = sender.Enroll(req);
+    ASSERT_TRUE(r.ok()) << r.status().ToString();
+    EXPECT_EQ(r->tenant(), "acme");
+  }
+  {
+    auto session = StartSession(/*enrolled=*/false);
+    ReplicationSender sender(*session->sender_end, *source_);
+    linkpb::EnrollRequest req;
+    req.set_token("good-token");
+    Result<linkpb::EnrollResponse> r = sender.Enroll(req);
+    ASSERT_FALSE(r.ok()) << "a join token works once";
+    EXPECT_EQ(r.status().code(), StatusCode::kPermissionDenied);
+  }
+}
+
+TEST_F(ReplicationTest, CommitSignedByAnotherKeyIsRefused) {
+  const std::string tree = MakeTree("tree", 3, 5000, 8);
+  const snapshot::SnapshotId id = Capture(tree);
+  policy_.refuse_signer = keyset_->signing_key().public_key;
+  auto session = StartSession();
+  ReplicationSender sender(*session->sender_end, *source_);
+  Result<PushReport> r = sender.Push(id);
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), StatusCode::kPermissionDenied) << r.status().ToString();
+  EXPECT_FALSE(target_->LoadManifest(id).ok()) << "nothing committed";
+}
+
+TEST_F(ReplicationTest, VersionMismatchIsAClearError) {
+  auto session = StartSession();
+  linkpb::Envelope hello;
+  hello.set_request_id(1);
+  hello.mutable_hello()->set_min_version(7);
+  hello.mutable_hello()->set_max_version(9);
+  ASSERT_TRUE(session->sender_end->Send(hello).ok());
+  Result<linkpb::Envelope> reply = session->sender_end->Receive(std::chrono::seconds(10));
+  ASSERT_TRUE(reply.ok());
+  ASSERT_TRUE(reply->has_error());
+  Status s = StatusFromError(reply->error());
+  EXPECT_EQ(s.code(), StatusCode::kFailedPrecondition);
+  EXPECT_NE(s.message().find("version mismatch"), std::string::npos);
+}
+
+// Frames a hostile sender could send: each ends the session with a typed
+// error, and nothing is stored.
+TEST_F(ReplicationTest, MalformedFramesEndTheSession) {
+  struct Case {
+    const char* name;
+    std::function<linkpb::Envelope()> frame;
+    StatusCode code;
+  };
+  auto upload = [](std::string id, std::string sealed, bool with_key) {
+    linkpb::Envelope e;
+    e.set_request_id(9);
+    linkpb::ChunkUpload* up = e.mutable_chunk_upload();
+    if (with_key) {
+      linkpb::DataKey* k = up->add_keys();
+      k->set_key_id(std::string(16, 'k'));
+      k->set_wrapped(std::string(snapshot::kWrappedDataKeySize, 'w'));
+    }
+    linkpb::SealedChunk* c = up->add_chunks();
+    c->set_id(std::move(id));
+    c->set_sealed(std::move(sealed));
+    return e;
+  };
+  // A structurally valid sealed chunk naming key "kkkk…".
+  std::string sealed(36 + 16 + 10, '\0');
+  sealed[0] = 1;  // version
+  sealed[1] = 1;  // suite
+  for (int i = 4; i < 20; ++i) sealed[static_cast<size_t>(i)] = 'k';
+  sealed[20] = 10;  // plain_len
+  const std::vector<Case> cases = {
+      {"chunk id of 31 bytes", [&] { return upload(std::string(31, 'i'), sealed, true); },
+       StatusCode::kInvalidArgument},
+      {"sealed chunk with a bad header", [&] { return upload(std::string(32, 'i'), "junk", true); },
+       StatusCode::kDataLoss},
+      {"chunk under an unknown data key",
+       [&] { return upload(std::string(32, 'i'), sealed, false); }, StatusCode::kInvalidArgument},
+      {"oversized query",
+       [] {
+         linkpb::Envelope e;
+         for (int i = 0; i < 10000; ++i) e.mutable_missing_query()->add_ids(std::string(32, 'x'));
+         return e;
+       },
+       StatusCode::kInvalidArgument},
+      {"commit part without a manifest",
+       [] {
+         linkpb::Envelope e;
+         e.mutable_commit_request()->set_refs_part("x");
+         return e;
+       },
+       StatusCode::kInvalidArgument},
+      {"commit announcing a huge reference set",
+       [] {
+         linkpb::Envelope e;
+         e.mutable_commit_request()->set_manifest("m");
+         e.mutable_commit_request()->set_refs_size(1ull << 40);
+         return e;
+       },
+       StatusCode::kResourceExhausted},
+      {"second hello",
+       [] {
+         linkpb::Envelope e;
+         e.mutable_hello()->set_min_version(1);
+         e.mutable_hello()->set_max_version(1);
+         return e;
+       },
+       StatusCode::kInvalidArgument},
+      {"a reply where a request belongs",
+       [] {
+         linkpb::Envelope e;
+         e.mutable_missing_reply();
+         return e;
+       },
+       StatusCode::kInvalidArgument},
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.name);
+    auto session = StartSession();
+    ReplicationSender sender(*session->sender_end, *source_);
+    ASSERT_TRUE(sender.Hello().ok());
+    ASSERT_TRUE(session->sender_end->Send(c.frame()).ok());
+    Result<linkpb::Envelope> reply = session->sender_end->Receive(std::chrono::seconds(10));
+    ASSERT_TRUE(reply.ok()) << reply.status().ToString();
+    ASSERT_TRUE(reply->has_error()) << BodyName(*reply);
+    EXPECT_EQ(StatusFromError(reply->error()).code(), c.code) << reply->error().message();
+    session->thread.join();
+    EXPECT_EQ(session->ended.code(), c.code);
+  }
+  Result<snapshot::StoreStats> stats = target_->Stats();
+  ASSERT_TRUE(stats.ok());
+  EXPECT_EQ(stats->chunks, 0u);
+}
+
+}  // namespace
+}  // namespace ferry::mirror
