@@ -17,6 +17,12 @@ static_assert(crypto_sign_BYTES == kEd25519SignatureSize);
 static_assert(crypto_aead_xchacha20poly1305_ietf_NPUBBYTES == kXChaChaNonceSize);
 static_assert(crypto_aead_xchacha20poly1305_ietf_ABYTES == kXChaChaTagSize);
 static_assert(crypto_pwhash_SALTBYTES == kArgon2SaltSize);
+static_assert(crypto_generichash_BYTES_MAX == kBlake2b512Size);
+static_assert(crypto_scalarmult_BYTES == kX25519KeySize);
+static_assert(crypto_scalarmult_SCALARBYTES == kX25519KeySize);
+static_assert(crypto_aead_chacha20poly1305_ietf_KEYBYTES == kChaChaPolyKeySize);
+static_assert(crypto_aead_chacha20poly1305_ietf_NPUBBYTES == kChaChaPolyNonceSize);
+static_assert(crypto_aead_chacha20poly1305_ietf_ABYTES == kChaChaPolyTagSize);
 
 void InitSodium() {
   static std::once_flag once;
@@ -202,6 +208,77 @@ Result<SecretBytes> XChaChaOpen(const SecretBytes& key, ByteView nonce24, ByteVi
     return DataLossError("xchacha20-poly1305: ciphertext does not authenticate");
   }
   return out;
+}
+
+void Blake2b512(std::initializer_list<ByteView> parts, MutableByteView out64) {
+  InitSodium();
+  if (out64.size() != kBlake2b512Size) {
+    std::fprintf(stderr, "fatal: Blake2b512 into %zu bytes (need 64)\n", out64.size());
+    std::abort();
+  }
+  crypto_generichash_state state;
+  crypto_generichash_init(&state, nullptr, 0, kBlake2b512Size);
+  for (ByteView part : parts) crypto_generichash_update(&state, part.data(), part.size());
+  crypto_generichash_final(&state, out64.data(), out64.size());
+  sodium_memzero(&state, sizeof(state));  // the input may be key material (HMAC)
+}
+
+Result<SecretBytes> X25519SharedSecret(const SecretBytes& secret_key, const PublicKey& public_key) {
+  InitSodium();
+  if (secret_key.size() != crypto_scalarmult_SCALARBYTES) {
+    return InvalidArgumentError("x25519: secret key must be 32 bytes");
+  }
+  SecretBytes shared(crypto_scalarmult_BYTES);
+  // libsodium returns -1 for a small-order public key and for an all-zero
+  // result: the peer could otherwise force a shared secret it knows.
+  if (crypto_scalarmult(shared.data(), secret_key.data(), public_key.data()) != 0) {
+    return InvalidArgumentError("x25519: public key of small order (all-zero shared secret)");
+  }
+  return shared;
+}
+
+namespace {
+void CheckChaChaPolySizes(const char* what, const SecretBytes& key, ByteView nonce12) {
+  // libsodium reads exactly 32 + 12 bytes: a shorter buffer would be read past its end.
+  if (key.size() != kChaChaPolyKeySize || nonce12.size() != kChaChaPolyNonceSize) {
+    std::fprintf(stderr, "fatal: %s: key of %zu bytes, nonce of %zu (need 32 and 12)\n", what,
+                 key.size(), nonce12.size());
+    std::abort();
+  }
+}
+}  // namespace
+
+void ChaChaPolyIetfSeal(const SecretBytes& key, ByteView nonce12, ByteView aad, ByteView plaintext,
+                        Bytes& out) {
+  InitSodium();
+  CheckChaChaPolySizes("ChaChaPolyIetfSeal", key, nonce12);
+  const size_t start = out.size();
+  out.resize(start + plaintext.size() + kChaChaPolyTagSize);
+  unsigned long long out_len = 0;
+  crypto_aead_chacha20poly1305_ietf_encrypt(out.data() + start, &out_len, plaintext.data(),
+                                            plaintext.size(), aad.data(), aad.size(), nullptr,
+                                            nonce12.data(), key.data());
+  out.resize(start + static_cast<size_t>(out_len));
+}
+
+Status ChaChaPolyIetfOpen(const SecretBytes& key, ByteView nonce12, ByteView aad,
+                          ByteView ciphertext, Bytes& out) {
+  InitSodium();
+  CheckChaChaPolySizes("ChaChaPolyIetfOpen", key, nonce12);
+  out.clear();
+  if (ciphertext.size() < kChaChaPolyTagSize) {
+    return DataLossError("chacha20-poly1305: ciphertext shorter than its tag");
+  }
+  out.resize(ciphertext.size() - kChaChaPolyTagSize);
+  unsigned long long out_len = 0;
+  if (crypto_aead_chacha20poly1305_ietf_decrypt(out.data(), &out_len, nullptr, ciphertext.data(),
+                                                ciphertext.size(), aad.data(), aad.size(),
+                                                nonce12.data(), key.data()) != 0) {
+    out.clear();
+    return DataLossError("chacha20-poly1305: ciphertext does not authenticate");
+  }
+  out.resize(static_cast<size_t>(out_len));
+  return OkStatus();
 }
 
 bool ConstantTimeEqual(ByteView a, ByteView b) {

@@ -2,9 +2,11 @@
 //
 // X25519 sealed boxes (wrapping data keys to the tenant public key), Ed25519
 // signatures (manifests), BLAKE2b (snapshot ids, fingerprints), Argon2id
-// (passphrases), XChaCha20-Poly1305 (sealing the tenant private key), and the
-// random number generator. All functions call InitSodium() themselves;
-// calling it up front only moves the one-time cost.
+// (passphrases), XChaCha20-Poly1305 (sealing the tenant private key), the
+// random number generator, and the three primitives of the link's Noise
+// handshake (X25519 DH, ChaCha20-Poly1305 IETF, BLAKE2b-512; mirror/noise/).
+// All functions call InitSodium() themselves; calling it up front only moves
+// the one-time cost.
 //
 // Secret keys live in SecretBytes and are wiped when dropped.
 // Thread-safety: every function is thread-safe.
@@ -12,6 +14,7 @@
 
 #include <array>
 #include <cstdint>
+#include <initializer_list>
 #include <string_view>
 
 #include "core/bytes.h"
@@ -105,6 +108,35 @@ Bytes XChaChaSeal(const SecretBytes& key, ByteView nonce24, ByteView aad, ByteVi
 // kDataLoss when the ciphertext does not authenticate.
 Result<SecretBytes> XChaChaOpen(const SecretBytes& key, ByteView nonce24, ByteView aad,
                                 ByteView ciphertext);
+
+// ---- Noise primitives (mirror/noise/, docs/format/link-handshake.md) ----
+inline constexpr size_t kBlake2b512Size = 64;
+inline constexpr size_t kChaChaPolyKeySize = 32;
+inline constexpr size_t kChaChaPolyNonceSize = 12;
+inline constexpr size_t kChaChaPolyTagSize = 16;
+
+// Unkeyed BLAKE2b with a 64-byte output (BLAKE2b-512) over the concatenation
+// of `parts`, written to `out64` (so that a digest that is key material can
+// land directly in a SecretBytes); `out64` may overlap the parts (h = HASH(h
+// || data)). Precondition: out64.size() == 64 (else aborts).
+void Blake2b512(std::initializer_list<ByteView> parts, MutableByteView out64);
+
+// X25519 Diffie-Hellman (crypto_scalarmult): the 32-byte shared secret of
+// `secret_key` (32 bytes) and `public_key`. kInvalidArgument if the secret key
+// is not 32 bytes, or if the public key has small order (libsodium refuses it
+// and any all-zero result).
+Result<SecretBytes> X25519SharedSecret(const SecretBytes& secret_key, const PublicKey& public_key);
+
+// ChaCha20-Poly1305 IETF (RFC 8439, 96-bit nonce). Appends ciphertext || 16-byte
+// tag to `out`. Precondition: a 32-byte key and a 12-byte nonce (other sizes
+// abort); `plaintext` does not point into `out`.
+void ChaChaPolyIetfSeal(const SecretBytes& key, ByteView nonce12, ByteView aad, ByteView plaintext,
+                        Bytes& out);
+// Replaces `out` with the plaintext. kDataLoss (and `out` cleared) when the
+// ciphertext is shorter than its tag or does not authenticate. Same
+// preconditions as ChaChaPolyIetfSeal (`ciphertext` does not point into `out`).
+Status ChaChaPolyIetfOpen(const SecretBytes& key, ByteView nonce12, ByteView aad,
+                          ByteView ciphertext, Bytes& out);
 
 // Constant-time comparison of equal-length buffers (false if lengths differ).
 bool ConstantTimeEqual(ByteView a, ByteView b);

@@ -1,1 +1,0 @@
-// Keeps ferry_mirror a valid library until its first sources land.
