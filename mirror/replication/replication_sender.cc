@@ -20,7 +20,10 @@ constexpr uint64_t kFrameOverhead = 4096;
 
 ReplicationSender::ReplicationSender(FrameChannel& channel, snapshot::LocalStore& store,
                                      SenderOptions options)
-    : channel_(channel), store_(store), options_(std::move(options)) {}
+    : channel_(channel), store_(&store), options_(std::move(options)) {}
+
+ReplicationSender::ReplicationSender(FrameChannel& channel, SenderOptions options)
+    : channel_(channel), store_(nullptr), options_(std::move(options)) {}
 
 Status ReplicationSender::Hello() {
   if (hello_done_) return OkStatus();
@@ -127,12 +130,15 @@ Status ReplicationSender::SendUpload(linkpb::Envelope upload) {
 
 Result<PushReport> ReplicationSender::Push(const snapshot::SnapshotId& id) {
   const int64_t start = Clock::Real()->MonotonicNanos();
+  if (store_ == nullptr) {
+    return FailedPreconditionError("push: this sender was made without a store (enrollment only)");
+  }
   RETURN_IF_ERROR(Hello());
   progress_ = PushReport();
   PushReport& report = progress_;
   report.snapshot_id = id;
-  ASSIGN_OR_RETURN(snapshot::ParsedManifest manifest, store_.LoadManifest(id));
-  const std::string refs_path = store_.RefsPath(id);
+  ASSIGN_OR_RETURN(snapshot::ParsedManifest manifest, store_->LoadManifest(id));
+  const std::string refs_path = store_->RefsPath(id);
   ASSIGN_OR_RETURN(std::unique_ptr<snapshot::RefSetReader> refs,
                    snapshot::RefSetReader::Open(*Env::Default(), refs_path));
 
@@ -171,7 +177,7 @@ Result<PushReport> ReplicationSender::Push(const snapshot::SnapshotId& id) {
     report.chunks_missing += static_cast<uint64_t>(reply.missing_reply().missing_size());
     for (const std::string& raw : reply.missing_reply().missing()) {
       ASSIGN_OR_RETURN(ChunkId cid, snapshot::ArrayFromBytes<32>(AsBytes(raw), "missing chunk id"));
-      RETURN_IF_ERROR(store_.ReadSealedChunk(cid, sealed));
+      RETURN_IF_ERROR(store_->ReadSealedChunk(cid, sealed));
       ASSIGN_OR_RETURN(snapshot::SealedChunkHeader header,
                        snapshot::ParseSealedChunkHeader(sealed));
       if (sealed.size() + kFrameOverhead > peer_.max_frame_bytes()) {
@@ -189,7 +195,7 @@ Result<PushReport> ReplicationSender::Push(const snapshot::SnapshotId& id) {
         return k.key_id() == AsStringView(header.key_id);
       });
       if (!key_listed) {
-        ASSIGN_OR_RETURN(Bytes wrapped, store_.WrappedKey(header.key_id));
+        ASSIGN_OR_RETURN(Bytes wrapped, store_->WrappedKey(header.key_id));
         linkpb::DataKey* k = up->add_keys();
         k->set_key_id(header.key_id.data(), header.key_id.size());
         k->set_wrapped(wrapped.data(), wrapped.size());

@@ -53,6 +53,8 @@ class ReplicationSender {
  public:
   // `channel` and `store` must outlive the sender.
   ReplicationSender(FrameChannel& channel, snapshot::LocalStore& store, SenderOptions options = {});
+  // A sender for Hello and Enroll only (Push is kFailedPrecondition).
+  explicit ReplicationSender(FrameChannel& channel, SenderOptions options = {});
 
   // Exchanges Hello/HelloAck (once per session). kFailedPrecondition on a
   // version mismatch; kPermissionDenied if the far side does not know this
@@ -79,7 +81,7 @@ class ReplicationSender {
   uint64_t NextId() { return ++next_request_id_; }
 
   FrameChannel& channel_;
-  snapshot::LocalStore& store_;
+  snapshot::LocalStore* store_;  // null: enrollment only
   const SenderOptions options_;
   bool hello_done_ = false;
   linkpb::HelloAck peer_;
