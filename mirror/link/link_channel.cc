@@ -15,9 +15,7 @@ Status LinkChannel::Send(const linkpb::Envelope& envelope) {
 
 Result<linkpb::Envelope> LinkChannel::Receive(std::chrono::milliseconds timeout) {
   ASSIGN_OR_RETURN(Bytes frame, connection_->ReceiveFrame(timeout));
-  Result<linkpb::Envelope> envelope = DecodeEnvelope(frame, max_frame_bytes_);
-  if (!envelope.ok()) connection_->Close(envelope.status());
-  return envelope;
+  return DecodeEnvelope(frame, max_frame_bytes_);
 }
 
 void LinkChannel::Close(const Status& reason) { connection_->Close(reason); }

@@ -3,9 +3,9 @@
 // serialized into one frame and parsed back on the far side with the checks
 // of envelope_codec.h.
 //
-// A frame that does not parse as an Envelope ends the session: the
-// connection is closed and Receive returns the kDataLoss /
-// kResourceExhausted from DecodeEnvelope.
+// A frame that does not parse as an Envelope makes Receive return the
+// kDataLoss / kResourceExhausted of DecodeEnvelope; the caller ends the
+// session (ServeSession first tells the peer with an Error frame).
 // Thread-safety: as LinkConnection (thread-safe).
 #pragma once
 

@@ -16,6 +16,8 @@ using snapshot::ChunkId;
 namespace {
 // Bytes an Envelope adds around a ChunkUpload's content, generously.
 constexpr uint64_t kFrameOverhead = 4096;
+// Smallest slice of the refs sent in one commit part.
+constexpr uint64_t kMinRefsPart = 4096;
 }  // namespace
 
 ReplicationSender::ReplicationSender(FrameChannel& channel, snapshot::LocalStore& store,
@@ -134,6 +136,10 @@ Result<PushReport> ReplicationSender::Push(const snapshot::SnapshotId& id) {
     return FailedPreconditionError("push: this sender was made without a store (enrollment only)");
   }
   RETURN_IF_ERROR(Hello());
+  if (!peer_.enrolled()) {
+    return PermissionDeniedError(
+        "the far side does not know this key: enroll it with a join token first");
+  }
   progress_ = PushReport();
   PushReport& report = progress_;
   report.snapshot_id = id;
@@ -214,9 +220,17 @@ Result<PushReport> ReplicationSender::Push(const snapshot::SnapshotId& id) {
   ASSIGN_OR_RETURN(std::unique_ptr<RandomAccessFile> refs_file,
                    Env::Default()->NewRandomAccessFile(refs_path));
   const uint64_t refs_size = refs_file->Size();
-  const uint64_t part_size =
+  // The first part carries the manifest too; every part must leave room
+  // for some refs (the peer's frames are at least 64 KiB, see Hello).
+  if (manifest.envelope.size() + kFrameOverhead + kMinRefsPart > peer_.max_frame_bytes()) {
+    return ResourceExhaustedError("manifest of " + std::to_string(manifest.envelope.size()) +
+                                  " bytes does not fit in the peer's largest frame (" +
+                                  std::to_string(peer_.max_frame_bytes()) + " bytes)");
+  }
+  const uint64_t part_size = std::max<uint64_t>(
+      kMinRefsPart,
       std::min<uint64_t>(options_.refs_part_bytes,
-                         peer_.max_frame_bytes() - kFrameOverhead - manifest.envelope.size());
+                         peer_.max_frame_bytes() - kFrameOverhead - manifest.envelope.size()));
   const uint64_t cid = NextId();
   Bytes part;
   uint64_t offset = 0;

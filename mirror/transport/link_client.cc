@@ -27,7 +27,8 @@ std::string Millis(std::chrono::milliseconds d) { return std::to_string(d.count(
 class ConnectOp : public std::enable_shared_from_this<ConnectOp> {
  public:
   ConnectOp(std::shared_ptr<asio::io_context> ioc, LinkUrl url, std::string url_text,
-            const noise::KeyPair& key, const LinkClientOptions& options)
+            const noise::KeyPair& key, const FingerprintDigest& pinned,
+            const LinkClientOptions& options)
       : ioc_(std::move(ioc)),
         strand_(asio::make_strand(*ioc_)),
         resolver_(strand_),
@@ -36,6 +37,7 @@ class ConnectOp : public std::enable_shared_from_this<ConnectOp> {
         url_(std::move(url)),
         url_text_(std::move(url_text)),
         key_{key.public_key, key.private_key.Clone()},
+        pinned_(pinned),
         options_(options) {}
 
   std::future<Status> Start() {
@@ -87,6 +89,15 @@ class ConnectOp : public std::enable_shared_from_this<ConnectOp> {
     stream_.expires_never();
     session_ = std::make_shared<internal::LinkSession>(
         ioc_, std::move(stream_), internal::LinkSession::Role::kClient, options_.link, key_);
+    // The pin is checked before message 3, so a hub with another key never
+    // learns this side's static key.
+    session_->SetRemoteStaticCheck(
+        [pinned = pinned_, origin = url_text_](const sodium::PublicKey& hub_key) -> Status {
+          if (FingerprintMatches(pinned, hub_key)) return OkStatus();
+          return UnauthenticatedError("pinned hub key " + FormatFingerprint(pinned) +
+                                      " does not match the key the hub presented, " +
+                                      Fingerprint(hub_key) + " (" + origin + ")");
+        });
     session_->StartClient(url_.HostHeader(), url_.target, url_text_,
                           SteadyClock::now() + options_.handshake_timeout,
                           [self = shared_from_this()](Status status) { self->Done(status); });
@@ -102,6 +113,7 @@ class ConnectOp : public std::enable_shared_from_this<ConnectOp> {
   const LinkUrl url_;
   const std::string url_text_;
   const noise::KeyPair key_;
+  const FingerprintDigest pinned_;
   const LinkClientOptions options_;
   SteadyClock::time_point started_;
   bool timed_out_ = false;
@@ -185,7 +197,8 @@ Result<std::shared_ptr<LinkConnection>> LinkClient::Connect(std::string_view url
 
   auto runtime = std::make_unique<internal::ClientRuntime>();
   const noise::KeyPair key{identity.public_key(), identity.private_key().Clone()};
-  auto op = std::make_shared<ConnectOp>(runtime->io_context(), parsed, origin, key, options);
+  auto op =
+      std::make_shared<ConnectOp>(runtime->io_context(), parsed, origin, key, *pinned, options);
   Status status = op->Start().get();  // every step is bounded by a timeout
   std::shared_ptr<internal::LinkSession> session = op->session();
   op.reset();
@@ -194,6 +207,8 @@ Result<std::shared_ptr<LinkConnection>> LinkClient::Connect(std::string_view url
     runtime.reset();  // joins the I/O thread; the failed session closed its socket
     return status;
   }
+  // Checked during the handshake already (before message 3); kept as the
+  // last guard before the connection is handed out.
   if (!FingerprintMatches(*pinned, session->peer_key())) {
     Status mismatch = UnauthenticatedError("pinned hub key " + FormatFingerprint(*pinned) +
                                            " does not match the key the hub presented, " +

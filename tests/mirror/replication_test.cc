@@ -353,8 +353,25 @@ TEST_F(ReplicationTest, UnenrolledKeyMayOnlyEnroll) {
     ASSERT_FALSE(r.ok());
     EXPECT_EQ(r.status().code(), StatusCode::kPermissionDenied) << r.status().ToString();
     EXPECT_NE(r.status().message().find("join token"), std::string::npos);
+    // The sender stopped at the HelloAck (enrolled: false): nothing else went out.
+    EXPECT_EQ(session->sender_end->frames_sent(), 1u);
+    EndSession(*session);
+  }
+  {
+    // A sender that ignores the HelloAck and asks anyway is refused and cut.
+    auto session = StartSession(/*enrolled=*/false);
+    linkpb::Envelope hello;
+    hello.set_request_id(1);
+    hello.mutable_hello()->set_min_version(kLinkProtocolVersion);
+    hello.mutable_hello()->set_max_version(kLinkProtocolVersion);
+    ASSERT_TRUE(session->sender_end->Send(hello).ok());
+    linkpb::Envelope query;
+    query.set_request_id(2);
+    query.mutable_missing_query()->add_ids(std::string(32, 'x'));
+    ASSERT_TRUE(session->sender_end->Send(query).ok());
     session->thread.join();
     EXPECT_EQ(session->ended.code(), StatusCode::kPermissionDenied);
+    EXPECT_NE(session->ended.message().find("join token"), std::string::npos);
   }
   {
     auto session = StartSession(/*enrolled=*/false);

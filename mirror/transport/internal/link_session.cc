@@ -106,6 +106,9 @@ LinkSession::LinkSession(std::shared_ptr<asio::io_context> ioc, beast::tcp_strea
       keepalive_timer_(executor_),
       close_timer_(executor_) {
   beast::error_code ec;
+  // Small frames (acks, queries) go out at once instead of waiting behind
+  // Nagle's algorithm for the peer's delayed ACK.
+  beast::get_lowest_layer(ws_).socket().set_option(tcp::no_delay(true), ec);
   tcp::endpoint ep = beast::get_lowest_layer(ws_).socket().remote_endpoint(ec);
   if (ec) {
     remote_endpoint_ = "(unknown peer)";
@@ -122,6 +125,10 @@ void LinkSession::ConfigureStream() {
   ws_.binary(true);
   ws_.auto_fragment(false);
   ws_.read_message_max(kMaxWsMessage);
+  // A client masks what it sends (RFC 6455 5.3), through a buffer of this
+  // size; Beast's default (4 KiB) would write each 64 KiB message in 16
+  // pieces, a system call each.
+  ws_.write_buffer_bytes(kMaxWsMessage + 16);
   // Beast's own timer bounds the WebSocket opening handshake and, later,
   // the closing handshake; our handshake timer bounds the whole handshake.
   websocket::stream_base::timeout timeout{};
@@ -275,6 +282,13 @@ void LinkSession::HandshakeStep() {
     return FinishHandshake(OkStatus());
   }
   if (handshake_->IsMyTurn()) {
+    if (remote_check_) {
+      if (std::optional<sodium::PublicKey> remote = handshake_->remote_static()) {
+        Status verdict = remote_check_(*remote);
+        remote_check_ = nullptr;  // once
+        if (!verdict.ok()) return FinishHandshake(verdict);
+      }
+    }
     handshake_out_.clear();
     Status s = handshake_->WriteMessage({}, handshake_out_);
     if (!s.ok()) return FinishHandshake(s.WithContext("noise handshake"));

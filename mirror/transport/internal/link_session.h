@@ -86,6 +86,12 @@ class LinkSession : public std::enable_shared_from_this<LinkSession> {
   // errors.
   void StartClient(std::string host, std::string target, std::string url,
                    SteadyClock::time_point deadline, HandshakeDone done);
+  // Client: checks the responder's static key as soon as the handshake
+  // reveals it (XX: after message 2), before this side sends message 3 and
+  // with it its own static key; an error fails the handshake with it. Call
+  // before StartClient.
+  using RemoteStaticCheck = std::function<Status(const sodium::PublicKey&)>;
+  void SetRemoteStaticCheck(RemoteStaticCheck check) { remote_check_ = std::move(check); }
   // After a successful handshake: starts reading frames and the keepalive.
   void Activate();
 
@@ -172,6 +178,7 @@ class LinkSession : public std::enable_shared_from_this<LinkSession> {
   SteadyClock::time_point handshake_deadline_;
   SteadyClock::duration handshake_timeout_{};
   std::unique_ptr<noise::HandshakeState> handshake_;
+  RemoteStaticCheck remote_check_;
   Bytes handshake_out_;
   beast::flat_buffer read_buffer_;
   asio::steady_timer handshake_timer_;
