@@ -2,8 +2,7 @@
 //
 // Call sites use the level functions (`log::Info("pack {} sealed", name)`,
 // fmt syntax). Init() picks the level and the format once per process: text
-// lines "program: level: message". (The daemons add a JSON-lines format for
-// log collectors.)
+// lines "program: level: message", or JSON lines for log collectors.
 //
 // Thread-safety: thread-safe after Init().
 #pragma once
@@ -21,6 +20,9 @@ enum class Level { kDebug, kInfo, kWarn, kError, kOff };
 struct Options {
   Level level = Level::kInfo;
   std::string_view program = "ferry";
+  // JSON lines ({"ts","level","program","msg"}) instead of text, for log
+  // collectors; daemons pick it when stderr is not a terminal.
+  bool json = false;
 };
 
 void Init(const Options& options);

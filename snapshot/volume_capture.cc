@@ -177,7 +177,6 @@ class Capturer {
   std::unique_ptr<FileCacheWriter> cache_out_;
   std::map<std::pair<dev_t, ino_t>, uint64_t> hardlinks_;
   uint64_t next_hardlink_id_ = 1;
-  uint64_t skipped_count_ = 0;
   CaptureReport report_;
 };
 

@@ -10,6 +10,7 @@
 #pragma once
 
 #include <memory>
+#include <mutex>
 
 #include "mirror/replication/envelope_codec.h"
 #include "mirror/replication/frame_channel.h"
@@ -31,8 +32,12 @@ class LinkChannel final : public FrameChannel {
   transport::LinkConnection& connection() { return *connection_; }
 
  private:
+  static constexpr size_t kKeptBufferBytes = size_t{2} << 20;
+
   std::shared_ptr<transport::LinkConnection> connection_;
   const uint64_t max_frame_bytes_;
+  std::mutex send_mu_;
+  Bytes send_buffer_;  // reused for every frame sent (see EncodeEnvelopeInto)
 };
 
 }  // namespace ferry::mirror

@@ -1,21 +1,42 @@
 #include "mirror/replication/envelope_codec.h"
 
+#include <algorithm>
+#include <limits>
+
 namespace ferry::mirror {
 
-Result<Bytes> EncodeEnvelope(const linkpb::Envelope& envelope, uint64_t max_frame_bytes) {
+namespace {
+
+// protobuf parses and serializes at most INT_MAX bytes (its sizes are int):
+// a larger frame must be refused here, whatever the link allows (up to
+// 4 GiB - 1), or ParseFromArray gets a negative size and aborts the process.
+constexpr uint64_t kProtobufMaxBytes = std::numeric_limits<int>::max();
+
+}  // namespace
+
+Result<size_t> EncodeEnvelopeInto(const linkpb::Envelope& envelope, uint64_t max_frame_bytes,
+                                  Bytes& buffer) {
+  max_frame_bytes = std::min(max_frame_bytes, kProtobufMaxBytes);
   const size_t size = envelope.ByteSizeLong();
   if (size > max_frame_bytes) {
     return ResourceExhaustedError("frame of " + std::to_string(size) +
                                   " bytes exceeds the limit of " + std::to_string(max_frame_bytes));
   }
-  Bytes out(size);
-  if (!envelope.SerializeToArray(out.data(), static_cast<int>(size))) {
-    return InternalError("could not serialize a link frame");
-  }
+  if (buffer.size() < size) buffer.resize(size);
+  // ByteSizeLong() above cached the sizes this uses.
+  envelope.SerializeWithCachedSizesToArray(buffer.data());
+  return size;
+}
+
+Result<Bytes> EncodeEnvelope(const linkpb::Envelope& envelope, uint64_t max_frame_bytes) {
+  Bytes out;
+  ASSIGN_OR_RETURN(size_t size, EncodeEnvelopeInto(envelope, max_frame_bytes, out));
+  out.resize(size);
   return out;
 }
 
 Result<linkpb::Envelope> DecodeEnvelope(ByteView frame, uint64_t max_frame_bytes) {
+  max_frame_bytes = std::min(max_frame_bytes, kProtobufMaxBytes);
   if (frame.size() > max_frame_bytes) {
     return ResourceExhaustedError("frame of " + std::to_string(frame.size()) +
                                   " bytes exceeds the limit of " + std::to_string(max_frame_bytes));

@@ -9,7 +9,14 @@ namespace ferry::mirror {
 
 inline constexpr uint64_t kDefaultMaxFrameBytes = 8u << 20;
 
+// Both refuse frames over max_frame_bytes, and over 2 GiB - 1 (protobuf's
+// own limit) whatever max_frame_bytes says, with kResourceExhausted.
 Result<Bytes> EncodeEnvelope(const linkpb::Envelope& envelope, uint64_t max_frame_bytes);
+// The same into `buffer`, which only grows (a reused buffer is not
+// zero-filled or faulted in again for every frame); returns the frame's
+// size: the frame is the first that many bytes.
+Result<size_t> EncodeEnvelopeInto(const linkpb::Envelope& envelope, uint64_t max_frame_bytes,
+                                  Bytes& buffer);
 // kResourceExhausted over the limit (checked first), kDataLoss if the bytes
 // are not an Envelope or carry no body.
 Result<linkpb::Envelope> DecodeEnvelope(ByteView frame, uint64_t max_frame_bytes);

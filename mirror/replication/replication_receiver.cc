@@ -34,10 +34,18 @@ Status Violation(const std::string& what) {
 ReplicationReceiver::ReplicationReceiver(snapshot::LocalStore& store, ReceiverPolicy& policy,
                                          const sodium::PublicKey& peer, bool peer_enrolled,
                                          ReceiverOptions options)
-    : store_(store),
+    : store_(&store),
       policy_(policy),
       peer_(peer),
       peer_enrolled_(peer_enrolled),
+      options_(std::move(options)) {}
+
+ReplicationReceiver::ReplicationReceiver(ReceiverPolicy& policy, const sodium::PublicKey& peer,
+                                         ReceiverOptions options)
+    : store_(nullptr),
+      policy_(policy),
+      peer_(peer),
+      peer_enrolled_(false),
       options_(std::move(options)) {}
 
 ReplicationReceiver::~ReplicationReceiver() { ResetCommit(); }
@@ -148,7 +156,7 @@ Status ReplicationReceiver::HandleQuery(const linkpb::Envelope& in,
   for (const std::string& raw : q.ids()) {
     Result<ChunkId> id = snapshot::ArrayFromBytes<32>(AsBytes(raw), "chunk id");
     if (!id.ok()) return Violation(id.status().message());
-    ASSIGN_OR_RETURN(std::optional<uint32_t> size, store_.ChunkSealedSize(*id));
+    ASSIGN_OR_RETURN(std::optional<uint32_t> size, store_->ChunkSealedSize(*id));
     if (!size) reply->add_missing(raw);
   }
   out.push_back(std::move(e));
@@ -185,7 +193,7 @@ Status ReplicationReceiver::HandleUpload(const linkpb::Envelope& in,
     if (it != keys.end()) {
       wrapped.assign(it->second->begin(), it->second->end());
     } else {
-      Result<Bytes> stored = store_.WrappedKey(header->key_id);
+      Result<Bytes> stored = store_->WrappedKey(header->key_id);
       if (!stored.ok()) {
         return Violation("chunk " + HexEncode(ByteView(id->data(), 8)) +
                          " is sealed under data key " + HexEncode(header->key_id) +
@@ -194,7 +202,7 @@ Status ReplicationReceiver::HandleUpload(const linkpb::Envelope& in,
       wrapped = std::move(*stored);
     }
     ASSIGN_OR_RETURN(snapshot::PutResult put,
-                     store_.PutChunk(*id, AsBytes(c.sealed()), header->key_id, wrapped));
+                     store_->PutChunk(*id, AsBytes(c.sealed()), header->key_id, wrapped));
     ++stats_.chunks_received;
     stats_.bytes_received += c.sealed().size();
     if (put.added) {
@@ -230,7 +238,7 @@ Status ReplicationReceiver::HandleCommit(const linkpb::Envelope& in,
     commit_->manifest.assign(c.manifest().begin(), c.manifest().end());
     commit_->refs_size = c.refs_size();
     commit_->refs_path =
-        store_.tmp_dir() + "/recv-refs-" + HexEncode(sodium::RandomArray<8>()) + ".tmp";
+        store_->tmp_dir() + "/recv-refs-" + HexEncode(sodium::RandomArray<8>()) + ".tmp";
     ASSIGN_OR_RETURN(commit_->refs_file, Env::Default()->NewWritableFile(commit_->refs_path, 0644));
   } else if (!c.manifest().empty()) {
     return Violation("a second manifest inside one commit");
@@ -271,15 +279,18 @@ Status ReplicationReceiver::FinishCommit(uint64_t request_id, std::vector<linkpb
   e.set_request_id(request_id);
   linkpb::CommitAck* ack = e.mutable_commit_ack();
   ack->set_snapshot_id(m->id.data(), m->id.size());
-  if (store_.LoadManifest(m->id).ok()) {
+  if (store_->LoadManifest(m->id).ok()) {
     cleanup();
+    // Recorded again: a crash may have come between the store's commit and
+    // the policy's record of it (OnCommitted must be idempotent).
+    RETURN_IF_ERROR(policy_.OnCommitted(*m));
     ack->set_already_present(true);
     out.push_back(std::move(e));
     return OkStatus();
   }
   // Completeness and the refs digest are checked by the store, which also
   // makes everything durable before the snapshot is listed.
-  Status committed = store_.CommitSnapshot(*m, c->refs_path);
+  Status committed = store_->CommitSnapshot(*m, c->refs_path);
   if (!committed.ok()) {
     cleanup();
     if (committed.code() == StatusCode::kFailedPrecondition) {
@@ -293,18 +304,35 @@ Status ReplicationReceiver::FinishCommit(uint64_t request_id, std::vector<linkpb
   ++stats_.commits;
   log::Info("link: committed snapshot {} from {}", HexEncode(m->id).substr(0, 12),
             HexEncode(ByteView(peer_.data(), 8)));
+  // The ack goes out only once the policy has recorded the snapshot too.
+  RETURN_IF_ERROR(policy_.OnCommitted(*m));
   out.push_back(std::move(e));
   return OkStatus();
 }
 
-Status ReplicationReceiver::Finish() { return store_.Flush(); }
+Status ReplicationReceiver::Finish() { return store_ ? store_->Flush() : OkStatus(); }
 
 Status ServeSession(FrameChannel& channel, ReplicationReceiver& receiver,
-                    std::chrono::milliseconds idle_timeout) {
+                    std::chrono::milliseconds idle_timeout, const std::atomic<bool>* draining) {
   Status ended;
   std::vector<linkpb::Envelope> out;
+  // While draining is possible, wait in short slices so that an idle
+  // session notices it promptly.
+  const auto slice =
+      draining ? std::min(idle_timeout, std::chrono::milliseconds(200)) : idle_timeout;
+  auto last_frame = std::chrono::steady_clock::now();
   while (true) {
-    Result<linkpb::Envelope> in = channel.Receive(idle_timeout);
+    if (draining && draining->load() && !receiver.in_commit()) {
+      ended = UnavailableError("hub is shutting down; reconnect later");
+      channel.Send(ErrorEnvelope(0, ended)).IgnoreError();
+      channel.Close(ended);
+      break;
+    }
+    Result<linkpb::Envelope> in = channel.Receive(slice);
+    if (!in.ok() && in.status().code() == StatusCode::kDeadlineExceeded && draining &&
+        std::chrono::steady_clock::now() - last_frame < idle_timeout) {
+      continue;
+    }
     if (!in.ok()) {
       ended = in.status();
       if (ended.code() != StatusCode::kUnavailable) {
@@ -313,6 +341,7 @@ Status ServeSession(FrameChannel& channel, ReplicationReceiver& receiver,
       }
       break;
     }
+    last_frame = std::chrono::steady_clock::now();
     out.clear();
     Status s = receiver.Handle(*in, out);
     Status sent;

@@ -13,6 +13,7 @@
 // Thread-safety: thread-compatible (one per session); the store is shared.
 #pragma once
 
+#include <atomic>
 #include <memory>
 #include <string>
 #include <vector>
@@ -35,6 +36,11 @@ class ReceiverPolicy {
   // Enrollment of an unknown key with a one-time join token.
   virtual Result<linkpb::EnrollResponse> Enroll(const linkpb::EnrollRequest& request,
                                                 const sodium::PublicKey& peer) = 0;
+  // After a snapshot is committed to the store (or found already there),
+  // before the CommitAck goes out: e.g. the hub lists it in its catalog.
+  // Must be idempotent. An error is sent to the peer instead of the ack
+  // (the sender retries; the snapshot is then already present).
+  virtual Status OnCommitted(const snapshot::ParsedManifest& /*manifest*/) { return OkStatus(); }
 };
 
 struct ReceiverOptions {
@@ -55,6 +61,10 @@ class ReplicationReceiver {
   ReplicationReceiver(snapshot::LocalStore& store, ReceiverPolicy& policy,
                       const sodium::PublicKey& peer, bool peer_enrolled,
                       ReceiverOptions options = {});
+  // For a peer whose key is unknown: only Hello and EnrollRequest are
+  // allowed, so no store is needed.
+  ReplicationReceiver(ReceiverPolicy& policy, const sodium::PublicKey& peer,
+                      ReceiverOptions options = {});
   ~ReplicationReceiver();
 
   // Handles one frame, appending the frames to send back to `out`. A non-OK
@@ -73,6 +83,8 @@ class ReplicationReceiver {
     uint64_t commits = 0;
   };
   const Stats& stats() const { return stats_; }
+  // Whether a commit is in progress (its refs arrive in parts).
+  bool in_commit() const { return commit_ != nullptr; }
 
  private:
   Status HandleHello(const linkpb::Envelope& in, std::vector<linkpb::Envelope>& out);
@@ -83,7 +95,7 @@ class ReplicationReceiver {
   Status FinishCommit(uint64_t request_id, std::vector<linkpb::Envelope>& out);
   void ResetCommit();
 
-  snapshot::LocalStore& store_;
+  snapshot::LocalStore* store_;  // null only for an unenrolled peer
   ReceiverPolicy& policy_;
   const sodium::PublicKey peer_;
   bool peer_enrolled_;
@@ -98,7 +110,11 @@ class ReplicationReceiver {
 // Runs `receiver` over `channel` until the peer closes or an error ends the
 // session; flushes the store at the end. Returns how the session ended
 // (kUnavailable: the peer went away).
+// `draining` (optional): once true, the session ends at the next frame
+// boundary outside a commit in progress, telling the peer UNAVAILABLE "hub is
+// shutting down" (graceful shutdown: the current request finishes).
 Status ServeSession(FrameChannel& channel, ReplicationReceiver& receiver,
-                    std::chrono::milliseconds idle_timeout = std::chrono::seconds(120));
+                    std::chrono::milliseconds idle_timeout = std::chrono::seconds(120),
+                    const std::atomic<bool>* draining = nullptr);
 
 }  // namespace ferry::mirror

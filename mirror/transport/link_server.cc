@@ -84,6 +84,8 @@ class ServerState {
   Status Listen();
   void Run();
   void Stop();
+  void StopAccepting();
+  bool AtSessionLimit() const;
 
   // Called by connections (any thread).
   bool RegisterSession(const std::shared_ptr<LinkSession>& session);
@@ -195,6 +197,14 @@ class HttpConnection : public std::enable_shared_from_this<HttpConnection> {
                 (offered.empty() ? std::string("no protocol")
                                  : std::string(offered.data(), offered.size())));
         res.set(kLinkProtocolsHeader, kLinkProtocol);
+        return Respond(std::move(res), false);
+      }
+      if (server_.AtSessionLimit()) {
+        HttpResponse res = TextResponse(http::status::service_unavailable, req.version(),
+                                        "this hub is at its limit of " +
+                                            std::to_string(server_.options().max_sessions) +
+                                            " link sessions; retry later");
+        res.set(http::field::retry_after, "5");
         return Respond(std::move(res), false);
       }
       return Upgrade(std::move(req));
@@ -377,6 +387,21 @@ void ServerState::ReapFinishedLocked() {
   finished_threads_.clear();
 }
 
+bool ServerState::AtSessionLimit() const {
+  std::lock_guard lock(mu_);
+  size_t live = 0;
+  for (const auto& w : sessions_) live += w.expired() ? 0 : 1;
+  return live >= options_.max_sessions;
+}
+
+void ServerState::StopAccepting() {
+  asio::post(acceptor_.get_executor(), [this] {
+    beast::error_code ec;
+    acceptor_.close(ec);
+    accept_backoff_.cancel();
+  });
+}
+
 void ServerState::Stop() {
   std::lock_guard stop_lock(stop_mu_);
   if (stopped_) return;
@@ -424,9 +449,9 @@ Result<std::unique_ptr<LinkServer>> LinkServer::Start(const StaticIdentity& iden
                                                       LinkServerCallbacks callbacks) {
   if (!callbacks.on_session) return InvalidArgumentError("LinkServer needs an on_session callback");
   RETURN_IF_ERROR(ValidateLinkOptions(options.link));
-  if (options.io_threads < 1 || options.handshake_timeout.count() <= 0 ||
-      options.http_timeout.count() <= 0 || options.max_http_header_bytes == 0 ||
-      options.max_http_header_bytes > 0xFFFFFFFFu) {
+  if (options.io_threads < 1 || options.max_sessions < 1 ||
+      options.handshake_timeout.count() <= 0 || options.http_timeout.count() <= 0 ||
+      options.max_http_header_bytes == 0 || options.max_http_header_bytes > 0xFFFFFFFFu) {
     return InvalidArgumentError(
         "link server options: io_threads, timeouts and header limit must be positive");
   }
@@ -447,5 +472,7 @@ uint16_t LinkServer::port() const { return state_->port(); }
 size_t LinkServer::active_sessions() const { return state_->active_sessions(); }
 
 void LinkServer::Stop() { state_->Stop(); }
+
+void LinkServer::StopAccepting() { state_->StopAccepting(); }
 
 }  // namespace ferry::mirror::transport

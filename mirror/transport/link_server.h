@@ -71,6 +71,9 @@ struct LinkServerOptions {
   uint16_t port = 0;
   // I/O threads. Default 2.
   int io_threads = 2;
+  // Link sessions at once (handshaking or open); an upgrade beyond it is
+  // answered 503 with Retry-After. Default 1024.
+  size_t max_sessions = 1024;
   // From TCP accept to the end of the Noise handshake. Default 10 s.
   std::chrono::milliseconds handshake_timeout{10'000};
   // Reading one later HTTP request on a keep-alive connection. Default 30 s.
@@ -99,6 +102,9 @@ class LinkServer {
   size_t active_sessions() const;
   // See the file comment. Idempotent.
   void Stop();
+  // Closes the listener: no new connections (HTTP or link); open sessions
+  // and connections carry on. For a graceful shutdown before Stop().
+  void StopAccepting();
 
  private:
   explicit LinkServer(std::unique_ptr<internal::ServerState> state);
