@@ -1,0 +1,128 @@
+// How the fuzz targets read their input, shared with the seed generator
+// (fuzz_seed_gen.cc) so that seeds and targets agree. Header-only; no
+// dependencies beyond core/bytes.h. Described in tests/fuzz/README.md.
+#pragma once
+
+#include <algorithm>
+#include <array>
+#include <cstddef>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <vector>
+
+#include "core/bytes.h"
+
+// A property the targets check: abort (a crash, for libFuzzer) when false.
+#define FUZZ_CHECK(cond)                                                            \
+  do {                                                                              \
+    if (!(cond)) {                                                                  \
+      std::fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #cond); \
+      std::abort();                                                                 \
+    }                                                                               \
+  } while (0)
+
+namespace ferry::fuzz {
+
+// ---------------------------------------------------------------------------
+// record_reader_fuzz
+//
+//   byte 0   config: bits 0-2 pick the reader's max_frame_bytes from
+//            kRecordMaxFrame; bit 3 also runs every record through a keyed
+//            CipherState (encrypted reader, compared with the plaintext one);
+//            bit 4 selects writer mode.
+//   records mode: repeated { u16 LE size n | u16 LE literal count k |
+//            min(k, n) literal bytes }. The record is the literal bytes
+//            followed by Filler() bytes up to n, so a few input bytes can
+//            describe a full 65519-byte record.
+//   writer mode: u32 LE frame size | pattern bytes. The frame is the pattern
+//            repeated (Filler() if empty), at most kMaxWriterFrame bytes.
+
+inline constexpr std::array<size_t, 8> kRecordMaxFrame = {
+    0, 1, 255, 65514, 65515, 65514 + 65518, size_t{1} << 20, size_t{8} << 20};
+inline constexpr uint8_t kRecordEncrypt = 0x08;
+inline constexpr uint8_t kRecordWriterMode = 0x10;
+inline constexpr size_t kMaxRecordsPerInput = 256;
+inline constexpr size_t kMaxWriterFrame = size_t{1} << 20;
+
+// The filler byte at offset i of a record (or of a writer-mode frame).
+inline uint8_t Filler(size_t i) { return static_cast<uint8_t>(i * 167 + 13); }
+
+// Appends Filler(from) .. Filler(to - 1) to `out` (Filler repeats every 256
+// bytes; copying from a table keeps the targets' time on the code under test).
+inline void AppendFiller(Bytes& out, size_t from, size_t to) {
+  static const std::array<uint8_t, 512> table = [] {
+    std::array<uint8_t, 512> t{};
+    for (size_t i = 0; i < t.size(); ++i) t[i] = Filler(i);
+    return t;
+  }();
+  while (from < to) {
+    const size_t n = std::min<size_t>(to - from, 256);
+    out.insert(out.end(), table.begin() + from % 256, table.begin() + from % 256 + n);
+    from += n;
+  }
+}
+
+// Appends one record to a records-mode input: its first `literal` bytes
+// verbatim; the rest must equal Filler() (the generator builds such records).
+inline void AppendRecord(Bytes& input, ByteView record, size_t literal) {
+  literal = std::min(literal, record.size());
+  PutU16(input, static_cast<uint16_t>(record.size()));
+  PutU16(input, static_cast<uint16_t>(literal));
+  PutBytes(input, record.first(literal));
+}
+
+// Reads the records of a records-mode input (after the config byte).
+inline std::vector<Bytes> ParseRecords(ByteView in) {
+  std::vector<Bytes> records;
+  ByteReader r(in);
+  uint16_t n = 0, k = 0;
+  while (records.size() < kMaxRecordsPerInput && r.ReadU16(n) && r.ReadU16(k)) {
+    ByteView literal;
+    const size_t take = std::min<size_t>({k, n, r.remaining()});
+    r.ReadView(take, literal);
+    Bytes record;
+    record.reserve(n);
+    record.assign(literal.begin(), literal.end());
+    AppendFiller(record, record.size(), n);
+    records.push_back(std::move(record));
+  }
+  return records;
+}
+
+// ---------------------------------------------------------------------------
+// link_envelope_fuzz
+//
+//   byte 0   config: bit 0 set = the peer key is not enrolled; bit 1 = tight
+//            receiver limits (kTight*) instead of the defaults; bit 2 = a
+//            fresh, empty store for this session (else the process's shared
+//            store, which keeps what earlier sessions uploaded and committed).
+//   frames:  repeated { u32 LE length L | min(L, rest) bytes }, at most
+//            kMaxFramesPerInput; each frame is one serialized Envelope.
+
+inline constexpr uint8_t kEnvelopeNotEnrolled = 0x01;
+inline constexpr uint8_t kEnvelopeTightLimits = 0x02;
+inline constexpr uint8_t kEnvelopeFreshStore = 0x04;
+inline constexpr size_t kMaxFramesPerInput = 64;
+inline constexpr uint64_t kTightMaxFrameBytes = 4096;
+inline constexpr uint32_t kTightMaxQueryIds = 4;
+inline constexpr uint64_t kTightMaxRefsBytes = 1024;
+
+inline void AppendFrame(Bytes& input, ByteView frame) {
+  PutU32(input, static_cast<uint32_t>(frame.size()));
+  PutBytes(input, frame);
+}
+
+inline std::vector<ByteView> ParseFrames(ByteView in) {
+  std::vector<ByteView> frames;
+  ByteReader r(in);
+  uint32_t len = 0;
+  while (frames.size() < kMaxFramesPerInput && r.ReadU32(len)) {
+    ByteView frame;
+    r.ReadView(std::min<size_t>(len, r.remaining()), frame);
+    frames.push_back(frame);
+  }
+  return frames;
+}
+
+}  // namespace ferry::fuzz
