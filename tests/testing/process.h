@@ -29,10 +29,13 @@ class ChildProcess {
   const std::string& log_path() const { return log_path_; }
   std::string Log() const;
 
-  // Sends `signal` and waits up to `timeout` for the exit. Returns the exit
+  // Sends `signal` (0: none) and waits up to `timeout` for the exit. Returns the exit
   // code, 128 + signal number when killed by one, or -1 on timeout (the
   // process is then killed).
   int Stop(int signal, std::chrono::milliseconds timeout = std::chrono::seconds(30));
+  // Waits up to `timeout` for the process to exit by itself (then kills it
+  // and fails the test); returns as Stop.
+  int Wait(std::chrono::milliseconds timeout) { return Stop(0, timeout); }
   bool running();
 
  private:

@@ -1,0 +1,302 @@
+#include "cloud-hub/hub.h"
+
+#include <fcntl.h>
+#include <sys/file.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <ctime>
+#include <mutex>
+#include <thread>
+
+#include "cloud-hub/rest_api.h"
+#include "core/env.h"
+#include "core/log.h"
+#include "mirror/link/link_channel.h"
+#include "mirror/replication/replication_receiver.h"
+#include "mirror/transport/link_server.h"
+
+namespace ferry::hub {
+
+namespace {
+
+std::string IdentityPath(const std::string& dir) { return dir + "/hub.key"; }
+std::string CatalogPath(const std::string& dir) { return dir + "/catalog.db"; }
+
+int64_t NowUnix() { return static_cast<int64_t>(std::time(nullptr)); }
+
+// What one link session may do, as decided by the catalog: commits signed
+// by its agent's own signing key, into its own tenant; enrollment with a
+// join token.
+class HubPolicy final : public mirror::ReceiverPolicy {
+ public:
+  HubPolicy(Catalog& catalog, Metrics& metrics, std::optional<Agent> agent)
+      : catalog_(catalog), metrics_(metrics), agent_(std::move(agent)) {}
+
+  Status AuthorizeCommit(const snapshot::ParsedManifest& manifest) override {
+    commit_started_ = std::chrono::steady_clock::now();
+    if (!agent_) return PermissionDeniedError("this key is not enrolled");
+    // Revocation takes effect at once, also on a session already open.
+    ASSIGN_OR_RETURN(Agent current, catalog_.GetAgent(agent_->tenant, agent_->name));
+    if (current.revoked) return PermissionDeniedError("agent " + agent_->name + " was revoked");
+    if (!sodium::ConstantTimeEqual(manifest.signer, current.signing_key)) {
+      return PermissionDeniedError("manifest is signed by " + HexEncode(manifest.signer) +
+                                   ", not by agent " + current.name + "'s signing key " +
+                                   HexEncode(current.signing_key));
+    }
+    // A parent must be one of this agent's own snapshots (when the hub has it).
+    if (!manifest.body.parent().empty()) {
+      const std::string parent = HexEncode(AsBytes(manifest.body.parent()));
+      Result<SnapshotRecord> p = catalog_.GetSnapshot(agent_->tenant, parent);
+      if (p.ok() && p->agent != agent_->name) {
+        return PermissionDeniedError("parent snapshot " + parent.substr(0, 12) +
+                                     " belongs to another agent");
+      }
+    }
+    return OkStatus();
+  }
+
+  Result<mirror::linkpb::EnrollResponse> Enroll(const mirror::linkpb::EnrollRequest& request,
+                                                const sodium::PublicKey& peer) override {
+    if (request.signing_key().size() != sizeof(sodium::PublicKey)) {
+      return InvalidArgumentError("enrollment needs the agent's 32-byte manifest signing key");
+    }
+    sodium::PublicKey signing{};
+    std::memcpy(signing.data(), request.signing_key().data(), signing.size());
+    std::map<std::string, std::string> labels(request.labels().begin(), request.labels().end());
+    ASSIGN_OR_RETURN(Agent agent, catalog_.RedeemJoinToken(request.token(), request.agent_name(),
+                                                           peer, signing, labels));
+    log::Info("enrolled agent {} of tenant {} ({})", agent.name, agent.tenant,
+              mirror::Fingerprint(peer));
+    mirror::linkpb::EnrollResponse response;
+    response.set_tenant(agent.tenant);
+    response.set_agent_name(agent.name);
+    return response;
+  }
+
+  Status OnCommitted(const snapshot::ParsedManifest& m) override {
+    if (!agent_) return PermissionDeniedError("this key is not enrolled");
+    SnapshotRecord r;
+    r.id = HexEncode(m.id);
+    r.tenant = agent_->tenant;
+    r.agent = agent_->name;
+    for (const auto& d : m.body.datasets()) {
+      r.datasets.push_back(d.name());
+      r.logical_bytes += d.stats().bytes();
+    }
+    r.created_unix_ns = m.body.created_unix_ns();
+    r.committed_unix = NowUnix();
+    if (!m.body.parent().empty()) r.parent = HexEncode(AsBytes(m.body.parent()));
+    r.chunks = m.body.refs().count();
+    r.sealed_bytes = m.body.refs().sealed_bytes();
+    r.labels.insert(m.body.labels().begin(), m.body.labels().end());
+    RETURN_IF_ERROR(catalog_.RecordSnapshot(r));
+    metrics_.commits.fetch_add(1);
+    metrics_.ObserveCommitSeconds(
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - commit_started_).count());
+    return OkStatus();
+  }
+
+ private:
+  static ByteView AsBytes(const std::string& s) {
+    return ByteView(reinterpret_cast<const uint8_t*>(s.data()), s.size());
+  }
+  Catalog& catalog_;
+  Metrics& metrics_;
+  const std::optional<Agent> agent_;
+  std::chrono::steady_clock::time_point commit_started_{};
+};
+
+}  // namespace
+
+struct Hub::State {
+  HubConfig config;
+  std::atomic<bool> draining{false};
+  std::unique_ptr<RestApi> rest;
+  std::unique_ptr<mirror::transport::LinkServer> server;
+};
+
+Result<InitResult> InitDataDir(const std::string& data_dir, const std::string& tenant) {
+  Env& env = *Env::Default();
+  RETURN_IF_ERROR(env.CreateDirs(data_dir, 0700));
+  ASSIGN_OR_RETURN(bool has_catalog, env.FileExists(CatalogPath(data_dir)));
+  ASSIGN_OR_RETURN(bool has_key, env.FileExists(IdentityPath(data_dir)));
+  if (has_catalog || has_key) {
+    return AlreadyExistsError(data_dir + " already holds a hub (hub.key or catalog.db exists)");
+  }
+  ASSIGN_OR_RETURN(mirror::StaticIdentity identity,
+                   mirror::StaticIdentity::LoadOrCreate(env, IdentityPath(data_dir)));
+  ASSIGN_OR_RETURN(std::unique_ptr<Catalog> catalog, Catalog::Open(CatalogPath(data_dir)));
+  if (!tenant.empty()) RETURN_IF_ERROR(catalog->CreateTenant(tenant));
+  InitResult result;
+  result.fingerprint = identity.fingerprint();
+  ASSIGN_OR_RETURN(result.admin_token,
+                   catalog->CreateApiToken("", Role::kAdmin, "created by ferry-hub init"));
+  return result;
+}
+
+Result<std::unique_ptr<Hub>> Hub::Start(const HubConfig& config) {
+  Env& env = *Env::Default();
+  ASSIGN_OR_RETURN(bool has_key, env.FileExists(IdentityPath(config.data_dir)));
+  if (!has_key) {
+    return FailedPreconditionError(config.data_dir +
+                                   " is not a hub data dir: run `ferry-hub init --data-dir " +
+                                   config.data_dir + "` first");
+  }
+  auto hub = std::unique_ptr<Hub>(new Hub());
+  // One hub per data dir.
+  const std::string lock_path = config.data_dir + "/hub.lock";
+  hub->lock_fd_ = ::open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+  if (hub->lock_fd_ < 0) {
+    return UnavailableError("open " + lock_path + ": " + std::strerror(errno));
+  }
+  if (::flock(hub->lock_fd_, LOCK_EX | LOCK_NB) != 0) {
+    return UnavailableError("another ferry-hub is running on " + config.data_dir);
+  }
+  ASSIGN_OR_RETURN(mirror::StaticIdentity identity,
+                   mirror::StaticIdentity::Load(env, IdentityPath(config.data_dir)));
+  hub->fingerprint_ = identity.fingerprint();
+  ASSIGN_OR_RETURN(hub->catalog_, Catalog::Open(CatalogPath(config.data_dir)));
+  hub->stores_ = std::make_unique<TenantStores>(config.data_dir);
+  hub->state_ = std::make_unique<State>();
+  State& state = *hub->state_;
+  state.config = config;
+
+  RestContext rest;
+  rest.catalog = hub->catalog_.get();
+  rest.stores = hub->stores_.get();
+  rest.metrics = &hub->metrics_;
+  rest.hub_fingerprint = hub->fingerprint_;
+  rest.public_link_url = config.public_url;
+  state.rest = std::make_unique<RestApi>(std::move(rest));
+
+  Hub* self = hub.get();
+  mirror::transport::LinkServerCallbacks callbacks;
+  callbacks.authorize = [self](const sodium::PublicKey& key) {
+    Result<Agent> agent = self->catalog_->FindAgentByLinkKey(key);
+    return agent.ok() && !agent->revoked ? mirror::transport::PeerAuthorization::kKnown
+                                         : mirror::transport::PeerAuthorization::kUnknown;
+  };
+  callbacks.on_session = [self](std::shared_ptr<mirror::transport::LinkConnection> connection) {
+    self->ServeLinkSession(std::move(connection));
+  };
+  callbacks.http = [self](const mirror::transport::HttpRequest& request) {
+    return self->state_->rest->Handle(request);
+  };
+
+  mirror::transport::LinkServerOptions options;
+  options.address = config.listen_address;
+  options.port = config.port;
+  options.io_threads = config.io_threads;
+  options.max_sessions = config.max_sessions;
+  options.max_http_body_bytes = config.max_http_body_bytes;
+  options.link.max_frame_bytes = config.max_frame_bytes;
+  ASSIGN_OR_RETURN(state.server,
+                   mirror::transport::LinkServer::Start(identity, options, std::move(callbacks)));
+  log::Info("hub {} serving on {}:{} (data dir {})", hub->fingerprint_, config.listen_address,
+            state.server->port(), config.data_dir);
+  return hub;
+}
+
+void Hub::ServeLinkSession(std::shared_ptr<mirror::transport::LinkConnection> connection) {
+  State& state = *state_;
+  std::optional<Agent> agent;
+  if (connection->peer_enrolled()) {
+    Result<Agent> a = catalog_->FindAgentByLinkKey(connection->peer_key());
+    if (a.ok() && !a->revoked) agent = *a;
+  }
+  const std::string who =
+      agent ? agent->tenant + "/" + agent->name : "unknown key " + connection->peer_fingerprint();
+  metrics_.sessions_open.fetch_add(1);
+  metrics_.sessions_total.fetch_add(1);
+  int64_t session_id = 0;
+  if (agent) {
+    catalog_->TouchAgent(agent->tenant, agent->name, NowUnix()).IgnoreError();
+    Result<int64_t> id =
+        catalog_->OpenSession(agent->tenant, agent->name, connection->remote_endpoint(), NowUnix());
+    if (id.ok()) session_id = *id;
+  }
+
+  Status ended;
+  mirror::ReplicationReceiver::Stats stats;
+  {
+    // An unknown key gets a session too, but the receiver then allows only
+    // Hello and enrollment, and has no store.
+    Result<snapshot::LocalStore*> store =
+        agent ? stores_->Get(agent->tenant) : Result<snapshot::LocalStore*>(nullptr);
+    if (!store.ok()) {
+      log::Error("session {}: chunk store unavailable: {}", who, store.status().ToString());
+      connection->Close(store.status());
+      ended = store.status();
+    } else {
+      HubPolicy policy(*catalog_, metrics_, agent);
+      mirror::ReceiverOptions receiver_options;
+      receiver_options.max_frame_bytes = state.config.max_frame_bytes;
+      receiver_options.upload_window_bytes = state.config.upload_window_bytes;
+      receiver_options.software = "ferry-hub";
+      mirror::LinkChannel channel(connection, state.config.max_frame_bytes);
+      std::unique_ptr<mirror::ReplicationReceiver> receiver =
+          agent ? std::make_unique<mirror::ReplicationReceiver>(
+                      **store, policy, connection->peer_key(), true, receiver_options)
+                : std::make_unique<mirror::ReplicationReceiver>(policy, connection->peer_key(),
+                                                                receiver_options);
+      ended = mirror::ServeSession(channel, *receiver, state.config.session_idle_timeout,
+                                   &state.draining);
+      stats = receiver->stats();
+    }
+  }
+  const auto counters = connection->counters();
+  metrics_.link_bytes_in.fetch_add(counters.bytes_received);
+  metrics_.link_bytes_out.fetch_add(counters.bytes_sent);
+  metrics_.chunks_received.fetch_add(stats.chunks_received);
+  metrics_.chunks_stored.fetch_add(stats.chunks_new);
+  metrics_.sessions_open.fetch_sub(1);
+  if (!ended.ok() && ended.code() != StatusCode::kUnavailable &&
+      ended.code() != StatusCode::kCancelled) {
+    metrics_.CountError("link", std::string(StatusCodeName(ended.code())));
+  }
+  if (agent) {
+    catalog_->TouchAgent(agent->tenant, agent->name, NowUnix()).IgnoreError();
+    if (session_id != 0) {
+      catalog_
+          ->CloseSession(session_id, NowUnix(), stats.bytes_received, stats.chunks_new,
+                         stats.commits, ended.ToString())
+          .IgnoreError();
+    }
+  }
+  log::Info("session {} from {} ended ({}): {} chunks received, {} new, {} commits", who,
+            connection->remote_endpoint(), ended.ToString(), stats.chunks_received,
+            stats.chunks_new, stats.commits);
+}
+
+uint16_t Hub::port() const { return state_->server->port(); }
+
+Status Hub::Shutdown(std::chrono::milliseconds grace) {
+  if (shut_down_) return OkStatus();
+  shut_down_ = true;
+  State& state = *state_;
+  log::Info("shutting down: no new connections; sessions end at their next batch (grace {} ms)",
+            grace.count());
+  state.server->StopAccepting();
+  state.draining.store(true);
+  const auto deadline = std::chrono::steady_clock::now() + grace;
+  // Sessions notice `draining` within 200 ms (ServeSession's receive slice).
+  while (state.server->active_sessions() > 0 && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  if (size_t left = state.server->active_sessions(); left > 0) {
+    log::Warn("{} sessions still open after the grace period: cutting them", left);
+  }
+  state.server->Stop();
+  Status flushed = stores_->FlushAll();
+  if (!flushed.ok()) log::Error("flushing chunk stores: {}", flushed.ToString());
+  return flushed;
+}
+
+Hub::~Hub() {
+  if (state_ && state_->server) Shutdown(std::chrono::milliseconds(0)).IgnoreError();
+  if (lock_fd_ >= 0) ::close(lock_fd_);
+}
+
+}  // namespace ferry::hub

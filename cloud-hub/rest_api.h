@@ -1,0 +1,48 @@
+// RestApi: the hub's JSON REST API and its operational endpoints, answered
+// on the link's port (LinkServer passes every request that is not the link
+// upgrade here). Reference: docs/api.md.
+//
+//   GET /healthz   alive (no auth)          GET /readyz   catalog and stores usable (no auth)
+//   GET /metrics   Prometheus text (no auth)
+//   /v1/...        Bearer-token API: tenants, enrollment tokens, agents,
+//                  snapshots, sealed chunks and data keys, policies, API tokens.
+//
+// Every /v1 request is authorized against its token's tenant and role.
+// Errors are {"error": {"code": "NOT_FOUND", "message": "..."}} with the
+// HTTP status that matches the code.
+// Thread-safety: thread-safe; Handle runs on the server's I/O threads and
+// must not block for long.
+#pragma once
+
+#include <functional>
+#include <string>
+
+#include "cloud-hub/catalog.h"
+#include "cloud-hub/metrics.h"
+#include "cloud-hub/tenant_stores.h"
+#include "mirror/transport/link_server.h"
+
+namespace ferry::hub {
+
+struct RestContext {
+  Catalog* catalog = nullptr;
+  TenantStores* stores = nullptr;
+  Metrics* metrics = nullptr;
+  // The hub's link fingerprint (returned with enrollment tokens).
+  std::string hub_fingerprint;
+  // ws:// URL agents should use, if configured (returned with tokens).
+  std::string public_link_url;
+  // Called after a policy changed (the link endpoint pushes it to agents).
+  std::function<void(const std::string& tenant)> on_policy_change;
+};
+
+class RestApi {
+ public:
+  explicit RestApi(RestContext context);
+  mirror::transport::HttpResponse Handle(const mirror::transport::HttpRequest& request);
+
+ private:
+  RestContext ctx_;
+};
+
+}  // namespace ferry::hub
