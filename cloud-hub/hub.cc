@@ -251,6 +251,7 @@ void Hub::ServeLinkSession(std::shared_ptr<mirror::transport::LinkConnection> co
   metrics_.link_bytes_out.fetch_add(counters.bytes_sent);
   metrics_.chunks_received.fetch_add(stats.chunks_received);
   metrics_.chunks_stored.fetch_add(stats.chunks_new);
+  metrics_.chunk_bytes_stored.fetch_add(stats.bytes_new);
   metrics_.sessions_open.fetch_sub(1);
   if (!ended.ok() && ended.code() != StatusCode::kUnavailable &&
       ended.code() != StatusCode::kCancelled) {

@@ -208,6 +208,7 @@ Status ReplicationReceiver::HandleUpload(const linkpb::Envelope& in,
     if (put.added) {
       ++new_chunks;
       ++stats_.chunks_new;
+      stats_.bytes_new += c.sealed().size();
     }
   }
   linkpb::Envelope e;

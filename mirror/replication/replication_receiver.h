@@ -80,6 +80,7 @@ class ReplicationReceiver {
     uint64_t chunks_received = 0;
     uint64_t chunks_new = 0;
     uint64_t bytes_received = 0;  // sealed bytes in uploads
+    uint64_t bytes_new = 0;       // sealed bytes of the chunks new to the store
     uint64_t commits = 0;
   };
   const Stats& stats() const { return stats_; }

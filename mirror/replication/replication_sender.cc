@@ -27,6 +27,20 @@ ReplicationSender::ReplicationSender(FrameChannel& channel, snapshot::LocalStore
 ReplicationSender::ReplicationSender(FrameChannel& channel, SenderOptions options)
     : channel_(channel), store_(nullptr), options_(std::move(options)) {}
 
+Status ReplicationSender::Send(const linkpb::Envelope& envelope) {
+  Status sent = channel_.Send(envelope);
+  if (sent.ok() || sent.code() != StatusCode::kUnavailable) return sent;
+  // The far side may have said why before it closed the link (e.g. "hub is
+  // shutting down"): frames received before the end are still readable, and
+  // its words say more than "closed".
+  for (int i = 0; i < 64; ++i) {
+    Result<linkpb::Envelope> pending = channel_.Receive(std::chrono::milliseconds(0));
+    if (!pending.ok()) break;
+    if (pending->has_error()) return StatusFromError(pending->error());
+  }
+  return sent;
+}
+
 Status ReplicationSender::Hello() {
   if (hello_done_) return OkStatus();
   linkpb::Envelope e;
@@ -36,7 +50,7 @@ Status ReplicationSender::Hello() {
   h->set_min_version(kLinkProtocolVersion);
   h->set_max_version(kLinkProtocolVersion);
   h->set_software(options_.software + " " + kFerryVersion);
-  RETURN_IF_ERROR(channel_.Send(e));
+  RETURN_IF_ERROR(Send(e));
   ASSIGN_OR_RETURN(linkpb::Envelope reply, WaitFor(id));
   if (!reply.has_hello_ack()) {
     return DataLossError(std::string("expected hello_ack, got ") + BodyName(reply));
@@ -61,7 +75,7 @@ Result<linkpb::EnrollResponse> ReplicationSender::Enroll(const linkpb::EnrollReq
   const uint64_t id = NextId();
   e.set_request_id(id);
   *e.mutable_enroll_request() = request;
-  RETURN_IF_ERROR(channel_.Send(e));
+  RETURN_IF_ERROR(Send(e));
   ASSIGN_OR_RETURN(linkpb::Envelope reply, WaitFor(id));
   if (!reply.has_enroll_response()) {
     return DataLossError(std::string("expected enroll_response, got ") + BodyName(reply));
@@ -119,7 +133,7 @@ Status ReplicationSender::SendUpload(linkpb::Envelope upload) {
     (void)e;
   }
   if (options_.bandwidth != nullptr) options_.bandwidth->Acquire(size);
-  RETURN_IF_ERROR(channel_.Send(upload));
+  RETURN_IF_ERROR(Send(upload));
   window_used_ += size;
   ++uploads_pending_;
   ++report.uploads;
@@ -172,7 +186,7 @@ Result<PushReport> ReplicationSender::Push(const snapshot::SnapshotId& id) {
     if (query.missing_query().ids_size() == 0) break;
     report.chunks_referenced += static_cast<uint64_t>(query.missing_query().ids_size());
     ++report.queries;
-    RETURN_IF_ERROR(channel_.Send(query));
+    RETURN_IF_ERROR(Send(query));
     ASSIGN_OR_RETURN(linkpb::Envelope reply, WaitFor(qid));
     if (!reply.has_missing_reply()) {
       return DataLossError(std::string("expected missing_reply, got ") + BodyName(reply));
@@ -249,7 +263,7 @@ Result<PushReport> ReplicationSender::Push(const snapshot::SnapshotId& id) {
     c->set_refs_part(part.data(), part.size());
     offset += n;
     c->set_last(offset == refs_size);
-    RETURN_IF_ERROR(channel_.Send(e));
+    RETURN_IF_ERROR(Send(e));
   } while (offset < refs_size);
   ASSIGN_OR_RETURN(linkpb::Envelope ack, WaitFor(cid));
   if (!ack.has_commit_ack()) {

@@ -72,6 +72,9 @@ class ReplicationSender {
   const PushReport& progress() const { return progress_; }
 
  private:
+  // channel_.Send, but when the link was closed, the far side's Error frame
+  // received before the close (if any) is returned instead.
+  Status Send(const linkpb::Envelope& envelope);
   Status SendUpload(linkpb::Envelope upload);
   // Receives one frame and applies it: UploadAcks return credit; the answer
   // to `want_request` (if non-zero) is returned to the caller.

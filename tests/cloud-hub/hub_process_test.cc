@@ -69,6 +69,13 @@ json::array ListOf(const json::value& v) {
   return {};
 }
 
+// The value of an unlabeled metric line "name value"; -1 when absent.
+double MetricValue(const std::string& text, const std::string& name) {
+  const size_t at = text.find("\n" + name + " ");
+  if (at == std::string::npos) return -1;
+  return std::atof(text.c_str() + at + name.size() + 2);
+}
+
 class HubProcessTest : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -294,8 +301,50 @@ TEST_F(HubProcessTest, FiftyAgentsInFiveTenantsCommitAtOnce) {
     }
     EXPECT_EQ(ids.size(), static_cast<size_t>(kPerTenant));
   }
-  HttpResult metrics = HttpRequest(port_, "GET", "/metrics");
-  EXPECT_NE(metrics.body.find("ferry_hub_commits_total 50"), std::string::npos) << metrics.body;
+  // Session counters land when each session ends: wait for all to end.
+  HttpResult metrics;
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+  do {
+    metrics = HttpRequest(port_, "GET", "/metrics");
+  } while (metrics.body.find("ferry_hub_sessions_open 0\n") == std::string::npos &&
+           std::chrono::steady_clock::now() < deadline);
+  EXPECT_NE(metrics.body.find("ferry_hub_commits_total 50\n"), std::string::npos) << metrics.body;
+  EXPECT_NE(metrics.body.find("ferry_hub_sessions_total 100\n"), std::string::npos)
+      << metrics.body;  // 50 enrollments + 50 pushes
+  EXPECT_GT(MetricValue(metrics.body, "ferry_hub_chunk_bytes_stored_total"), 50.0 * (96 << 10));
+  EXPECT_GE(MetricValue(metrics.body, "ferry_hub_chunks_stored_total"), 100.0);
+  StopHub();
+}
+
+// SIGTERM while an agent uploads: the hub stops accepting, the session ends
+// at its next batch with "hub is shutting down", the hub exits 0 well within
+// its grace period, and after a restart the agent's next push completes.
+TEST_F(HubProcessTest, SigtermDrainsSessionsAndTheAgentResumes) {
+  StartHub();
+  CreateTenant("acme");
+  AgentFiles a = MakeAgent("acme", "edge-1", 16 << 20, 77);
+  ASSERT_EQ(RunCommand(EnrollArgs(a, JoinToken("acme"))).exit_code, 0);
+  std::vector<std::string> slow = PushArgs(a);
+  slow.insert(slow.end(), {"--limit", "2000000"});  // ~8 s for 16 MiB
+  ChildProcess push(slow, dir_.Sub("slow-push.log"));
+  // Wait until the push's session (an enrolled key; the enrollment's was an
+  // unknown one) is open on the hub.
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+  while (hub_->Log().find("): enrolled key") == std::string::npos &&
+         std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  const auto stop_started = std::chrono::steady_clock::now();
+  EXPECT_EQ(hub_->Stop(SIGTERM, std::chrono::seconds(30)), 0) << hub_->Log();
+  EXPECT_LT(std::chrono::steady_clock::now() - stop_started, std::chrono::seconds(8))
+      << "the hub waited for the whole upload instead of its next batch";
+  EXPECT_EQ(push.Wait(std::chrono::seconds(60)), 1);
+  EXPECT_NE(push.Log().find("shutting down"), std::string::npos) << push.Log();
+  StartHub();
+  CommandResult again = RunCommand(PushArgs(a));
+  ASSERT_EQ(again.exit_code, 0) << again.err;
+  EXPECT_EQ(SnapshotIds("acme"), std::vector<std::string>{a.snapshot});
+  ExpectSnapshotReadable("acme", a.snapshot);
   StopHub();
 }
 
