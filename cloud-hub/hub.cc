@@ -223,8 +223,8 @@ void Hub::ServeLinkSession(std::shared_ptr<mirror::transport::LinkConnection> co
   {
     // An unknown key gets a session too, but the receiver then allows only
     // Hello and enrollment, and has no store.
-    Result<snapshot::LocalStore*> store =
-        agent ? stores_->Get(agent->tenant) : Result<snapshot::LocalStore*>(nullptr);
+    Result<snapshot::ChunkStore*> store =
+        agent ? stores_->Get(agent->tenant) : Result<snapshot::ChunkStore*>(nullptr);
     if (!store.ok()) {
       log::Error("session {}: chunk store unavailable: {}", who, store.status().ToString());
       connection->Close(store.status());

@@ -582,7 +582,7 @@ struct Call {
   std::map<std::string, std::string> query;
 
   const std::string& tenant() const { return args[0]; }
-  Result<snapshot::LocalStore*> Store() const {
+  Result<snapshot::ChunkStore*> Store() const {
     if (ctx.stores == nullptr) return UnavailableError("no tenant stores configured");
     return ctx.stores->Get(tenant());
   }
@@ -771,7 +771,7 @@ Result<snapshot::SnapshotId> CatalogedSnapshot(Call& c, SnapshotRecord* record =
 }
 
 Result<snapshot::ParsedManifest> LoadManifest(Call& c, const snapshot::SnapshotId& id) {
-  ASSIGN_OR_RETURN(snapshot::LocalStore * store, c.Store());
+  ASSIGN_OR_RETURN(snapshot::ChunkStore * store, c.Store());
   Result<snapshot::ParsedManifest> m = store->LoadManifest(id);
   if (!m.ok() && m.status().code() == StatusCode::kNotFound) {
     // Listed in the catalog but not in the store: the store lost it.
@@ -797,8 +797,8 @@ Result<Reply> GetManifest(Call& c) {
 
 Result<Reply> GetRefs(Call& c) {
   ASSIGN_OR_RETURN(snapshot::SnapshotId id, CatalogedSnapshot(c));
-  ASSIGN_OR_RETURN(snapshot::LocalStore * store, c.Store());
-  Result<Bytes> refs = Env::Default()->ReadFile(store->RefsPath(id), kMaxRefsBytes);
+  ASSIGN_OR_RETURN(snapshot::ChunkStore * store, c.Store());
+  Result<Bytes> refs = store->ReadRefs(id, kMaxRefsBytes);
   if (!refs.ok()) {
     if (refs.status().code() == StatusCode::kResourceExhausted) {
       return UnimplementedError("the refs object of snapshot " + HexEncode(id) +
@@ -814,7 +814,7 @@ Result<Reply> GetRefs(Call& c) {
 
 Result<Reply> GetChunk(Call& c) {
   ASSIGN_OR_RETURN(snapshot::ChunkId id, ParseHexId<32>("chunk id", c.args[1]));
-  ASSIGN_OR_RETURN(snapshot::LocalStore * store, c.Store());
+  ASSIGN_OR_RETURN(snapshot::ChunkStore * store, c.Store());
   Bytes sealed;
   Status s = store->ReadSealedChunk(id, sealed);
   if (s.code() == StatusCode::kNotFound) {
@@ -827,7 +827,7 @@ Result<Reply> GetChunk(Call& c) {
 
 Result<Reply> GetKey(Call& c) {
   ASSIGN_OR_RETURN(snapshot::KeyId id, ParseHexId<16>("key id", c.args[1]));
-  ASSIGN_OR_RETURN(snapshot::LocalStore * store, c.Store());
+  ASSIGN_OR_RETURN(snapshot::ChunkStore * store, c.Store());
   Result<Bytes> wrapped = store->WrappedKey(id);
   if (wrapped.status().code() == StatusCode::kNotFound) {
     return NotFoundError("data key " + HexEncode(id) + " not found in tenant " + c.tenant());

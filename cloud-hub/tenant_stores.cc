@@ -14,7 +14,7 @@ std::string TenantStores::StoreDir(const std::string& tenant) const {
   return data_dir_ + "/tenants/" + tenant + "/store";
 }
 
-Result<snapshot::LocalStore*> TenantStores::Get(const std::string& tenant) {
+Result<snapshot::ChunkStore*> TenantStores::Get(const std::string& tenant) {
   RETURN_IF_ERROR(ValidateName("tenant", tenant));
   std::lock_guard lock(mu_);
   auto it = stores_.find(tenant);

@@ -3,9 +3,9 @@
 // share a store with another tenant's: a missing-chunks query can only ever
 // reveal what the asking tenant itself uploaded.
 //
-// The local pack store (snapshot::LocalStore) is the one implementation for
-// now; S3-compatible object storage comes behind the same ChunkStore face
-// with its own issue.
+// Callers see the snapshot::ChunkStore interface; the local pack store
+// (snapshot::LocalStore) is the one implementation for now, and S3-compatible
+// object storage comes behind the same interface with its own issue.
 // Thread-safety: thread-safe.
 #pragma once
 
@@ -28,7 +28,7 @@ class TenantStores {
 
   // The tenant's store, created on first use. The tenant name must be valid
   // (ValidateName); existence in the catalog is the caller's business.
-  Result<snapshot::LocalStore*> Get(const std::string& tenant);
+  Result<snapshot::ChunkStore*> Get(const std::string& tenant);
   // Makes every open store durable (Flush).
   Status FlushAll();
   std::string StoreDir(const std::string& tenant) const;

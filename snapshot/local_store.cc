@@ -183,6 +183,15 @@ std::string LocalStore::RefsPath(const SnapshotId& id) const {
   return dir_ + "/snapshots/" + HexEncode(id) + ".refs";
 }
 
+Result<Bytes> LocalStore::ReadRefs(const SnapshotId& id, uint64_t max_bytes) {
+  ASSIGN_OR_RETURN(uint64_t size, env_.FileSize(RefsPath(id)));
+  if (size > max_bytes) {
+    return ResourceExhaustedError("reference set of " + std::to_string(size) +
+                                  " bytes exceeds the limit of " + std::to_string(max_bytes));
+  }
+  return env_.ReadFile(RefsPath(id), max_bytes);
+}
+
 Status LocalStore::Recover() {
   // 1. Temporary files of interrupted writes: nothing refers to them.
   ASSIGN_OR_RETURN(std::vector<std::string> tmp, env_.ListDir(tmp_dir()));

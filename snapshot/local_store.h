@@ -32,6 +32,7 @@
 #include "core/env.h"
 #include "core/sqlite.h"
 #include "snapshot/chunk_sink.h"
+#include "snapshot/chunk_store.h"
 #include "snapshot/manifest.h"
 #include "snapshot/pack.h"
 #include "snapshot/types.h"
@@ -61,7 +62,7 @@ struct StoreStats {
   uint64_t snapshots = 0;
 };
 
-class LocalStore final : public ChunkSink {
+class LocalStore final : public ChunkStore {
  public:
   enum class Mode { kReadOnly, kReadWrite };
 
@@ -86,25 +87,27 @@ class LocalStore final : public ChunkSink {
   Result<Bytes> ReadSealedChunk(const ChunkId& id);
   // The same into `out` (resized): a reused buffer saves an allocation and
   // its zero-fill per chunk on the restore path.
-  Status ReadSealedChunk(const ChunkId& id, Bytes& out);
+  Status ReadSealedChunk(const ChunkId& id, Bytes& out) override;
   // The wrapped data key with this id. kNotFound if absent.
-  Result<Bytes> WrappedKey(const KeyId& id);
+  Result<Bytes> WrappedKey(const KeyId& id) override;
 
   // Adds a sealed chunk unless present. Not durable until Flush().
   Result<PutResult> PutChunk(const ChunkId& id, ByteView sealed, const KeyId& key_id,
                              ByteView wrapped_key) override;
   // Finishes the open pack and waits until every pack is durable and
   // indexed. Returns the first error of any background flush.
-  Status Flush();
+  Status Flush() override;
 
   // --- snapshots ---
   // Makes a snapshot durable and listed: flushes, checks that every chunk in
   // `refs_path` is present with its sealed size, moves the refs next to the
   // manifest and records the snapshot. kFailedPrecondition if chunks are missing.
-  Status CommitSnapshot(const ParsedManifest& manifest, const std::string& refs_path);
+  Status CommitSnapshot(const ParsedManifest& manifest, const std::string& refs_path) override;
   Result<std::vector<SnapshotSummary>> ListSnapshots();
-  Result<ParsedManifest> LoadManifest(const SnapshotId& id);
+  Result<ParsedManifest> LoadManifest(const SnapshotId& id) override;
   std::string RefsPath(const SnapshotId& id) const;
+  Result<Bytes> ReadRefs(const SnapshotId& id, uint64_t max_bytes) override;
+  std::string staging_dir() const override { return tmp_dir(); }
   // "latest" or a unique prefix of the hex id (at least 4 characters).
   Result<SnapshotId> ResolveSnapshot(std::string_view spec);
 

@@ -31,7 +31,7 @@ Status Violation(const std::string& what) {
 
 }  // namespace
 
-ReplicationReceiver::ReplicationReceiver(snapshot::LocalStore& store, ReceiverPolicy& policy,
+ReplicationReceiver::ReplicationReceiver(snapshot::ChunkStore& store, ReceiverPolicy& policy,
                                          const sodium::PublicKey& peer, bool peer_enrolled,
                                          ReceiverOptions options)
     : store_(&store),
@@ -239,7 +239,7 @@ Status ReplicationReceiver::HandleCommit(const linkpb::Envelope& in,
     commit_->manifest.assign(c.manifest().begin(), c.manifest().end());
     commit_->refs_size = c.refs_size();
     commit_->refs_path =
-        store_->tmp_dir() + "/recv-refs-" + HexEncode(sodium::RandomArray<8>()) + ".tmp";
+        store_->staging_dir() + "/recv-refs-" + HexEncode(sodium::RandomArray<8>()) + ".tmp";
     ASSIGN_OR_RETURN(commit_->refs_file, Env::Default()->NewWritableFile(commit_->refs_path, 0644));
   } else if (!c.manifest().empty()) {
     return Violation("a second manifest inside one commit");

@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "mirror/replication/frame_channel.h"
+#include "snapshot/chunk_store.h"
 #include "snapshot/local_store.h"
 
 namespace ferry::mirror {
@@ -58,7 +59,7 @@ class ReplicationReceiver {
   // `store` and `policy` must outlive the receiver. `peer_enrolled`: whether
   // the authenticated peer key is known; if not, only Hello and
   // EnrollRequest are allowed.
-  ReplicationReceiver(snapshot::LocalStore& store, ReceiverPolicy& policy,
+  ReplicationReceiver(snapshot::ChunkStore& store, ReceiverPolicy& policy,
                       const sodium::PublicKey& peer, bool peer_enrolled,
                       ReceiverOptions options = {});
   // For a peer whose key is unknown: only Hello and EnrollRequest are
@@ -96,7 +97,7 @@ class ReplicationReceiver {
   Status FinishCommit(uint64_t request_id, std::vector<linkpb::Envelope>& out);
   void ResetCommit();
 
-  snapshot::LocalStore* store_;  // null only for an unenrolled peer
+  snapshot::ChunkStore* store_;  // null only for an unenrolled peer
   ReceiverPolicy& policy_;
   const sodium::PublicKey peer_;
   bool peer_enrolled_;

@@ -123,8 +123,11 @@ class RestApiTest : public ::testing::Test {
     WriteFileOrDie(tree + "/a.bin", SeededBytes(1, 200'000));
     WriteFileOrDie(tree + "/sub/b.txt", ToBytes("hello"));
     keyset_ = snapshot::Keyset::Generate();
-    Result<snapshot::LocalStore*> store = stores_->Get("acme");
-    EXPECT_TRUE(store.ok());
+    Result<snapshot::ChunkStore*> chunk_store = stores_->Get("acme");
+    EXPECT_TRUE(chunk_store.ok());
+    // The hub's tenant stores are local pack stores: capture straight into one.
+    Result<snapshot::LocalStore*> store = dynamic_cast<snapshot::LocalStore*>(*chunk_store);
+    EXPECT_NE(*store, nullptr);
     snapshot::CaptureOptions options;
     options.dataset_name = "videos";
     options.labels = {{"site", "shop"}};
@@ -417,7 +420,7 @@ TEST_F(RestApiTest, AgentsListShowAndRevoke) {
 TEST_F(RestApiTest, SnapshotsManifestsRefsChunksAndKeys) {
   const snapshot::SnapshotId id = CaptureIntoAcme("cam-1");
   const std::string hex = HexEncode(id);
-  Result<snapshot::LocalStore*> store = stores_->Get("acme");
+  Result<snapshot::ChunkStore*> store = stores_->Get("acme");
   ASSERT_TRUE(store.ok());
   Result<snapshot::ParsedManifest> m = (*store)->LoadManifest(id);
   ASSERT_TRUE(m.ok());
@@ -449,15 +452,18 @@ TEST_F(RestApiTest, SnapshotsManifestsRefsChunksAndKeys) {
 
   HttpResponse refs = Get("/v1/tenants/acme/snapshots/" + hex + "/refs", reader_);
   ASSERT_EQ(refs.result(), http::status::ok);
-  EXPECT_EQ(refs.body(), ToString(ReadFileOrDie((*store)->RefsPath(id))));
+  Result<Bytes> stored_refs = (*store)->ReadRefs(id, 1 << 20);
+  ASSERT_TRUE(stored_refs.ok()) << stored_refs.status().ToString();
+  EXPECT_EQ(refs.body(), ToString(*stored_refs));
 
   // The root tree's first chunk, and the data key that sealed it.
   const std::string& root_id = m->body.datasets(0).root(0).id();
   ASSERT_EQ(root_id.size(), 32u);
   snapshot::ChunkId chunk_id;
   std::copy(root_id.begin(), root_id.end(), chunk_id.begin());
-  Result<Bytes> sealed = (*store)->ReadSealedChunk(chunk_id);
-  ASSERT_TRUE(sealed.ok());
+  Bytes sealed_bytes;
+  ASSERT_TRUE((*store)->ReadSealedChunk(chunk_id, sealed_bytes).ok());
+  const Bytes* sealed = &sealed_bytes;
   HttpResponse chunk = Get("/v1/tenants/acme/chunks/" + HexEncode(chunk_id), reader_);
   ASSERT_EQ(chunk.result(), http::status::ok) << chunk.body();
   EXPECT_EQ(chunk.body(), ToString(*sealed));

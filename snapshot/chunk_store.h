@@ -1,0 +1,52 @@
+// ChunkStore: a store of sealed chunks, wrapped data keys and snapshots, as
+// the receiving side of the link and the hub see it. It never needs keys:
+// everything in it is ciphertext, wrapped keys, signed manifests and
+// reference sets of chunk ids.
+//
+// LocalStore (packs on a local filesystem, docs/format/store.md) is the one
+// implementation today; S3-compatible object storage comes behind this same
+// interface with its own issue.
+// Thread-safety: implementations are thread-safe.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "core/bytes.h"
+#include "core/status.h"
+#include "snapshot/chunk_sink.h"
+#include "snapshot/manifest.h"
+#include "snapshot/types.h"
+
+namespace ferry::snapshot {
+
+struct SnapshotSummary;
+
+class ChunkStore : public ChunkSink {
+ public:
+  // (ChunkSink: ChunkSealedSize, PutChunk — not durable until Flush.)
+
+  // The sealed bytes of a stored chunk into `out`. kNotFound if absent.
+  virtual Status ReadSealedChunk(const ChunkId& id, Bytes& out) = 0;
+  // The wrapped data key with this id. kNotFound if absent.
+  virtual Result<Bytes> WrappedKey(const KeyId& id) = 0;
+  // Makes everything put so far durable.
+  virtual Status Flush() = 0;
+
+  // Makes a snapshot durable and listed, atomically: every chunk named by the
+  // reference set staged at `staged_refs_path` (a file under staging_dir())
+  // must be present with its sealed size (else kFailedPrecondition). Takes
+  // the staged file over.
+  virtual Status CommitSnapshot(const ParsedManifest& manifest,
+                                const std::string& staged_refs_path) = 0;
+  // A committed snapshot's manifest. kNotFound if absent.
+  virtual Result<ParsedManifest> LoadManifest(const SnapshotId& id) = 0;
+  // A committed snapshot's reference set (docs/format/refs.md), if at most
+  // `max_bytes` long (else kResourceExhausted).
+  virtual Result<Bytes> ReadRefs(const SnapshotId& id, uint64_t max_bytes) = 0;
+  // A local directory for files being received (e.g. a reference set
+  // arriving in parts), on the same filesystem as the store where it has one.
+  virtual std::string staging_dir() const = 0;
+};
+
+}  // namespace ferry::snapshot
