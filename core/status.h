@@ -104,9 +104,15 @@ class [[nodiscard]] Result {
   }
 
   bool ok() const { return std::holds_alternative<T>(v_); }
-  const Status& status() const {
+  const Status& status() const& {
     static const Status kOk;
     return ok() ? kOk : std::get<Status>(v_);
+  }
+  // On a temporary Result, a copy: a reference into the temporary would
+  // dangle once the full expression ends (e.g. RETURN_IF_ERROR(F().status())).
+  Status status() && {
+    static const Status kOk;
+    return ok() ? kOk : std::get<Status>(std::move(v_));
   }
 
   T& value() & {

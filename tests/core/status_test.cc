@@ -153,3 +153,24 @@ TEST(StatusTest, EqualityComparesCodeAndMessage) {
 
 }  // namespace
 }  // namespace ferry
+
+namespace ferry {
+namespace {
+
+Result<int> FailingForLifetimeTest() { return NotFoundError("gone"); }
+
+Status ReturnsStatusOfATemporary() {
+  RETURN_IF_ERROR(FailingForLifetimeTest().status());
+  return OkStatus();
+}
+
+// RETURN_IF_ERROR(F().status()) must not keep a reference into the
+// temporary Result (ASan: stack-use-after-scope before the fix).
+TEST(ResultTest, StatusOfATemporaryOutlivesIt) {
+  Status s = ReturnsStatusOfATemporary();
+  EXPECT_EQ(s.code(), StatusCode::kNotFound);
+  EXPECT_EQ(s.message(), "gone");
+}
+
+}  // namespace
+}  // namespace ferry
