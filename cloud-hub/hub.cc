@@ -218,6 +218,11 @@ void Hub::ServeLinkSession(std::shared_ptr<mirror::transport::LinkConnection> co
     if (id.ok()) session_id = *id;
   }
 
+  // Every line this session's thread logs names it (JSON keys).
+  log::ScopedFields fields({{"session", std::to_string(session_id)},
+                            {"tenant", agent ? agent->tenant : ""},
+                            {"agent", agent ? agent->name : ""},
+                            {"peer", connection->peer_fingerprint()}});
   Status ended;
   mirror::ReplicationReceiver::Stats stats;
   {

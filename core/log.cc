@@ -11,6 +11,8 @@ namespace ferry::log {
 
 namespace {
 
+thread_local std::vector<std::pair<std::string, std::string>> t_fields;
+
 // One JSON object per line: {"ts":"2026-11-29T14:00:00.123Z","level":"info",
 // "program":"ferry-hub","msg":"..."}.
 class JsonFormatter final : public spdlog::formatter {
@@ -36,7 +38,15 @@ class JsonFormatter final : public spdlog::formatter {
     Escape(program_, line);
     line += "\",\"msg\":\"";
     Escape(std::string_view(msg.payload.data(), msg.payload.size()), line);
-    line += "\"}\n";
+    line += "\"";
+    for (const auto& [key, value] : t_fields) {
+      line += ",\"";
+      Escape(key, line);
+      line += "\":\"";
+      Escape(value, line);
+      line += "\"";
+    }
+    line += "}\n";
     dest.append(line.data(), line.data() + line.size());
   }
 
@@ -81,8 +91,9 @@ class JsonFormatter final : public spdlog::formatter {
 }  // namespace
 
 void Init(const Options& options) {
-  auto logger = std::make_shared<spdlog::logger>(std::string(options.program),
-                                                 std::make_shared<spdlog::sinks::stderr_sink_mt>());
+  spdlog::sink_ptr sink = options.sink;
+  if (!sink) sink = std::make_shared<spdlog::sinks::stderr_sink_mt>();
+  auto logger = std::make_shared<spdlog::logger>(std::string(options.program), std::move(sink));
   switch (options.level) {
     case Level::kDebug:
       logger->set_level(spdlog::level::debug);
@@ -107,6 +118,13 @@ void Init(const Options& options) {
   }
   spdlog::set_default_logger(std::move(logger));
 }
+
+ScopedFields::ScopedFields(std::vector<std::pair<std::string, std::string>> fields)
+    : previous_size_(t_fields.size()) {
+  for (auto& f : fields) t_fields.push_back(std::move(f));
+}
+
+ScopedFields::~ScopedFields() { t_fields.resize(previous_size_); }
 
 Result<Level> ParseLevel(std::string_view name) {
   if (name == "debug") return Level::kDebug;

@@ -9,7 +9,10 @@
 
 #include <spdlog/spdlog.h>
 
+#include <string>
 #include <string_view>
+#include <utility>
+#include <vector>
 
 #include "core/status.h"
 
@@ -20,12 +23,29 @@ enum class Level { kDebug, kInfo, kWarn, kError, kOff };
 struct Options {
   Level level = Level::kInfo;
   std::string_view program = "ferry";
-  // JSON lines ({"ts","level","program","msg"}) instead of text, for log
-  // collectors; daemons pick it when stderr is not a terminal.
+  // JSON lines ({"ts","level","program","msg", ...fields}) instead of text,
+  // for log collectors; daemons pick it when stderr is not a terminal.
   bool json = false;
+  // Where lines go; stderr when null (tests pass an ostream sink).
+  spdlog::sink_ptr sink = nullptr;
 };
 
 void Init(const Options& options);
+
+// Fields added to every line this thread logs while the object lives (JSON:
+// extra keys after "msg"; text lines are unchanged), e.g. the hub's session,
+// tenant and agent on a session's thread. Scopes nest; inner fields follow
+// outer ones.
+class ScopedFields {
+ public:
+  explicit ScopedFields(std::vector<std::pair<std::string, std::string>> fields);
+  ~ScopedFields();
+  ScopedFields(const ScopedFields&) = delete;
+  ScopedFields& operator=(const ScopedFields&) = delete;
+
+ private:
+  size_t previous_size_;
+};
 // Parses "debug", "info", "warn", "error", "off".
 Result<Level> ParseLevel(std::string_view name);
 
