@@ -12,6 +12,8 @@
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+# shellcheck source=bench/lib.sh
+source "$ROOT/bench/lib.sh"
 readonly ROOT
 readonly ALL_TOOLS=(ferry restic borg)
 readonly MIXED_SEED=1 SMALL_SEED=2 MUTATE_SEED=3
@@ -104,21 +106,6 @@ parse_args() {
   fi
 }
 
-# "1GiB" -> 1073741824 (same suffixes as ferry-gen-dataset).
-size_to_bytes() {
-  awk -v s="$1" 'BEGIN {
-    if (match(s, /^[0-9]+(\.[0-9]+)?/) == 0) exit 1
-    n = substr(s, 1, RLENGTH); u = tolower(substr(s, RLENGTH + 1))
-    m["" ] = 1; m["b"] = 1; m["k"] = m["kib"] = 1024; m["m"] = m["mib"] = 1048576
-    m["g"] = m["gib"] = 1073741824; m["t"] = m["tib"] = 1099511627776
-    m["kb"] = 1e3; m["mb"] = 1e6; m["gb"] = 1e9
-    if (!(u in m)) exit 1
-    printf "%.0f\n", n * m[u]
-  }'
-}
-
-human_bytes() { awk -v b="$1" 'BEGIN { if (b >= 1073741824) printf "%.2f GiB", b / 1073741824; else printf "%.1f MiB", b / 1048576 }'; }
-
 # --- environment -------------------------------------------------------------
 
 ensure_peer_tools() {
@@ -207,14 +194,6 @@ settle_cache() {
 
 # --- measuring ---------------------------------------------------------------
 
-# Microseconds during which some runnable task waited for a CPU, system-wide
-# (Linux PSI); 0 where /proc/pressure is missing. The machine may be shared:
-# this says how contended a measurement was.
-cpu_stall_us() {
-  awk '/^some/ { for (i = 1; i <= NF; i++) if ($i ~ /^total=/) print substr($i, 7) }' \
-    /proc/pressure/cpu 2>/dev/null || echo 0
-}
-
 # run_measured OUT ERR CMD...: runs CMD under GNU time, stdout to OUT and
 # stderr to ERR; sets M_WALL, M_CPU (user+sys, s), M_RSS (KiB) and M_STALL
 # (% of the wall time some task waited for a CPU); returns CMD's status.
@@ -265,12 +244,6 @@ fail_step() {
   if [[ $tool != ferry ]]; then
     PEER_FAILED=1
   fi
-}
-
-last_lines() {
-  local text
-  text=$(tail -n "${2:-3}" -- "$1" 2>/dev/null | tr '\n' ' ')
-  printf '%s' "${text:-(no output)}"
 }
 
 # --- tools -------------------------------------------------------------------

@@ -20,6 +20,8 @@
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+# shellcheck source=bench/lib.sh
+source "$ROOT/bench/lib.sh"
 readonly ROOT
 readonly PASSPHRASE="hub-ingest benchmark passphrase"
 readonly TENANT=bench
@@ -118,21 +120,6 @@ parse_args() {
     JSON_OUT=$(cd "$(dirname -- "$JSON_OUT")" && pwd)/$(basename -- "$JSON_OUT")
   fi
 }
-
-# "1GiB" -> 1073741824 (same suffixes as link-throughput.sh).
-size_to_bytes() {
-  awk -v s="$1" 'BEGIN {
-    if (match(s, /^[0-9]+(\.[0-9]+)?/) == 0) exit 1
-    n = substr(s, 1, RLENGTH); u = tolower(substr(s, RLENGTH + 1))
-    m["" ] = 1; m["b"] = 1; m["k"] = m["kib"] = 1024; m["m"] = m["mib"] = 1048576
-    m["g"] = m["gib"] = 1073741824; m["t"] = m["tib"] = 1099511627776
-    m["kb"] = 1e3; m["mb"] = 1e6; m["gb"] = 1e9
-    if (!(u in m)) exit 1
-    printf "%.0f\n", n * m[u]
-  }'
-}
-
-human_bytes() { awk -v b="$1" 'BEGIN { if (b >= 1073741824) printf "%.2f GiB", b / 1073741824; else printf "%.1f MiB", b / 1048576 }'; }
 
 # --- environment -------------------------------------------------------------
 
@@ -239,29 +226,7 @@ stop_all_quietly() {
 
 # --- measuring ---------------------------------------------------------------
 
-CLK_TCK=$(getconf CLK_TCK)
-readonly CLK_TCK
-
-# "user sys" CPU seconds of a live process (its threads included).
-proc_cpu_s() {
-  awk -v hz="$CLK_TCK" '{ sub(/^.*\) /, ""); printf "%.2f %.2f\n", $12 / hz, $13 / hz }' "/proc/$1/stat"
-}
-proc_peak_rss_kib() { awk '/^VmHWM:/ { print $2 }' "/proc/$1/status"; }
-
-# "busy idle" jiffies summed over all CPUs, and the PSI "some" stall in us
-# (guest time is already in user time, so columns 2-9 only).
-cpu_jiffies() { awk '/^cpu / { idle = $5 + $6; all = 0; for (i = 2; i <= 9; i++) all += $i; print all - idle, idle }' /proc/stat; }
-cpu_stall_us() {
-  awk '/^some/ { for (i = 1; i <= NF; i++) if ($i ~ /^total=/) print substr($i, 7) }' \
-    /proc/pressure/cpu 2>/dev/null || echo 0
-}
 now_s() { date +%s.%N; }
-
-last_lines() {
-  local text
-  text=$(tail -n "${2:-3}" -- "$1" 2>/dev/null | tr '\n' ' ')
-  printf '%s' "${text:-(no output)}"
-}
 
 # --- preparation -------------------------------------------------------------
 
@@ -582,19 +547,8 @@ run_hubn() {
 
 # --- report ------------------------------------------------------------------
 
-machine_line() {
-  local cpu
-  cpu=$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)
-  printf '%s, %s cores, %s RAM, Linux %s' "${cpu:-unknown CPU}" "$(nproc)" \
-    "$(awk '/^MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo)" "$(uname -r)"
-}
-
-fs_line() {
-  df -T -- "$SCRATCH" | awk -v d="$SCRATCH" 'NR == 2 { printf "%s (%s, %s)", d, $2, ($2 == "tmpfs" ? "memory" : "disk") }'
-}
-
 report() {
-  DATE_START=$DATE_START DATE_END=$(date -u +%FT%TZ) MACHINE=$(machine_line) FS=$(fs_line) \
+  DATE_START=$DATE_START DATE_END=$(date -u +%FT%TZ) MACHINE=$(machine_line) FS=$(fs_line "$SCRATCH") \
     BIN_DIR=$BIN_DIR BIN_ID=$BIN_ID LOAD_START=$LOAD_START LOAD_END=$(cut -d' ' -f1-3 /proc/loadavg) \
     SIZE_BYTES=$SIZE_BYTES PER_BYTES=$PER_BYTES UPLOADERS=$UPLOADERS NPROC=$(nproc) \
     BIG_SNAP=${AGENT_SNAP[0]} BIG_SNAP_WALL=$BIG_SNAP_WALL BIG_SNAP_CPU=$BIG_SNAP_CPU \
@@ -723,7 +677,7 @@ main() {
   START=$(date +%s)
   DATE_START=$(date -u +%FT%TZ)
   LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
-  log "scratch $(fs_line); runs: $RUNS; $(human_bytes "$SIZE_BYTES") for link and 1 uploader," \
+  log "scratch $(fs_line "$SCRATCH"); runs: $RUNS; $(human_bytes "$SIZE_BYTES") for link and 1 uploader," \
     "$UPLOADERS x $(human_bytes "$PER_BYTES") for $UPLOADERS uploaders"
   make_keys
   prepare_snapshots

@@ -13,6 +13,8 @@
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+# shellcheck source=bench/lib.sh
+source "$ROOT/bench/lib.sh"
 readonly ROOT
 readonly PASSPHRASE="link-throughput benchmark passphrase"
 readonly CHACHA_BENCH='BM_RawSodiumChaCha20Poly1305Ietf/65519'
@@ -105,21 +107,6 @@ parse_args() {
   ((SIZE_BYTES >= 1048576 && LIMIT_SIZE_BYTES >= 1048576)) || { echo "sizes must be at least 1 MiB" >&2; exit 2; }
 }
 
-# "1GiB" -> 1073741824 (same suffixes as compare-peers.sh and ferry-gen-dataset).
-size_to_bytes() {
-  awk -v s="$1" 'BEGIN {
-    if (match(s, /^[0-9]+(\.[0-9]+)?/) == 0) exit 1
-    n = substr(s, 1, RLENGTH); u = tolower(substr(s, RLENGTH + 1))
-    m["" ] = 1; m["b"] = 1; m["k"] = m["kib"] = 1024; m["m"] = m["mib"] = 1048576
-    m["g"] = m["gib"] = 1073741824; m["t"] = m["tib"] = 1099511627776
-    m["kb"] = 1e3; m["mb"] = 1e6; m["gb"] = 1e9
-    if (!(u in m)) exit 1
-    printf "%.0f\n", n * m[u]
-  }'
-}
-
-human_bytes() { awk -v b="$1" 'BEGIN { if (b >= 1073741824) printf "%.2f GiB", b / 1073741824; else printf "%.1f MiB", b / 1048576 }'; }
-
 # --- environment -------------------------------------------------------------
 
 check_tools() {
@@ -207,29 +194,6 @@ stop_hub_quietly() {
 }
 
 # --- measuring ---------------------------------------------------------------
-
-CLK_TCK=$(getconf CLK_TCK)
-readonly CLK_TCK
-
-# "user sys" CPU seconds of a live process (its threads included).
-proc_cpu_s() {
-  awk -v hz="$CLK_TCK" '{ sub(/^.*\) /, ""); printf "%.2f %.2f\n", $12 / hz, $13 / hz }' "/proc/$1/stat"
-}
-proc_peak_rss_kib() { awk '/^VmHWM:/ { print $2 }' "/proc/$1/status"; }
-
-# "busy idle" jiffies summed over all CPUs, and the PSI "some" stall in us
-# (guest time is already in user time, so columns 2-9 only).
-cpu_jiffies() { awk '/^cpu / { idle = $5 + $6; all = 0; for (i = 2; i <= 9; i++) all += $i; print all - idle, idle }' /proc/stat; }
-cpu_stall_us() {
-  awk '/^some/ { for (i = 1; i <= NF; i++) if ($i ~ /^total=/) print substr($i, 7) }' \
-    /proc/pressure/cpu 2>/dev/null || echo 0
-}
-
-last_lines() {
-  local text
-  text=$(tail -n "${2:-3}" -- "$1" 2>/dev/null | tr '\n' ' ')
-  printf '%s' "${text:-(no output)}"
-}
 
 # --- steps -------------------------------------------------------------------
 
@@ -417,17 +381,6 @@ PY
 
 # --- report ------------------------------------------------------------------
 
-machine_line() {
-  local cpu
-  cpu=$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)
-  printf '%s, %s cores, %s RAM, Linux %s' "${cpu:-unknown CPU}" "$(nproc)" \
-    "$(awk '/^MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo)" "$(uname -r)"
-}
-
-fs_line() {
-  df -T -- "$SCRATCH" | awk -v d="$SCRATCH" 'NR == 2 { printf "%s (%s, %s)", d, $2, ($2 == "tmpfs" ? "memory" : "disk") }'
-}
-
 report() {
   python3 - "$RESULTS" "$LOG_DIR" <<PY
 import json, statistics, sys
@@ -473,7 +426,7 @@ print("## Link throughput on loopback: medians of %d run(s)\n" % len(link))
 print("- date: $(date -u +%FT%TZ)")
 print("- machine: $(machine_line)")
 print("- binaries: $BIN_DIR ($BIN_ID), copied to the scratch dir at the start")
-print("- scratch (data, agent store, hub stores): $(fs_line)")
+print("- scratch (data, agent store, hub stores): $(fs_line "$SCRATCH")")
 print("- load average: %s at start, %s at end; warm page cache (the agent store was just written)"
       % ("$LOAD_START", "$(cut -d' ' -f1-3 /proc/loadavg)"))
 print("- link data: $(human_bytes "$SIZE_BYTES") from /dev/urandom, one snapshot $LINK_SNAP "
@@ -509,7 +462,7 @@ print("ChaCha20-Poly1305 reference: 5 repetitions before the link runs (median %
 
 if json_out:
     out = {
-        "date": "$(date -u +%FT%TZ)", "machine": "$(machine_line)", "scratch": "$(fs_line)",
+        "date": "$(date -u +%FT%TZ)", "machine": "$(machine_line)", "scratch": "$(fs_line "$SCRATCH")",
         "binaries": "$BIN_DIR ($BIN_ID)",
         "units": "MB = 1e6 bytes",
         "load_average_start": "$LOAD_START", "load_average_end": "$(cut -d' ' -f1-3 /proc/loadavg)",
@@ -545,7 +498,7 @@ main() {
   local start
   start=$(date +%s)
   LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
-  log "scratch $(fs_line); runs: $RUNS; link data $(human_bytes "$SIZE_BYTES"), limited $(human_bytes "$LIMIT_SIZE_BYTES") at $LIMIT B/s"
+  log "scratch $(fs_line "$SCRATCH"); runs: $RUNS; link data $(human_bytes "$SIZE_BYTES"), limited $(human_bytes "$LIMIT_SIZE_BYTES") at $LIMIT B/s"
   make_keys
   prepare_snapshots
 
