@@ -126,48 +126,13 @@ constexpr std::string_view kApiTokenPrefix = "fry_";
 constexpr std::string_view kJoinTokenPrefix = "fjt_";
 constexpr size_t kTokenRandomBytes = 20;  // 160 bits -> 32 base32 characters
 constexpr size_t kTokenLength = 4 + 32;
-constexpr char kBase32[] = "abcdefghijklmnopqrstuvwxyz234567";
 constexpr size_t kMaxDescription = 256;
 constexpr size_t kMaxSpecJson = 256 << 10;
 constexpr size_t kMaxListSnapshots = 10'000;
 
-// A value from untrusted input, quoted and cut short for an error message.
-std::string Quote(std::string_view s) {
-  std::string out = "\"";
-  for (size_t i = 0; i < s.size() && i < 64; ++i) {
-    const unsigned char c = static_cast<unsigned char>(s[i]);
-    if (c < 0x20 || c >= 0x7f || c == '"' || c == '\\') {
-      static const char kHex[] = "0123456789abcdef";
-      out += "\\x";
-      out += kHex[c >> 4];
-      out += kHex[c & 15];
-    } else {
-      out += static_cast<char>(c);
-    }
-  }
-  if (s.size() > 64) out += "...";
-  return out + "\"";
-}
-
-std::string Base32(ByteView data) {
-  std::string out;
-  uint32_t buffer = 0;
-  int bits = 0;
-  for (uint8_t b : data) {
-    buffer = (buffer << 8) | b;
-    bits += 8;
-    while (bits >= 5) {
-      out += kBase32[(buffer >> (bits - 5)) & 31];
-      bits -= 5;
-    }
-  }
-  if (bits > 0) out += kBase32[(buffer << (5 - bits)) & 31];
-  return out;
-}
-
 std::string NewClearToken(std::string_view prefix) {
   std::array<uint8_t, kTokenRandomBytes> random = sodium::RandomArray<kTokenRandomBytes>();
-  std::string token = std::string(prefix) + Base32(random);
+  std::string token = std::string(prefix) + Base32Encode(random);
   sodium::RandomBytes(random);  // do not leave the secret on the stack
   return token;
 }
@@ -364,7 +329,7 @@ bool IsValidUtf8(std::string_view s) {
 
 Status ValidateName(std::string_view what, std::string_view name) {
   auto bad = [&] {
-    return InvalidArgumentError(std::string(what) + " name " + Quote(name) +
+    return InvalidArgumentError(std::string(what) + " name " + QuoteForMessage(name) +
                                 ": must be 1-63 characters of a-z, 0-9 and '-', starting with a "
                                 "letter or digit");
   };
@@ -387,7 +352,7 @@ Status ValidateLabels(const std::map<std::string, std::string>& labels) {
                   c == '-');
     }
     if (!ok) {
-      return InvalidArgumentError("label key " + Quote(key) +
+      return InvalidArgumentError("label key " + QuoteForMessage(key) +
                                   ": must be 1-63 characters of A-Z, a-z, 0-9, '.', '_', '/' and "
                                   "'-', starting with a letter or digit");
     }
@@ -421,7 +386,8 @@ Result<Role> ParseRole(std::string_view name) {
   if (name == "reader") return Role::kReader;
   if (name == "operator") return Role::kOperator;
   if (name == "admin") return Role::kAdmin;
-  return InvalidArgumentError("role " + Quote(name) + ": must be reader, operator or admin");
+  return InvalidArgumentError("role " + QuoteForMessage(name) +
+                              ": must be reader, operator or admin");
 }
 
 // ---- open and migrate ----
@@ -629,7 +595,7 @@ Result<ApiToken> Catalog::GetApiTokenLocked(const std::string& id) {
   ASSIGN_OR_RETURN(sqlite::Statement st, db_->Prepare(sql));
   st.Bind(1, id);
   ASSIGN_OR_RETURN(bool row, st.Step());
-  if (!row) return NotFoundError("API token " + Quote(id) + " not found");
+  if (!row) return NotFoundError("API token " + QuoteForMessage(id) + " not found");
   return ReadToken(st);
 }
 
@@ -865,10 +831,11 @@ Status Catalog::TouchAgent(const std::string& tenant, const std::string& name, i
 
 Status Catalog::RecordSnapshot(const SnapshotRecord& s) {
   if (s.id.size() != 64 || !IsLowerHex(s.id)) {
-    return InvalidArgumentError("snapshot id " + Quote(s.id) + ": must be 64 lowercase hex digits");
+    return InvalidArgumentError("snapshot id " + QuoteForMessage(s.id) +
+                                ": must be 64 lowercase hex digits");
   }
   if (!s.parent.empty() && (s.parent.size() != 64 || !IsLowerHex(s.parent))) {
-    return InvalidArgumentError("snapshot parent " + Quote(s.parent) +
+    return InvalidArgumentError("snapshot parent " + QuoteForMessage(s.parent) +
                                 ": must be empty or 64 lowercase hex digits");
   }
   RETURN_IF_ERROR(ValidateName("agent", s.agent));
@@ -930,7 +897,8 @@ Result<SnapshotRecord> Catalog::GetSnapshot(const std::string& tenant, const std
   ASSIGN_OR_RETURN(sqlite::Statement st, db_->Prepare(sql));
   st.Bind(1, tenant).Bind(2, id);
   ASSIGN_OR_RETURN(bool row, st.Step());
-  if (!row) return NotFoundError("snapshot " + Quote(id) + " not found in tenant " + tenant);
+  if (!row)
+    return NotFoundError("snapshot " + QuoteForMessage(id) + " not found in tenant " + tenant);
   return ReadSnapshot(st);
 }
 
@@ -1013,7 +981,8 @@ Result<PolicyRecord> Catalog::GetPolicy(const std::string& tenant, const std::st
                                "policies WHERE tenant = ?1 AND name = ?2"));
   st->Bind(1, tenant).Bind(2, name);
   ASSIGN_OR_RETURN(bool row, st->Step());
-  if (!row) return NotFoundError("policy " + Quote(name) + " not found in tenant " + tenant);
+  if (!row)
+    return NotFoundError("policy " + QuoteForMessage(name) + " not found in tenant " + tenant);
   return ReadPolicy(*st);
 }
 
@@ -1043,7 +1012,7 @@ Status Catalog::DeletePolicy(const std::string& tenant, const std::string& name)
     RETURN_IF_ERROR(st->Run());
   }
   if (db_->Changes() == 0) {
-    return NotFoundError("policy " + Quote(name) + " not found in tenant " + tenant);
+    return NotFoundError("policy " + QuoteForMessage(name) + " not found in tenant " + tenant);
   }
   {
     ASSIGN_OR_RETURN(sqlite::CachedStatement st,

@@ -151,24 +151,6 @@ Reply ErrorReply(RestContext& ctx, const Status& status,
   return r;
 }
 
-// A value from the request, quoted and cut short for an error message.
-std::string Quote(std::string_view s) {
-  std::string out = "\"";
-  for (size_t i = 0; i < s.size() && i < 64; ++i) {
-    const unsigned char c = static_cast<unsigned char>(s[i]);
-    if (c < 0x20 || c >= 0x7f || c == '"' || c == '\\') {
-      static const char kHex[] = "0123456789abcdef";
-      out += "\\x";
-      out += kHex[c >> 4];
-      out += kHex[c & 15];
-    } else {
-      out += static_cast<char>(c);
-    }
-  }
-  if (s.size() > 64) out += "...";
-  return out + "\"";
-}
-
 // ---------------------------------------------------------------------------
 // Times: RFC 3339 or Unix seconds.
 
@@ -210,7 +192,7 @@ bool ReadDigits(std::string_view s, size_t& pos, size_t count, int& out) {
 // nanoseconds since the epoch.
 Result<int64_t> ParseTime(std::string_view what, std::string_view s) {
   const Status bad = InvalidArgumentError(
-      std::string(what) + ": " + Quote(s) +
+      std::string(what) + ": " + QuoteForMessage(s) +
       " is not a time (Unix seconds, RFC 3339 like 2024-05-01T12:00:00Z, or a date 2024-05-01)");
   if (s.empty() || s.size() > 40) return bad;
   if (std::all_of(s.begin(), s.end(), [](char c) { return c >= '0' && c <= '9'; })) {
@@ -288,7 +270,7 @@ Result<std::string> PercentDecode(std::string_view s) {
     }
     if (i + 2 >= s.size() || !std::isxdigit(static_cast<unsigned char>(s[i + 1])) ||
         !std::isxdigit(static_cast<unsigned char>(s[i + 2]))) {
-      return InvalidArgumentError("query: bad percent-encoding in " + Quote(s));
+      return InvalidArgumentError("query: bad percent-encoding in " + QuoteForMessage(s));
     }
     out += static_cast<char>(std::stoi(std::string(s.substr(i + 1, 2)), nullptr, 16));
     i += 2;
@@ -311,7 +293,7 @@ Result<std::map<std::string, std::string>> ParseQuery(std::string_view q) {
         std::string value,
         PercentDecode(eq == std::string_view::npos ? std::string_view() : pair.substr(eq + 1)));
     if (!out.emplace(key, value).second) {
-      return InvalidArgumentError("query: parameter " + Quote(key) + " given twice");
+      return InvalidArgumentError("query: parameter " + QuoteForMessage(key) + " given twice");
     }
   }
   return out;
@@ -324,7 +306,7 @@ Result<size_t> ParseLimit(const std::map<std::string, std::string>& query, size_
   if (v.empty() || v.size() > 6 ||
       !std::all_of(v.begin(), v.end(), [](char c) { return c >= '0' && c <= '9'; })) {
     return InvalidArgumentError("limit: must be an integer from 1 to " + std::to_string(max) +
-                                ", got " + Quote(v));
+                                ", got " + QuoteForMessage(v));
   }
   const size_t n = std::stoul(v);
   if (n < 1 || n > max) {
@@ -346,7 +328,7 @@ Result<json::object> ParseJsonBody(const HttpRequest& req,
   if (!v.is_object()) return InvalidArgumentError("request body: must be a JSON object");
   for (const auto& [key, value] : v.as_object()) {
     if (std::find(allowed.begin(), allowed.end(), std::string_view(key)) == allowed.end()) {
-      return InvalidArgumentError("request body: unknown field " + Quote(key));
+      return InvalidArgumentError("request body: unknown field " + QuoteForMessage(key));
     }
   }
   return std::move(v.as_object());
@@ -391,8 +373,8 @@ Result<std::map<std::string, std::string>> OptLabels(const json::object& o, std:
 // A hex id of exactly N bytes (either case).
 template <size_t N>
 Result<std::array<uint8_t, N>> ParseHexId(std::string_view what, std::string_view hex) {
-  const Status bad = InvalidArgumentError(std::string(what) + " " + Quote(hex) + ": must be " +
-                                          std::to_string(2 * N) + " hex digits");
+  const Status bad = InvalidArgumentError(std::string(what) + " " + QuoteForMessage(hex) +
+                                          ": must be " + std::to_string(2 * N) + " hex digits");
   if (hex.size() != 2 * N) return bad;
   Result<Bytes> bytes = HexDecode(hex);
   if (!bytes.ok() || bytes->size() != N) return bad;
@@ -406,7 +388,9 @@ Status ValidateTokenId(std::string_view id) {
   for (size_t i = 4; ok && i < id.size(); ++i) {
     ok = (id[i] >= '0' && id[i] <= '9') || (id[i] >= 'a' && id[i] <= 'f');
   }
-  if (!ok) return InvalidArgumentError("token id " + Quote(id) + ": must be tok- and 8 hex digits");
+  if (!ok)
+    return InvalidArgumentError("token id " + QuoteForMessage(id) +
+                                ": must be tok- and 8 hex digits");
   return OkStatus();
 }
 
@@ -879,20 +863,20 @@ Result<Reply> PutPolicy(Call& c) {
   if (!lower.empty() && lower != "application/json" && lower != "application/yaml" &&
       lower != "application/x-yaml" && lower != "text/yaml" && lower != "text/x-yaml") {
     return ErrorReply(c.ctx,
-                      InvalidArgumentError("Content-Type " + Quote(type) +
+                      InvalidArgumentError("Content-Type " + QuoteForMessage(type) +
                                            ": send application/yaml or application/json"),
                       http::status::unsupported_media_type);
   }
   ASSIGN_OR_RETURN(mirror::MirrorPolicy policy, mirror::ParseMirrorPolicy(c.req.body()));
   if (policy.name != name) {
     return InvalidArgumentError("metadata.name: must equal the policy name in the path (" + name +
-                                "), got " + Quote(policy.name));
+                                "), got " + QuoteForMessage(policy.name));
   }
   if (policy.tenant.empty()) {
     policy.tenant = c.tenant();
   } else if (policy.tenant != c.tenant()) {
     return InvalidArgumentError("metadata.tenant: must be empty or equal the tenant in the path (" +
-                                c.tenant() + "), got " + Quote(policy.tenant));
+                                c.tenant() + "), got " + QuoteForMessage(policy.tenant));
   }
   PutOutcome outcome = PutOutcome::kUnchanged;
   ASSIGN_OR_RETURN(
@@ -1125,7 +1109,7 @@ Reply Dispatch(RestContext& ctx, const HttpRequest& req) {
   const std::string_view path = target.substr(0, qmark);
   const std::string_view query =
       qmark == std::string_view::npos ? std::string_view() : target.substr(qmark + 1);
-  const Status not_found = NotFoundError("no such endpoint: " + Quote(path));
+  const Status not_found = NotFoundError("no such endpoint: " + QuoteForMessage(path));
   if (path.empty() || path[0] != '/') return ErrorReply(ctx, not_found);
   const std::vector<std::string_view> segments = SplitPath(path);
   if (segments.size() > kMaxSegments) return ErrorReply(ctx, not_found);
@@ -1156,7 +1140,7 @@ Reply Dispatch(RestContext& ctx, const HttpRequest& req) {
   if (route == nullptr) {
     if (allow.empty()) return ErrorReply(ctx, not_found);
     Reply r = ErrorReply(ctx,
-                         InvalidArgumentError("method " + Quote(req.method_string()) +
+                         InvalidArgumentError("method " + QuoteForMessage(req.method_string()) +
                                               " not allowed here; allowed: " + allow),
                          http::status::method_not_allowed);
     r.headers.emplace_back("Allow", allow);
@@ -1168,7 +1152,8 @@ Reply Dispatch(RestContext& ctx, const HttpRequest& req) {
   if (!q.ok()) return ErrorReply(ctx, q.status());
   for (const auto& [key, value] : *q) {
     if (std::find(route->query.begin(), route->query.end(), key) == route->query.end()) {
-      return ErrorReply(ctx, InvalidArgumentError("unknown query parameter " + Quote(key)));
+      return ErrorReply(ctx,
+                        InvalidArgumentError("unknown query parameter " + QuoteForMessage(key)));
     }
   }
   call.query = std::move(*q);

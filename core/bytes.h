@@ -36,6 +36,12 @@ inline std::string ToString(ByteView b) { return std::string(AsStringView(b)); }
 std::string HexEncode(ByteView data);
 // Accepts upper and lower case; fails on odd length or a non-hex character.
 Result<Bytes> HexDecode(std::string_view hex);
+// Lowercase RFC 4648 base32 ("a-z2-7"), without padding (fingerprints,
+// tokens).
+std::string Base32Encode(ByteView data);
+// `text` quoted for an error message: non-printable bytes, '"' and '\'
+// as \xHH, cut after `max_chars` characters with "...".
+std::string QuoteForMessage(std::string_view text, size_t max_chars = 64);
 
 inline void PutU8(Bytes& out, uint8_t v) { out.push_back(v); }
 inline void PutU16(Bytes& out, uint16_t v) {

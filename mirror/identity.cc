@@ -24,7 +24,6 @@ constexpr uint64_t kMaxFileSize = 4096;
 
 constexpr std::string_view kFingerprintPrefix = "fry1:";
 constexpr std::string_view kFingerprintDomain = "ferry fingerprint v1";
-constexpr char kBase32Alphabet[] = "abcdefghijklmnopqrstuvwxyz234567";
 constexpr size_t kFingerprintChars = 32;  // 160 bits / 5
 
 // The key file must not be reachable by group or others. Env has no mode
@@ -151,18 +150,7 @@ FingerprintDigest FingerprintDigestOf(const sodium::PublicKey& public_key) {
 
 std::string FormatFingerprint(const FingerprintDigest& digest) {
   // 160 bits are exactly 32 base32 digits: no padding.
-  std::string chars;
-  chars.reserve(kFingerprintChars);
-  uint32_t buffer = 0;
-  int bits = 0;
-  for (uint8_t byte : digest) {
-    buffer = (buffer << 8) | byte;
-    bits += 8;
-    while (bits >= 5) {
-      chars.push_back(kBase32Alphabet[(buffer >> (bits - 5)) & 31]);
-      bits -= 5;
-    }
-  }
+  const std::string chars = Base32Encode(digest);
   std::string out(kFingerprintPrefix);
   for (size_t i = 0; i < chars.size(); ++i) {
     if (i > 0 && i % 4 == 0) out.push_back('-');

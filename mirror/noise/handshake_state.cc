@@ -7,9 +7,12 @@
 #include <utility>
 
 namespace ferry::mirror::noise {
+
+enum class internal::Token { kE, kS, kEE, kES, kSE, kSS };
+
 namespace {
 
-enum class Token { kE, kS, kEE, kES, kSE, kSS };
+using internal::Token;
 
 // One pattern of spec 7.4/7.5: which static keys are pre-messages, and the
 // tokens of each message (even indices from the initiator).
@@ -197,6 +200,24 @@ Status HandshakeState::Dh(const KeyPair& local, const std::optional<sodium::Publ
   return OkStatus();
 }
 
+// The four DH tokens, the same whichever side writes the message (spec 5.3):
+// ES and SE swap which local key meets which remote one by role.
+Status HandshakeState::DhToken(internal::Token t) {
+  using enum internal::Token;
+  switch (t) {
+    case kEE:
+      return Dh(*e_, re_);
+    case kES:
+      return initiator_ ? Dh(*e_, rs_) : Dh(*s_, re_);
+    case kSE:
+      return initiator_ ? Dh(*s_, re_) : Dh(*e_, rs_);
+    case kSS:
+      return Dh(*s_, rs_);
+    default:
+      return InternalError("noise: not a DH token");
+  }
+}
+
 Status HandshakeState::WriteMessage(ByteView payload, Bytes& out) {
   if (failed_) return FailedPreconditionError("noise: the handshake has failed");
   if (IsFinished()) return FailedPreconditionError("noise: the handshake is finished");
@@ -237,13 +258,10 @@ Status HandshakeState::WriteMessage(ByteView payload, Bytes& out) {
       case kS:
         return symmetric_.EncryptAndHash(s_->public_key, out);
       case kEE:
-        return Dh(*e_, re_);
       case kES:
-        return initiator_ ? Dh(*e_, rs_) : Dh(*s_, re_);
       case kSE:
-        return initiator_ ? Dh(*s_, re_) : Dh(*e_, rs_);
       case kSS:
-        return Dh(*s_, rs_);
+        return DhToken(t);
     }
     return InternalError("noise: unknown token");
   };
@@ -303,13 +321,10 @@ Status HandshakeState::ReadMessage(ByteView message, Bytes& payload) {
         return OkStatus();
       }
       case kEE:
-        return Dh(*e_, re_);
       case kES:
-        return initiator_ ? Dh(*e_, rs_) : Dh(*s_, re_);
       case kSE:
-        return initiator_ ? Dh(*s_, re_) : Dh(*e_, rs_);
       case kSS:
-        return Dh(*s_, rs_);
+        return DhToken(t);
     }
     return InternalError("unknown token");
   };

@@ -49,6 +49,11 @@ KeyPair GenerateKeyPair();
 // The key pair of a 32-byte private key; kInvalidArgument for another size.
 Result<KeyPair> KeyPairFromPrivate(ByteView private32);
 
+namespace internal {
+// A handshake pattern token (defined in handshake_state.cc).
+enum class Token;
+}  // namespace internal
+
 enum class Pattern { kNN, kKK, kIK, kXX };
 // "Noise_XX_25519_ChaChaPoly_BLAKE2b" etc.
 std::string ProtocolName(Pattern p);
@@ -139,6 +144,7 @@ class HandshakeState {
 
  private:
   Status Dh(const KeyPair& local, const std::optional<sodium::PublicKey>& remote);
+  Status DhToken(internal::Token t);
   Status Fail(Status status);
 
   const Pattern pattern_;

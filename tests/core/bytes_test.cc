@@ -270,3 +270,27 @@ TEST(ByteReaderTest, EmptyInputHasNothingToRead) {
 
 }  // namespace
 }  // namespace ferry
+
+namespace ferry {
+namespace {
+
+// RFC 4648 section 10 vectors, lowercase and without padding.
+TEST(Base32EncodeTest, MatchesRfc4648Vectors) {
+  EXPECT_EQ(Base32Encode(ToBytes("")), "");
+  EXPECT_EQ(Base32Encode(ToBytes("f")), "my");
+  EXPECT_EQ(Base32Encode(ToBytes("fo")), "mzxq");
+  EXPECT_EQ(Base32Encode(ToBytes("foo")), "mzxw6");
+  EXPECT_EQ(Base32Encode(ToBytes("foob")), "mzxw6yq");
+  EXPECT_EQ(Base32Encode(ToBytes("fooba")), "mzxw6ytb");
+  EXPECT_EQ(Base32Encode(ToBytes("foobar")), "mzxw6ytboi");
+}
+
+TEST(QuoteForMessageTest, EscapesAndCutsUntrustedText) {
+  EXPECT_EQ(QuoteForMessage("acme"), "\"acme\"");
+  EXPECT_EQ(QuoteForMessage(std::string_view("a\"b\\c\n\x01\xff", 8)),
+            "\"a\\x22b\\x5cc\\x0a\\x01\\xff\"");
+  EXPECT_EQ(QuoteForMessage(std::string(100, 'x'), 3), "\"xxx...\"");
+}
+
+}  // namespace
+}  // namespace ferry
