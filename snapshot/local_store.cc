@@ -16,10 +16,14 @@ namespace {
 
 constexpr char kMarkerName[] = "FERRY-STORE";
 constexpr char kMarkerContent[] = "ferry local store\nformat 1\n";
-constexpr int64_t kSchemaVersion = 1;
+// Index schema versions (PRAGMA user_version): 1 = the original tables;
+// 2 adds reclaimed_packs and reclaimed_chunks (ReclaimPacks).
+constexpr int64_t kSchemaVersion = 2;
+constexpr int64_t kOldestSchemaVersion = 1;
 constexpr size_t kMaxOpenPacks = 64;
 
-constexpr char kSchema[] = R"sql(
+// Schema version 1. Never edited: version 2 adds tables with kSchemaV2.
+constexpr char kSchemaV1[] = R"sql(
 CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS packs(
   pack_id INTEGER PRIMARY KEY,
@@ -39,6 +43,19 @@ CREATE TABLE IF NOT EXISTS snapshots(
   created_ns INTEGER NOT NULL,
   manifest BLOB NOT NULL) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS snapshots_by_time ON snapshots(created_ns);
+)sql";
+
+// What version 2 adds: the migration from version 1, and part of a new
+// store's schema. Reclaimed packs leave `packs` and their chunks leave
+// `chunks`, so every other query sees live data only.
+constexpr char kSchemaV2[] = R"sql(
+CREATE TABLE IF NOT EXISTS reclaimed_packs(
+  name TEXT PRIMARY KEY,
+  size INTEGER NOT NULL,
+  entries INTEGER NOT NULL) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS reclaimed_chunks(
+  id BLOB PRIMARY KEY,
+  length INTEGER NOT NULL) WITHOUT ROWID;
 )sql";
 
 bool EndsWith(const std::string& s, const std::string& suffix) {
@@ -150,16 +167,26 @@ Status LocalStore::Init(bool create) {
     if (mode_ != Mode::kReadWrite) {
       return FailedPreconditionError("store " + dir_ + " has an uninitialised index");
     }
-    RETURN_IF_ERROR(db_->Exec(kSchema));
+    RETURN_IF_ERROR(db_->Exec(kSchemaV1));
+    RETURN_IF_ERROR(db_->Exec(kSchemaV2));
     ASSIGN_OR_RETURN(
         sqlite::Statement st,
         db_->Prepare("INSERT OR REPLACE INTO meta(key, value) VALUES ('store_id', ?)"));
     RETURN_IF_ERROR(st.Bind(1, HexEncode(sodium::RandomArray<16>())).Run());
     RETURN_IF_ERROR(db_->SetUserVersion(kSchemaVersion));
-  } else if (version != kSchemaVersion) {
+  } else if (version < kOldestSchemaVersion || version > kSchemaVersion) {
     return FailedPreconditionError("store " + dir_ + " has index schema version " +
-                                   std::to_string(version) + "; this Ferry reads version " +
+                                   std::to_string(version) + "; this Ferry reads versions " +
+                                   std::to_string(kOldestSchemaVersion) + " to " +
                                    std::to_string(kSchemaVersion));
+  } else if (version < kSchemaVersion) {
+    if (mode_ == Mode::kReadWrite) {
+      RETURN_IF_ERROR(MigrateSchema(version));
+    } else {
+      // Readers never write the index: an old store reads as it is (it
+      // cannot have reclaimed anything) until a writer migrates it.
+      has_reclaim_tables_ = false;
+    }
   }
   if (mode_ == Mode::kReadWrite) {
     if (!create) RETURN_IF_ERROR(Recover());
@@ -172,6 +199,22 @@ Status LocalStore::Init(bool create) {
     ASSIGN_OR_RETURN(auto st, db_->Cached("SELECT count(*) FROM snapshots"));
     RETURN_IF_ERROR(st->Step());  // the snapshot is taken at the first read
   }
+  return OkStatus();
+}
+
+Status LocalStore::MigrateSchema(int64_t from_version) {
+  // One transaction: a crash leaves either the old version or the new one.
+  ASSIGN_OR_RETURN(sqlite::Transaction txn, sqlite::Transaction::Begin(*db_));
+  Status s;
+  if (from_version < 2) s = db_->Exec(kSchemaV2);
+  if (s.ok()) s = db_->SetUserVersion(kSchemaVersion);
+  if (s.ok()) s = txn.Commit();
+  if (!s.ok()) {
+    return s.WithContext("store " + dir_ + ": migrating the index from schema version " +
+                         std::to_string(from_version) + " to " + std::to_string(kSchemaVersion));
+  }
+  log::Info("store {}: migrated the index from schema version {} to {}", dir_, from_version,
+            kSchemaVersion);
   return OkStatus();
 }
 
@@ -190,6 +233,19 @@ Result<Bytes> LocalStore::ReadRefs(const SnapshotId& id, uint64_t max_bytes) {
                                   " bytes exceeds the limit of " + std::to_string(max_bytes));
   }
   return env_.ReadFile(RefsPath(id), max_bytes);
+}
+
+Status LocalStore::ForEachRef(
+    const SnapshotId& id, const std::function<Status(const ChunkId&, uint32_t sealed_size)>& fn) {
+  const std::string path = RefsPath(id);
+  ASSIGN_OR_RETURN(bool exists, env_.FileExists(path));
+  if (!exists) {
+    return NotFoundError("snapshot " + HexEncode(id) + " has no reference set in store " + dir_);
+  }
+  ASSIGN_OR_RETURN(std::unique_ptr<RefSetReader> refs, RefSetReader::Open(env_, path));
+  RefEntry e;
+  while (refs->Next(e)) RETURN_IF_ERROR(fn(e.id, e.sealed_size));
+  return refs->status();
 }
 
 Status LocalStore::Recover() {
@@ -220,6 +276,23 @@ Status LocalStore::Recover() {
       st.Bind(1, name);
       ASSIGN_OR_RETURN(bool known, st.Step());
       if (known) continue;
+      // A reclaimed pack whose file outlived its index commit (crash before
+      // the unlink): finish the reclaim. Never index it again — its chunks
+      // are recorded as reclaimed, and the space was meant to be freed.
+      ASSIGN_OR_RETURN(sqlite::Statement rst,
+                       db_->Prepare("SELECT 1 FROM reclaimed_packs WHERE name = ?"));
+      rst.Bind(1, name);
+      ASSIGN_OR_RETURN(bool reclaimed, rst.Step());
+      if (reclaimed) {
+        Status removed = env_.RemoveFile(JoinPath(shard_dir, file));
+        if (removed.ok()) {
+          log::Info("store {}: deleted pack {}, reclaimed before an interruption", dir_, name);
+        } else {
+          log::Warn("store {}: cannot delete reclaimed pack {}: {}", dir_, name,
+                    removed.ToString());
+        }
+        continue;
+      }
       Result<PackContents> contents = ReadPackIndex(env_, JoinPath(shard_dir, file), true);
       if (!contents.ok() || HexEncode(contents->checksum) != name) {
         log::Warn("store {}: unindexed pack {} is damaged ({}); moving it aside", dir_, file,
@@ -304,6 +377,11 @@ Status LocalStore::InsertPackRows(const std::string& name, const PackContents& c
   }
   const int64_t pack_id = db_->LastInsertRowId();
   {
+    // The same pack written again (identical content) is live again.
+    ASSIGN_OR_RETURN(auto st, db_->Cached("DELETE FROM reclaimed_packs WHERE name = ?"));
+    RETURN_IF_ERROR(st->Bind(1, name).Run());
+  }
+  {
     ASSIGN_OR_RETURN(auto st,
                      db_->Cached("INSERT OR IGNORE INTO data_keys(key_id, wrapped) VALUES (?, ?)"));
     for (const PackKey& k : contents.keys) {
@@ -316,6 +394,9 @@ Status LocalStore::InsertPackRows(const std::string& name, const PackContents& c
     ASSIGN_OR_RETURN(auto st,
                      db_->Cached("INSERT OR IGNORE INTO chunks(id, pack_id, offset, length) "
                                  "VALUES (?, ?, ?, ?)"));
+    // A reclaimed chunk stored again is live again: it leaves
+    // reclaimed_chunks, which holds only ids that `chunks` does not.
+    ASSIGN_OR_RETURN(auto forget, db_->Cached("DELETE FROM reclaimed_chunks WHERE id = ?"));
     for (const PackEntry& e : contents.entries) {
       RETURN_IF_ERROR(st->BindBlob(1, e.id)
                           .Bind(2, pack_id)
@@ -323,6 +404,8 @@ Status LocalStore::InsertPackRows(const std::string& name, const PackContents& c
                           .Bind(4, static_cast<int64_t>(e.length))
                           .Run());
       st->Reset();
+      RETURN_IF_ERROR(forget->BindBlob(1, e.id).Run());
+      forget->Reset();
     }
   }
   return OkStatus();
@@ -339,11 +422,39 @@ Result<std::optional<uint32_t>> LocalStore::IndexedSize(const ChunkId& id) {
   return std::optional<uint32_t>(static_cast<uint32_t>(st->ColumnInt(0)));
 }
 
+Result<std::optional<uint32_t>> LocalStore::KnownSize(const ChunkId& id) {
+  ASSIGN_OR_RETURN(std::optional<uint32_t> live, IndexedSize(id));
+  if (live || !has_reclaim_tables_) return live;
+  ASSIGN_OR_RETURN(auto st, db_->Cached("SELECT length FROM reclaimed_chunks WHERE id = ?"));
+  st->BindBlob(1, id);
+  ASSIGN_OR_RETURN(bool row, st->Step());
+  if (!row) return std::optional<uint32_t>();
+  return std::optional<uint32_t>(static_cast<uint32_t>(st->ColumnInt(0)));
+}
+
+Result<bool> LocalStore::IsReclaimed(const ChunkId& id) {
+  if (!has_reclaim_tables_) return false;
+  ASSIGN_OR_RETURN(auto st, db_->Cached("SELECT 1 FROM reclaimed_chunks WHERE id = ?"));
+  st->BindBlob(1, id);
+  return st->Step();
+}
+
+Status LocalStore::ReclaimedError(const ChunkId& id) const {
+  return NotFoundError("chunk " + HexEncode(id) + " was reclaimed from this store (" + dir_ +
+                       "): its pack was removed once no kept snapshot needed it");
+}
+
+Status LocalStore::ChunkNotFound(const ChunkId& id) {
+  ASSIGN_OR_RETURN(bool reclaimed, IsReclaimed(id));
+  if (reclaimed) return ReclaimedError(id);
+  return NotFoundError("chunk " + HexEncode(id) + " is not in store " + dir_);
+}
+
 Result<std::optional<uint32_t>> LocalStore::ChunkSealedSize(const ChunkId& id) {
   std::lock_guard<std::mutex> lock(mu_);
   if (auto it = pending_.find(id); it != pending_.end()) return std::optional<uint32_t>(it->second);
   std::lock_guard<std::mutex> db_lock(db_mu_);
-  return IndexedSize(id);
+  return KnownSize(id);
 }
 
 Result<std::shared_ptr<RandomAccessFile>> LocalStore::PackFile(int64_t pack_id) {
@@ -383,10 +494,24 @@ Status LocalStore::ReadSealedChunk(const ChunkId& id, Bytes& out) {
                      db_->Cached("SELECT pack_id, offset, length FROM chunks WHERE id = ?"));
     st->BindBlob(1, id);
     ASSIGN_OR_RETURN(bool row, st->Step());
-    if (!row) return NotFoundError("chunk " + HexEncode(id) + " is not in store " + dir_);
+    if (!row) {
+      st->Reset();  // ChunkNotFound runs other statements
+      return ChunkNotFound(id);
+    }
     offset = static_cast<uint64_t>(st->ColumnInt(1));
     length = static_cast<uint32_t>(st->ColumnInt(2));
-    ASSIGN_OR_RETURN(file, PackFile(st->ColumnInt(0)));
+    Result<std::shared_ptr<RandomAccessFile>> pack = PackFile(st->ColumnInt(0));
+    if (!pack.ok()) {
+      // A writer in another process may have reclaimed the pack between the
+      // two lookups (each its own read transaction): say so, not "missing".
+      st->Reset();
+      if (pack.status().code() == StatusCode::kDataLoss) {
+        Result<bool> reclaimed = IsReclaimed(id);
+        if (reclaimed.ok() && *reclaimed) return ReclaimedError(id);
+      }
+      return pack.status();
+    }
+    file = std::move(*pack);
   }
   // pread outside the lock; the shared_ptr keeps the file open even if the
   // cache evicts it meanwhile.
@@ -412,7 +537,8 @@ Result<PutResult> LocalStore::PutChunk(const ChunkId& id, ByteView sealed, const
   if (auto it = pending_.find(id); it != pending_.end()) return PutResult{it->second, false};
   {
     // Holding mu_ keeps the flusher from dropping a pending entry between the
-    // check above and this lookup, so a chunk is never stored twice.
+    // check above and this lookup, so a chunk is never stored twice. A
+    // reclaimed chunk is not live: it is stored again.
     std::lock_guard<std::mutex> db_lock(db_mu_);
     ASSIGN_OR_RETURN(std::optional<uint32_t> indexed, IndexedSize(id));
     if (indexed) return PutResult{*indexed, false};
@@ -505,7 +631,8 @@ Status LocalStore::CommitSnapshot(const ParsedManifest& manifest, const std::str
     while (refs->Next(e)) {
       ++count;
       sealed += e.sealed_size;
-      ASSIGN_OR_RETURN(std::optional<uint32_t> size, IndexedSize(e.id));
+      // Reclaimed chunks count: the snapshot's consumers (the hubs) have them.
+      ASSIGN_OR_RETURN(std::optional<uint32_t> size, KnownSize(e.id));
       if (!size || *size != e.sealed_size) {
         if (missing++ == 0) first_missing = HexEncode(e.id);
       }
@@ -609,7 +736,10 @@ Result<std::string> LocalStore::PackOf(const ChunkId& id) {
                                         "ON p.pack_id = c.pack_id WHERE c.id = ?"));
   st->BindBlob(1, id);
   ASSIGN_OR_RETURN(bool row, st->Step());
-  if (!row) return NotFoundError("chunk " + HexEncode(id) + " is not in store " + dir_);
+  if (!row) {
+    st->Reset();
+    return ChunkNotFound(id);
+  }
   return st->ColumnText(0);
 }
 
@@ -639,6 +769,18 @@ Result<StoreStats> LocalStore::Stats() {
     s.chunks = static_cast<uint64_t>(st.ColumnInt(2));
     s.snapshots = static_cast<uint64_t>(st.ColumnInt(3));
   }
+  if (has_reclaim_tables_) {
+    ASSIGN_OR_RETURN(sqlite::Statement r,
+                     db_->Prepare("SELECT (SELECT count(*) FROM reclaimed_packs), "
+                                  "(SELECT coalesce(sum(size),0) FROM reclaimed_packs), "
+                                  "(SELECT count(*) FROM reclaimed_chunks)"));
+    ASSIGN_OR_RETURN(bool rrow, r.Step());
+    if (rrow) {
+      s.reclaimed_packs = static_cast<uint64_t>(r.ColumnInt(0));
+      s.reclaimed_bytes = static_cast<uint64_t>(r.ColumnInt(1));
+      s.reclaimed_chunks = static_cast<uint64_t>(r.ColumnInt(2));
+    }
+  }
   return s;
 }
 
@@ -655,6 +797,114 @@ Result<uint64_t> LocalStore::VerifyPacks() {
   }
   for (const auto& [pack_id, name] : packs) RETURN_IF_ERROR(VerifyPack(name, true));
   return static_cast<uint64_t>(packs.size());
+}
+
+Result<ReclaimReport> LocalStore::ReclaimPacks(const std::function<bool(const ChunkId&)>& needed) {
+  if (mode_ != Mode::kReadWrite) return FailedPreconditionError("store opened read-only");
+  // Holding mu_ with the flusher idle: no pack is being renamed into packs/
+  // or indexed while packs are chosen and deleted (a pack written again with
+  // identical content could otherwise be deleted under its new index row).
+  std::unique_lock<std::mutex> lock(mu_);
+  flush_cv_.wait(lock,
+                 [this] { return (flush_queue_.empty() && !flushing_) || !flush_error_.ok(); });
+  RETURN_IF_ERROR(flush_error_);
+  std::lock_guard<std::mutex> db_lock(db_mu_);
+  RETURN_IF_ERROR(OpenTxn());
+
+  struct Victim {
+    int64_t pack_id;
+    std::string name;
+    uint64_t size;
+  };
+  std::vector<Victim> victims;
+  ReclaimReport report;
+  auto choose_and_mark = [&]() -> Status {
+    // One pass over the chunks: the packs that hold a needed chunk stay.
+    std::unordered_map<int64_t, bool> keep;  // pack_id -> has a needed chunk
+    std::unordered_map<int64_t, uint64_t> chunk_count;
+    {
+      ASSIGN_OR_RETURN(sqlite::Statement st, db_->Prepare("SELECT id, pack_id FROM chunks"));
+      ChunkId id;
+      while (true) {
+        ASSIGN_OR_RETURN(bool row, st.Step());
+        if (!row) break;
+        const int64_t pack_id = st.ColumnInt(1);
+        ++chunk_count[pack_id];
+        bool& kept = keep[pack_id];
+        if (kept) continue;
+        const ByteView blob = st.ColumnBlobView(0);
+        if (blob.size() != id.size()) {
+          return DataLossError("store " + dir_ + ": the index holds a chunk id of " +
+                               std::to_string(blob.size()) + " bytes");
+        }
+        std::copy(blob.begin(), blob.end(), id.begin());
+        kept = needed(id);
+      }
+    }
+    {
+      ASSIGN_OR_RETURN(sqlite::Statement st, db_->Prepare("SELECT pack_id, name, size FROM packs"));
+      while (true) {
+        ASSIGN_OR_RETURN(bool row, st.Step());
+        if (!row) break;
+        const int64_t pack_id = st.ColumnInt(0);
+        if (auto it = keep.find(pack_id); it != keep.end() && it->second) continue;
+        victims.push_back(
+            Victim{pack_id, st.ColumnText(1), static_cast<uint64_t>(st.ColumnInt(2))});
+        if (auto it = chunk_count.find(pack_id); it != chunk_count.end()) {
+          report.chunks_forgotten += it->second;
+        }
+      }
+    }
+    if (victims.empty()) return OkStatus();
+    // Mark them in this transaction: packs and chunks move to the reclaimed
+    // tables (set-based, one scan of `chunks` whatever the number of packs).
+    RETURN_IF_ERROR(
+        db_->Exec("CREATE TEMP TABLE IF NOT EXISTS reclaim_batch(pack_id INTEGER PRIMARY KEY);"
+                  "DELETE FROM temp.reclaim_batch;"));
+    {
+      ASSIGN_OR_RETURN(sqlite::Statement st,
+                       db_->Prepare("INSERT INTO temp.reclaim_batch(pack_id) VALUES (?)"));
+      for (const Victim& v : victims) {
+        RETURN_IF_ERROR(st.Bind(1, v.pack_id).Run());
+        st.Reset();
+      }
+    }
+    RETURN_IF_ERROR(db_->Exec(
+        "INSERT OR REPLACE INTO reclaimed_chunks(id, length) SELECT id, length FROM chunks "
+        "  WHERE pack_id IN (SELECT pack_id FROM temp.reclaim_batch);"
+        "DELETE FROM chunks WHERE pack_id IN (SELECT pack_id FROM temp.reclaim_batch);"
+        "INSERT OR REPLACE INTO reclaimed_packs(name, size, entries) "
+        "  SELECT name, size, entries FROM packs "
+        "  WHERE pack_id IN (SELECT pack_id FROM temp.reclaim_batch);"
+        "DELETE FROM packs WHERE pack_id IN (SELECT pack_id FROM temp.reclaim_batch);"
+        "DELETE FROM temp.reclaim_batch;"));
+    return OkStatus();
+  };
+  if (Status s = choose_and_mark(); !s.ok()) {
+    txn_open_ = false;
+    db_->Exec("ROLLBACK").IgnoreError();
+    return s;
+  }
+  // Durable (synchronous=FULL) before any file goes: a crash from here on
+  // leaves files that the next writable open deletes.
+  RETURN_IF_ERROR(CommitTxn());
+  for (const Victim& v : victims) {
+    // pack_id values may be reused by later packs: drop the cached handle.
+    open_packs_.erase(v.pack_id);
+    Status removed = env_.RemoveFile(PackPath(v.name));
+    if (removed.ok()) {
+      report.bytes_freed += v.size;
+    } else if (removed.code() != StatusCode::kNotFound) {
+      log::Warn("store {}: cannot delete reclaimed pack {} ({}); the next writable open retries",
+                dir_, v.name, removed.ToString());
+    }
+    ++report.packs_removed;
+  }
+  if (!victims.empty()) {
+    log::Info("store {}: reclaimed {} packs ({} bytes, {} chunks)", dir_, report.packs_removed,
+              report.bytes_freed, report.chunks_forgotten);
+  }
+  return report;
 }
 
 }  // namespace ferry::snapshot

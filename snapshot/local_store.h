@@ -12,14 +12,25 @@
 // are durable. Leftovers of a crash (unindexed packs, temp files) are
 // reclaimed or re-indexed when the store is next opened for writing.
 //
-// Errors: kNotFound (no store, unknown snapshot), kFailedPrecondition (not a
-// store, wrong mode, incomplete snapshot), kUnavailable (another writer holds
-// the lock), kDataLoss (damaged files), kInvalidArgument (ambiguous prefix).
+// Space is given back with ReclaimPacks: a pack none of whose chunks is
+// still needed is removed, but the ids and sealed sizes of its chunks stay
+// in the index ("reclaimed"), so later captures deduplicate against them.
+// Snapshots are never removed. The agent's outbox uses this once every
+// target hub has a snapshot's chunks.
+//
+// Index schema: version 2; a version-1 store is migrated when it is opened
+// for writing and can still be opened read-only as it is.
+//
+// Errors: kNotFound (no store, unknown snapshot, absent or reclaimed chunk),
+// kFailedPrecondition (not a store, wrong mode, incomplete snapshot, newer
+// index schema), kUnavailable (another writer holds the lock), kDataLoss
+// (damaged files), kInvalidArgument (ambiguous prefix).
 // Thread-safety: thread-safe.
 #pragma once
 
 #include <condition_variable>
 #include <deque>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -56,10 +67,23 @@ struct SnapshotSummary {
 };
 
 struct StoreStats {
+  // Live (indexed, readable) packs, their total size in bytes, and their chunks.
   uint64_t packs = 0;
   uint64_t pack_bytes = 0;
   uint64_t chunks = 0;
   uint64_t snapshots = 0;
+  // Packs removed by ReclaimPacks, the bytes they held, and the chunks whose
+  // ids and sizes the index still keeps for them (not counted in `chunks`).
+  uint64_t reclaimed_packs = 0;
+  uint64_t reclaimed_bytes = 0;
+  uint64_t reclaimed_chunks = 0;
+};
+
+// What one ReclaimPacks call removed.
+struct ReclaimReport {
+  uint64_t packs_removed = 0;
+  uint64_t bytes_freed = 0;       // sizes of the pack files deleted
+  uint64_t chunks_forgotten = 0;  // chunks that became reclaimed (no longer readable)
 };
 
 class LocalStore final : public ChunkStore {
@@ -81,9 +105,12 @@ class LocalStore final : public ChunkStore {
   std::string cache_dir() const { return dir_ + "/cache"; }
 
   // --- chunks ---
-  // The sealed size of a chunk if the store has it (indexed or in the open pack).
+  // The sealed size of a chunk if the store has it (indexed or in the open
+  // pack) or had it and reclaimed it: a capture never stores a reclaimed
+  // chunk again.
   Result<std::optional<uint32_t>> ChunkSealedSize(const ChunkId& id) override;
-  // Reads the sealed bytes of an indexed chunk. kNotFound if absent.
+  // Reads the sealed bytes of an indexed chunk. kNotFound if absent, or
+  // "chunk <hex> was reclaimed from this store ..." if its pack was reclaimed.
   Result<Bytes> ReadSealedChunk(const ChunkId& id);
   // The same into `out` (resized): a reused buffer saves an allocation and
   // its zero-fill per chunk on the restore path.
@@ -91,7 +118,8 @@ class LocalStore final : public ChunkStore {
   // The wrapped data key with this id. kNotFound if absent.
   Result<Bytes> WrappedKey(const KeyId& id) override;
 
-  // Adds a sealed chunk unless present. Not durable until Flush().
+  // Adds a sealed chunk unless present. Not durable until Flush(). A
+  // reclaimed chunk is stored again (added = true) and is live once flushed.
   Result<PutResult> PutChunk(const ChunkId& id, ByteView sealed, const KeyId& key_id,
                              ByteView wrapped_key) override;
   // Finishes the open pack and waits until every pack is durable and
@@ -100,13 +128,23 @@ class LocalStore final : public ChunkStore {
 
   // --- snapshots ---
   // Makes a snapshot durable and listed: flushes, checks that every chunk in
-  // `refs_path` is present with its sealed size, moves the refs next to the
-  // manifest and records the snapshot. kFailedPrecondition if chunks are missing.
+  // `refs_path` is present (live or reclaimed) with its sealed size, moves the
+  // refs next to the manifest and records the snapshot. kFailedPrecondition
+  // if chunks are missing.
   Status CommitSnapshot(const ParsedManifest& manifest, const std::string& refs_path) override;
   Result<std::vector<SnapshotSummary>> ListSnapshots();
   Result<ParsedManifest> LoadManifest(const SnapshotId& id) override;
   std::string RefsPath(const SnapshotId& id) const;
   Result<Bytes> ReadRefs(const SnapshotId& id, uint64_t max_bytes) override;
+  // Streams the reference set of a committed snapshot, in id order, without
+  // loading it whole: calls `fn` for each chunk id with its sealed size and
+  // stops at the first error `fn` returns (returned as is). kNotFound if the
+  // store has no reference set for `id`; kDataLoss if the object is damaged —
+  // its checksum is checked at the end, so `fn` may have seen entries of a
+  // damaged object by then. Reads only the refs file: works on read-only
+  // stores and for snapshots whose chunks were reclaimed.
+  Status ForEachRef(const SnapshotId& id,
+                    const std::function<Status(const ChunkId&, uint32_t sealed_size)>& fn);
   std::string staging_dir() const override { return tmp_dir(); }
   // "latest" or a unique prefix of the hex id (at least 4 characters).
   Result<SnapshotId> ResolveSnapshot(std::string_view spec);
@@ -118,9 +156,34 @@ class LocalStore final : public ChunkStore {
   Status VerifyPack(const std::string& name, bool entries);
 
   Result<StoreStats> Stats();
-  // Checks every pack's checksum and index against the SQLite index; returns
-  // the number of packs checked.
+  // Checks every live pack's checksum and index against the SQLite index
+  // (reclaimed packs are skipped); returns the number of packs checked.
   Result<uint64_t> VerifyPacks();
+
+  // Removes every finished pack none of whose chunks `needed` returns true
+  // for. The ids of the removed chunks stay known ("reclaimed"):
+  // ChunkSealedSize still answers their sealed size, so later captures keep
+  // deduplicating against them and never store them again; ReadSealedChunk
+  // returns kNotFound "chunk <hex> was reclaimed from this store ...".
+  // Snapshots stay listed, with their manifests and refs.
+  //
+  // Only indexed packs are considered: waits for packs being finished, but
+  // never touches the open pack (call Flush() first to include it). A
+  // pack's chunks are the ones the index locates in it.
+  //
+  // Crash safety: the packs and their chunks are marked reclaimed in one
+  // index transaction, then the pack files are deleted; a file left behind
+  // by a crash (or an unlink that failed, which is logged) is deleted by the
+  // next writable open, never re-indexed.
+  //
+  // `needed` is called once per indexed chunk, on the calling thread, while
+  // the store is locked: it must not call into this store. Writes and reads
+  // wait meanwhile. Readers (other processes) see the result when the
+  // transaction commits; a reader pinned (pin_reads) before it still sees
+  // the chunks as live and may get kDataLoss "missing" for them.
+  // kFailedPrecondition on a read-only store; the sticky error of a failed
+  // background flush.
+  Result<ReclaimReport> ReclaimPacks(const std::function<bool(const ChunkId&)>& needed);
 
  private:
   LocalStore(std::string dir, Mode mode, const LocalStoreOptions& options);
@@ -136,7 +199,16 @@ class LocalStore final : public ChunkStore {
   Status WaitForFlushes(std::unique_lock<std::mutex>& lock);
   void FlusherLoop();
   Status FinishPack(std::unique_ptr<PackWriter> writer);
-  Result<std::optional<uint32_t>> IndexedSize(const ChunkId& id);       // needs db_mu_
+  // Live chunks only (what PutChunk deduplicates against).
+  Result<std::optional<uint32_t>> IndexedSize(const ChunkId& id);  // needs db_mu_
+  // Live or reclaimed chunks (what captures and commits count as present).
+  Result<std::optional<uint32_t>> KnownSize(const ChunkId& id);  // needs db_mu_
+  Result<bool> IsReclaimed(const ChunkId& id);                   // needs db_mu_
+  Status ReclaimedError(const ChunkId& id) const;
+  // kNotFound for an id that is not live: says "reclaimed" when it was.
+  Status ChunkNotFound(const ChunkId& id);  // needs db_mu_
+  // Brings a writer's index from `from_version` to kSchemaVersion in one transaction.
+  Status MigrateSchema(int64_t from_version);
   Result<std::shared_ptr<RandomAccessFile>> PackFile(int64_t pack_id);  // needs db_mu_
   std::string PackPath(const std::string& name) const;
 
@@ -162,6 +234,9 @@ class LocalStore final : public ChunkStore {
   std::unique_ptr<sqlite::Database> db_;                             // guarded by db_mu_
   bool txn_open_ = false;                                            // guarded by db_mu_
   std::map<int64_t, std::shared_ptr<RandomAccessFile>> open_packs_;  // guarded by db_mu_
+  // False only on a read-only open of a version-1 index, which has no
+  // reclaimed_* tables (and nothing reclaimed). Set by Init.
+  bool has_reclaim_tables_ = true;
 };
 
 }  // namespace ferry::snapshot

@@ -2,6 +2,7 @@
 
 #include <dirent.h>
 #include <fcntl.h>
+#include <fnmatch.h>
 #include <sys/stat.h>
 #include <sys/xattr.h>
 #include <unistd.h>
@@ -61,6 +62,40 @@ class FdCloser {
   int fd_;
 };
 
+// One parsed CaptureOptions::excludes pattern.
+struct ExcludePattern {
+  std::string glob;        // without the anchoring '/' and the trailing '/'
+  bool by_path = false;    // had a '/': matched against the path from the root
+  bool dirs_only = false;  // had a trailing '/'
+};
+
+Result<std::vector<ExcludePattern>> ParseExcludes(const std::vector<std::string>& patterns) {
+  std::vector<ExcludePattern> out;
+  for (const std::string& p : patterns) {
+    auto invalid = [&](const std::string& why) {
+      return InvalidArgumentError("exclude pattern '" + PrintableName(AsBytes(p)) + "' " + why);
+    };
+    if (p.empty()) return InvalidArgumentError("exclude pattern '' is empty");
+    if (p.find('\0') != std::string::npos) return invalid("contains a NUL byte");
+    if (p.size() > 4096) return invalid("is longer than 4096 bytes");
+    ExcludePattern e;
+    std::string g = p;
+    if (g.back() == '/') {
+      e.dirs_only = true;
+      g.pop_back();
+    }
+    if (!g.empty() && g.front() == '/') {
+      e.by_path = true;
+      g.erase(0, 1);
+    }
+    if (g.find('/') != std::string::npos) e.by_path = true;
+    if (g.empty()) return invalid("names no entry (only '/')");
+    e.glob = std::move(g);
+    out.push_back(std::move(e));
+  }
+  return out;
+}
+
 // Chunks go to the workers in batches (up to 32 chunks or 512 KiB): one
 // hand-off per batch, not per chunk, which matters for small files.
 constexpr size_t kBatchChunks = 32;
@@ -104,6 +139,7 @@ class Capturer {
         refs_(*Env::Default(), store.tmp_dir()) {}
 
   Result<CaptureReport> Run(const std::string& source);
+  void SetExcludes(std::vector<ExcludePattern> excludes) { excludes_ = std::move(excludes); }
 
  private:
   ChunkHandle Submit(Bytes&& chunk) {
@@ -157,6 +193,21 @@ class Capturer {
   // Chunks a serialized tree; returns the refs of its chunks (resolved).
   Result<std::vector<pb::ChunkRef>> StoreTree(const Bytes& tree_bytes);
   void ReadXattrs(int fd, pb::Node& node, const std::string& display);
+  // Whether the entry `name` at `rel_path` (from the source root, '/'
+  // separated) is excluded. `is_dir` is only consulted by directory-only patterns.
+  bool Excluded(const std::string& name, const std::string& rel_path, bool is_dir) const {
+    for (const ExcludePattern& e : excludes_) {
+      if (e.dirs_only && !is_dir) continue;
+      const bool match = e.by_path ? ::fnmatch(e.glob.c_str(), rel_path.c_str(), FNM_PATHNAME) == 0
+                                   : ::fnmatch(e.glob.c_str(), name.c_str(), 0) == 0;
+      if (match) return true;
+    }
+    return false;
+  }
+  bool HasDirOnlyExcludes() const {
+    return std::any_of(excludes_.begin(), excludes_.end(),
+                       [](const ExcludePattern& e) { return e.dirs_only; });
+  }
   void Warn(const std::string& msg) {
     if (options_.on_warning) options_.on_warning(msg);
   }
@@ -177,6 +228,7 @@ class Capturer {
   std::unique_ptr<FileCacheWriter> cache_out_;
   std::map<std::pair<dev_t, ino_t>, uint64_t> hardlinks_;
   uint64_t next_hardlink_id_ = 1;
+  std::vector<ExcludePattern> excludes_;
   CaptureReport report_;
 };
 
@@ -488,6 +540,20 @@ Result<pb::Node> Capturer::CaptureDirectory(int fd, const struct stat& st, ByteV
     const ByteView nb = AsBytes(n);
     const std::string child_display = JoinDisplay(display, nb);
     const std::string child_key = key.empty() ? n : key + std::string(1, '\0') + n;
+    if (!excludes_.empty()) {
+      // Names hold no '/' or NUL: the key with '/' for NUL is the path.
+      std::string rel_path = child_key;
+      std::replace(rel_path.begin(), rel_path.end(), '\0', '/');
+      bool is_dir = false;
+      if (HasDirOnlyExcludes()) {
+        struct stat xst;
+        is_dir = ::fstatat(fd, n.c_str(), &xst, AT_SYMLINK_NOFOLLOW) == 0 && S_ISDIR(xst.st_mode);
+      }
+      if (Excluded(n, rel_path, is_dir)) {
+        ++report_.excluded;
+        continue;
+      }
+    }
     if (n.size() > kMaxNameSize) {
       Skip(child_display, "name longer than 255 bytes");
       continue;
@@ -688,7 +754,9 @@ Result<CaptureReport> Capturer::Run(const std::string& source) {
 Result<CaptureReport> CaptureVolume(const std::string& source, const Keyset& keyset,
                                     LocalStore& store, const CaptureOptions& options) {
   RETURN_IF_ERROR(options.chunker.Validate());
+  ASSIGN_OR_RETURN(std::vector<ExcludePattern> excludes, ParseExcludes(options.excludes));
   Capturer capturer(keyset, store, options);
+  capturer.SetExcludes(std::move(excludes));
   return capturer.Run(source);
 }
 

@@ -5,6 +5,17 @@
 // symlinks, hard links, mode, uid/gid, mtime in ns, user.* xattrs; names as
 // byte strings. Sockets, FIFOs and devices are skipped with a warning.
 //
+// Excludes: entries matching one of CaptureOptions::excludes (fnmatch(3)
+// glob patterns) are left out — not read, not stored, a directory not
+// descended into — and counted in CaptureReport::excluded, without a
+// warning. A pattern without '/' matches an entry's name at any depth
+// ("*.tmp", "cache"); a pattern with '/' matches the entry's path relative
+// to the source root, with '*', '?' and '[...]' never matching '/'
+// ("logs/*.gz"; a leading '/' anchors a name at the root: "/build"). A
+// trailing '/' restricts a pattern to directories ("cache/"). '*' also
+// matches names that start with a dot. The source root itself is never
+// excluded.
+//
 // Consistency without filesystem support: each file is read, then re-checked
 // (size, mtime, ctime, inode). A file that changed while it was read — or
 // whose ctime is too recent to tell — is read again, up to `max_retries`
@@ -45,6 +56,10 @@ struct CaptureOptions {
   Clock* clock = Clock::Real();
   // Called (from the capturing thread) for each warning: skipped or inconsistent entries.
   std::function<void(const std::string&)> on_warning;
+  // Glob patterns of entries to leave out (see the top of this file).
+  // Default: none. An empty pattern, or one holding a NUL byte or nothing but
+  // '/', is kInvalidArgument.
+  std::vector<std::string> excludes;
 };
 
 struct CaptureReport {
@@ -64,14 +79,18 @@ struct CaptureReport {
   uint64_t cache_hits = 0;                // files taken from the file cache
   std::vector<std::string> inconsistent;  // printable paths
   std::vector<std::string> skipped;       // "path: reason"
+  // Entries left out by CaptureOptions::excludes (a directory counts once,
+  // its contents are not visited). Not warnings: not in `skipped`.
+  uint64_t excluded = 0;
   double seconds = 0;
   std::string cache_note;  // why the file cache was not used, if it was not
 };
 
 // Captures `source` (a directory) into `store`, signs the manifest with the
 // keyset's signing key and commits it. kInvalidArgument if source is not a
-// directory; I/O errors on the source root or the store fail the capture,
-// while unreadable entries below the root are skipped and reported.
+// directory or an exclude pattern is invalid (the message names it); I/O
+// errors on the source root or the store fail the capture, while unreadable
+// entries below the root are skipped and reported.
 Result<CaptureReport> CaptureVolume(const std::string& source, const Keyset& keyset,
                                     LocalStore& store, const CaptureOptions& options = {});
 

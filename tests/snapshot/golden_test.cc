@@ -1665,6 +1665,23 @@ std::vector<std::string> ListOrEmpty(const std::string& dir) {
   return names.ok() ? Sorted(*names) : std::vector<std::string>{};
 }
 
+// The schema of an index as sqlite_master states it, one statement per line
+// group, in a fixed order (the text of tests/golden/store-schema*.sql).
+std::string SchemaOf(sqlite::Database& db) {
+  std::string schema;
+  Result<sqlite::Statement> st =
+      db.Prepare("SELECT sql FROM sqlite_master WHERE sql IS NOT NULL ORDER BY type DESC, name");
+  EXPECT_TRUE(st.ok());
+  if (!st.ok()) return schema;
+  while (true) {
+    Result<bool> row = st->Step();
+    EXPECT_TRUE(row.ok());
+    if (!row.ok() || !*row) break;
+    schema += st->ColumnText(0) + ";\n";
+  }
+  return schema;
+}
+
 TEST(GoldenStore, LayoutSchemaAndPackNaming) {
   testing::TempDir dir;
   const std::string root = dir.Sub("store");
@@ -1708,20 +1725,8 @@ TEST(GoldenStore, LayoutSchemaAndPackNaming) {
   ASSERT_TRUE(db.ok()) << db.status().ToString();
   Result<int64_t> version = (*db)->UserVersion();
   ASSERT_TRUE(version.ok());
-  EXPECT_EQ(*version, 1);
-  std::string schema;
-  {
-    Result<sqlite::Statement> st = (*db)->Prepare(
-        "SELECT sql FROM sqlite_master WHERE sql IS NOT NULL ORDER BY type DESC, name");
-    ASSERT_TRUE(st.ok());
-    while (true) {
-      Result<bool> row = st->Step();
-      ASSERT_TRUE(row.ok());
-      if (!*row) break;
-      schema += st->ColumnText(0) + ";\n";
-    }
-  }
-  ExpectMatchesGolden("store-schema.sql", AsBytes(schema));
+  EXPECT_EQ(*version, 2);
+  ExpectMatchesGolden("store-schema.sql", AsBytes(SchemaOf(**db)));
   auto query_int = [&](const char* sql) -> int64_t {
     Result<sqlite::Statement> st = (*db)->Prepare(sql);
     EXPECT_TRUE(st.ok());
@@ -1735,6 +1740,8 @@ TEST(GoldenStore, LayoutSchemaAndPackNaming) {
   EXPECT_EQ(query_int("SELECT count(*) FROM data_keys"), 1);
   EXPECT_EQ(query_int("SELECT count(*) FROM snapshots"), 1);
   EXPECT_EQ(query_int("SELECT length(value) FROM meta WHERE key = 'store_id'"), 32);
+  EXPECT_EQ(query_int("SELECT count(*) FROM reclaimed_packs"), 0);
+  EXPECT_EQ(query_int("SELECT count(*) FROM reclaimed_chunks"), 0);
   // The chunk rows point into the golden pack exactly as its index does.
   Result<sqlite::Statement> st = (*db)->Prepare(
       "SELECT c.offset, c.length, p.size, p.entries, p.name FROM chunks c "
@@ -1832,20 +1839,61 @@ TEST(GoldenStore, ForeignOrNewerStoresAreRefused) {
   {
     Result<std::unique_ptr<sqlite::Database>> db = sqlite::Database::Open(root + "/index.db", {});
     ASSERT_TRUE(db.ok());
-    ASSERT_TRUE((*db)->SetUserVersion(2).ok());
+    ASSERT_TRUE((*db)->SetUserVersion(3).ok());
   }
   ExpectCode(LocalStore::Open(root, LocalStore::Mode::kReadOnly), StatusCode::kFailedPrecondition,
-             "index schema version 2");
+             "index schema version 3");
   // One writer at a time.
   {
     Result<std::unique_ptr<sqlite::Database>> db = sqlite::Database::Open(root + "/index.db", {});
     ASSERT_TRUE(db.ok());
-    ASSERT_TRUE((*db)->SetUserVersion(1).ok());
+    ASSERT_TRUE((*db)->SetUserVersion(2).ok());
   }
   Result<std::unique_ptr<LocalStore>> writer = LocalStore::Open(root, LocalStore::Mode::kReadWrite);
   ASSERT_TRUE(writer.ok()) << writer.status().ToString();
   ExpectCode(LocalStore::Open(root, LocalStore::Mode::kReadWrite), StatusCode::kUnavailable,
              "being written by another process");
+}
+
+// A store whose index was made from the frozen schema-1 golden (the schema
+// before ReclaimPacks) is read as it is and migrated by a writer to exactly
+// the current golden schema.
+TEST(GoldenStore, IndexSchemaVersion1IsMigratedToTheCurrentSchema) {
+  testing::TempDir dir;
+  const std::string root = dir.Sub("store");
+  const Bytes v1 = ReadGolden("store-schema-v1.sql");
+  const Bytes current = ReadGolden("store-schema.sql");
+  ASSERT_FALSE(v1.empty() || current.empty());
+  { ASSERT_TRUE(LocalStore::Create(root).ok()); }
+  for (const char* f : {"index.db", "index.db-wal", "index.db-shm"}) {
+    ::unlink((root + "/" + f).c_str());
+  }
+  {
+    Result<std::unique_ptr<sqlite::Database>> db = sqlite::Database::Open(root + "/index.db", {});
+    ASSERT_TRUE(db.ok()) << db.status().ToString();
+    ASSERT_TRUE((*db)->Exec(AsStringView(v1)).ok());
+    ASSERT_TRUE((*db)
+                    ->Exec("INSERT INTO meta(key, value) VALUES ('store_id', '" +
+                           std::string(32, 'a') + "')")
+                    .ok());
+    ASSERT_TRUE((*db)->SetUserVersion(1).ok());
+    EXPECT_EQ(SchemaOf(**db), ToString(v1));
+  }
+  {
+    Result<std::unique_ptr<LocalStore>> ro = LocalStore::Open(root, LocalStore::Mode::kReadOnly);
+    ASSERT_TRUE(ro.ok()) << ro.status().ToString();
+    Result<StoreStats> stats = (*ro)->Stats();
+    ASSERT_TRUE(stats.ok()) << stats.status().ToString();
+  }
+  {
+    Result<std::unique_ptr<LocalStore>> store =
+        LocalStore::Open(root, LocalStore::Mode::kReadWrite);
+    ASSERT_TRUE(store.ok()) << store.status().ToString();
+  }
+  Result<std::unique_ptr<sqlite::Database>> db = sqlite::Database::Open(root + "/index.db", {});
+  ASSERT_TRUE(db.ok());
+  EXPECT_EQ(*(*db)->UserVersion(), 2);
+  EXPECT_EQ(SchemaOf(**db), ToString(current));
 }
 
 }  // namespace

@@ -16,11 +16,13 @@
 
 #include "core/bytes.h"
 #include "core/env.h"
+#include "core/sqlite.h"
 #include "snapshot/chunk_writer.h"
 #include "snapshot/keyset.h"
 #include "snapshot/manifest.h"
 #include "snapshot/pack.h"
 #include "snapshot/ref_set.h"
+#include "snapshot/volume_capture.h"
 #include "tests/testing/test_util.h"
 
 namespace ferry::snapshot {
@@ -955,6 +957,377 @@ TEST_F(LocalStoreTest, VerifyPacksReportsAMissingPackAsDataLoss) {
   ASSERT_NE(ro, nullptr);
   Result<uint64_t> verified = ro->VerifyPacks();
   EXPECT_TRUE(HasCode(verified.status(), StatusCode::kDataLoss));
+}
+
+// --- Reclaiming packs ---
+
+// Puts `chunks` and flushes them into one pack; returns that pack's size.
+uint64_t PutInOnePack(LocalStore& s, const Keyset::NewDataKey& key,
+                      const std::vector<TestChunk>& chunks) {
+  Result<StoreStats> before = s.Stats();
+  EXPECT_TRUE(before.ok());
+  for (const TestChunk& c : chunks) {
+    EXPECT_TRUE(s.PutChunk(c.id, c.sealed, key.key.id, key.wrapped).ok());
+  }
+  EXPECT_TRUE(s.Flush().ok());
+  Result<StoreStats> after = s.Stats();
+  EXPECT_TRUE(after.ok());
+  if (!before.ok() || !after.ok()) return 0;
+  EXPECT_EQ(after->packs, before->packs + 1);
+  return after->pack_bytes - before->pack_bytes;
+}
+
+std::function<bool(const ChunkId&)> NeededAmong(const std::vector<TestChunk>& chunks) {
+  std::set<ChunkId> ids;
+  for (const TestChunk& c : chunks) ids.insert(c.id);
+  return [ids](const ChunkId& id) { return ids.count(id) > 0; };
+}
+
+bool NothingNeeded(const ChunkId&) { return false; }
+
+class ReclaimTest : public LocalStoreTest {
+ protected:
+  // Three packs: `a_` (nothing needed), `b_` (all needed), `c_` (one needed).
+  void SetUp() override {
+    store_ = Create();
+    ASSERT_NE(store_, nullptr);
+    for (uint64_t i = 0; i < 3; ++i) {
+      a_.push_back(MakeChunk(*keyset_, 10 + i, 500 + i));
+      b_.push_back(MakeChunk(*keyset_, 20 + i, 600 + i));
+      c_.push_back(MakeChunk(*keyset_, 30 + i, 700 + i));
+    }
+    a_size_ = PutInOnePack(*store_, key_, a_);
+    b_size_ = PutInOnePack(*store_, key_, b_);
+    c_size_ = PutInOnePack(*store_, key_, c_);
+    needed_ = b_;
+    needed_.push_back(c_[1]);
+    Result<std::string> pack = store_->PackOf(a_[0].id);
+    ASSERT_TRUE(pack.ok());
+    a_pack_ = *pack;
+  }
+
+  std::string PackFilePath(const std::string& name) const {
+    return store_dir_ + "/packs/" + name.substr(0, 2) + "/" + name + ".pack";
+  }
+
+  ReclaimReport Reclaim() {
+    Result<ReclaimReport> r = store_->ReclaimPacks(NeededAmong(needed_));
+    EXPECT_TRUE(r.ok()) << r.status().ToString();
+    return r.ok() ? *r : ReclaimReport{};
+  }
+
+  // What every view of the store says after `a_`'s pack was reclaimed.
+  void ExpectOnlyTheFirstPackReclaimed(LocalStore& s) {
+    for (const TestChunk& c : a_) {
+      Result<Bytes> read = s.ReadSealedChunk(c.id);
+      EXPECT_TRUE(HasCode(read.status(), StatusCode::kNotFound));
+      EXPECT_THAT(read.status().message(),
+                  HasSubstr("chunk " + HexEncode(c.id) + " was reclaimed"));
+      Result<std::optional<uint32_t>> size = s.ChunkSealedSize(c.id);
+      ASSERT_TRUE(size.ok());
+      EXPECT_EQ(*size, std::optional<uint32_t>(c.sealed.size())) << "the id stays known";
+    }
+    for (const std::vector<TestChunk>* group : {&b_, &c_}) {
+      for (const TestChunk& c : *group) {
+        Result<Bytes> read = s.ReadSealedChunk(c.id);
+        ASSERT_TRUE(read.ok()) << read.status().ToString();
+        EXPECT_EQ(*read, c.sealed);
+      }
+    }
+    Result<StoreStats> stats = s.Stats();
+    ASSERT_TRUE(stats.ok());
+    EXPECT_EQ(stats->packs, 2u);
+    EXPECT_EQ(stats->pack_bytes, b_size_ + c_size_);
+    EXPECT_EQ(stats->chunks, 6u);
+    EXPECT_EQ(stats->reclaimed_packs, 1u);
+    EXPECT_EQ(stats->reclaimed_bytes, a_size_);
+    EXPECT_EQ(stats->reclaimed_chunks, 3u);
+    EXPECT_FALSE(Exists(PackFilePath(a_pack_)));
+    EXPECT_EQ(PackFiles(store_dir_).size(), 2u);
+  }
+
+  std::unique_ptr<LocalStore> store_;
+  std::vector<TestChunk> a_, b_, c_, needed_;
+  uint64_t a_size_ = 0, b_size_ = 0, c_size_ = 0;
+  std::string a_pack_;
+};
+
+TEST_F(ReclaimTest, RemovesOnlyPacksWithNoNeededChunkAndFreesTheirBytes) {
+  const ReclaimReport r = Reclaim();
+  EXPECT_EQ(r.packs_removed, 1u) << "a pack with one needed chunk stays whole";
+  EXPECT_EQ(r.bytes_freed, a_size_);
+  EXPECT_EQ(r.chunks_forgotten, 3u);
+  ExpectOnlyTheFirstPackReclaimed(*store_);
+  Result<uint64_t> verified = store_->VerifyPacks();
+  ASSERT_TRUE(verified.ok()) << verified.status().ToString();
+  EXPECT_EQ(*verified, 2u) << "reclaimed packs are not verified";
+
+  const ReclaimReport again = Reclaim();
+  EXPECT_EQ(again.packs_removed, 0u) << "reclaiming again finds nothing new";
+  EXPECT_EQ(again.bytes_freed, 0u);
+  EXPECT_EQ(again.chunks_forgotten, 0u);
+}
+
+TEST_F(ReclaimTest, NothingNeededRemovesEveryFinishedPackButNotTheOpenOne) {
+  const TestChunk unflushed = MakeChunk(*keyset_, 99);
+  ASSERT_TRUE(Put(*store_, unflushed).ok());
+  Result<ReclaimReport> r = store_->ReclaimPacks(NothingNeeded);
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_EQ(r->packs_removed, 3u);
+  EXPECT_EQ(r->bytes_freed, a_size_ + b_size_ + c_size_);
+  EXPECT_EQ(r->chunks_forgotten, 9u);
+  EXPECT_TRUE(PackFiles(store_dir_).empty());
+  // The open pack was not touched: its chunk is flushed and readable now.
+  ASSERT_TRUE(store_->Flush().ok());
+  Result<Bytes> read = store_->ReadSealedChunk(unflushed.id);
+  ASSERT_TRUE(read.ok()) << read.status().ToString();
+  EXPECT_EQ(*read, unflushed.sealed);
+  Result<StoreStats> stats = store_->Stats();
+  ASSERT_TRUE(stats.ok());
+  EXPECT_EQ(stats->packs, 1u);
+  EXPECT_EQ(stats->chunks, 1u);
+  EXPECT_EQ(stats->reclaimed_packs, 3u);
+  EXPECT_EQ(stats->reclaimed_chunks, 9u);
+}
+
+TEST_F(ReclaimTest, ReclaimedChunkIsNotStoredAgainByDedupButPutChunkRevivesIt) {
+  ASSERT_EQ(Reclaim().packs_removed, 1u);
+  // A capture asks ChunkSealedSize first (ChunkWriter): the id is known.
+  Result<std::optional<uint32_t>> known = store_->ChunkSealedSize(a_[0].id);
+  ASSERT_TRUE(known.ok());
+  EXPECT_TRUE(known->has_value());
+  // An explicit PutChunk stores it again, and it is live once flushed.
+  Result<PutResult> put = Put(*store_, a_[0]);
+  ASSERT_TRUE(put.ok()) << put.status().ToString();
+  EXPECT_TRUE(put->added);
+  Result<PutResult> twice = Put(*store_, a_[0]);
+  ASSERT_TRUE(twice.ok());
+  EXPECT_FALSE(twice->added) << "pending now: not stored twice";
+  ASSERT_TRUE(store_->Flush().ok());
+  Result<Bytes> read = store_->ReadSealedChunk(a_[0].id);
+  ASSERT_TRUE(read.ok()) << read.status().ToString();
+  EXPECT_EQ(*read, a_[0].sealed);
+  Result<StoreStats> stats = store_->Stats();
+  ASSERT_TRUE(stats.ok());
+  EXPECT_EQ(stats->chunks, 7u);
+  EXPECT_EQ(stats->reclaimed_chunks, 2u) << "the revived chunk is no longer counted as reclaimed";
+  // Reclaiming with it unneeded removes its new pack; the others stay reclaimed.
+  Result<ReclaimReport> r = store_->ReclaimPacks(NeededAmong(needed_));
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r->packs_removed, 1u);
+  EXPECT_EQ(r->chunks_forgotten, 1u);
+  stats = store_->Stats();
+  ASSERT_TRUE(stats.ok());
+  EXPECT_EQ(stats->reclaimed_chunks, 3u);
+  EXPECT_EQ(stats->reclaimed_packs, 2u);
+}
+
+TEST_F(ReclaimTest, ReclaimedStateSurvivesReopening) {
+  ASSERT_EQ(Reclaim().packs_removed, 1u);
+  store_.reset();
+  for (LocalStore::Mode mode : {LocalStore::Mode::kReadOnly, LocalStore::Mode::kReadWrite}) {
+    SCOPED_TRACE(mode == LocalStore::Mode::kReadOnly ? "read-only" : "read-write");
+    std::unique_ptr<LocalStore> s = Open(mode);
+    ASSERT_NE(s, nullptr);
+    ExpectOnlyTheFirstPackReclaimed(*s);
+  }
+}
+
+TEST_F(ReclaimTest, ReaderOpenDuringTheReclaimSeesItsResult) {
+  std::unique_ptr<LocalStore> reader = Open(LocalStore::Mode::kReadOnly);
+  ASSERT_NE(reader, nullptr);
+  ASSERT_TRUE(reader->ReadSealedChunk(a_[0].id).ok());  // its pack file is now open in the reader
+  ASSERT_EQ(Reclaim().packs_removed, 1u);
+  ExpectOnlyTheFirstPackReclaimed(*reader);
+}
+
+TEST_F(ReclaimTest, LeftoverFileOfAReclaimedPackIsDeletedOnReopenNotReindexed) {
+  const Bytes pack_bytes = ReadFileOrDie(PackFilePath(a_pack_));
+  ASSERT_EQ(Reclaim().packs_removed, 1u);
+  store_.reset();
+  // A crash after the index commit, before the unlink.
+  WriteFileOrDie(PackFilePath(a_pack_), pack_bytes);
+  {
+    std::unique_ptr<LocalStore> ro = Open(LocalStore::Mode::kReadOnly);
+    ASSERT_NE(ro, nullptr);
+    EXPECT_TRUE(Exists(PackFilePath(a_pack_))) << "readers do not recover";
+    EXPECT_THAT(ro->ReadSealedChunk(a_[0].id).status().message(), HasSubstr("reclaimed"));
+  }
+  std::unique_ptr<LocalStore> s = Open(LocalStore::Mode::kReadWrite);
+  ASSERT_NE(s, nullptr);
+  EXPECT_FALSE(Exists(PackFilePath(a_pack_))) << "the reclaim is finished";
+  EXPECT_FALSE(Exists(PackFilePath(a_pack_) + ".damaged"));
+  ExpectOnlyTheFirstPackReclaimed(*s);
+}
+
+TEST_F(ReclaimTest, SnapshotsStayListedAndTheirRefsStream) {
+  const std::string refs = work_ + "/s.refs";
+  std::vector<RefEntry> entries;
+  for (const TestChunk& c : a_) entries.push_back(RefOf(c));
+  const ParsedManifest m = MakeSnapshot(entries, refs);
+  ASSERT_TRUE(store_->CommitSnapshot(m, refs).ok());
+  ASSERT_EQ(Reclaim().packs_removed, 1u);
+
+  Result<std::vector<SnapshotSummary>> list = store_->ListSnapshots();
+  ASSERT_TRUE(list.ok());
+  ASSERT_EQ(list->size(), 1u);
+  EXPECT_EQ((*list)[0].id, m.id);
+  EXPECT_TRUE(store_->LoadManifest(m.id).ok());
+  EXPECT_TRUE(store_->ReadRefs(m.id, 1 << 20).ok());
+  std::vector<RefEntry> streamed;
+  Status s = store_->ForEachRef(m.id, [&](const ChunkId& id, uint32_t sealed_size) {
+    streamed.push_back(RefEntry{id, sealed_size});
+    return OkStatus();
+  });
+  ASSERT_TRUE(s.ok()) << s.ToString();
+  std::sort(entries.begin(), entries.end());
+  ASSERT_EQ(streamed.size(), entries.size());
+  for (size_t i = 0; i < entries.size(); ++i) {
+    EXPECT_EQ(streamed[i].id, entries[i].id);
+    EXPECT_EQ(streamed[i].sealed_size, entries[i].sealed_size);
+  }
+  // The snapshot's reclaimed chunks still count as present for a commit.
+  const std::string again = work_ + "/again.refs";
+  const ParsedManifest m2 = MakeSnapshot(entries, again, 1800000000000000000);
+  Status committed = store_->CommitSnapshot(m2, again);
+  EXPECT_TRUE(committed.ok()) << committed.ToString();
+}
+
+TEST_F(LocalStoreTest, ForEachRefStopsAtTheCallersErrorAndNamesUnknownSnapshots) {
+  std::unique_ptr<LocalStore> s = Create();
+  ASSERT_NE(s, nullptr);
+  const std::vector<TestChunk> chunks = {MakeChunk(*keyset_, 1), MakeChunk(*keyset_, 2)};
+  for (const TestChunk& c : chunks) ASSERT_TRUE(Put(*s, c).ok());
+  const std::string refs = work_ + "/r.refs";
+  const ParsedManifest m = MakeSnapshot({RefOf(chunks[0]), RefOf(chunks[1])}, refs);
+  ASSERT_TRUE(s->CommitSnapshot(m, refs).ok());
+  int calls = 0;
+  Status stopped = s->ForEachRef(m.id, [&](const ChunkId&, uint32_t) {
+    ++calls;
+    return CancelledError("enough");
+  });
+  EXPECT_TRUE(HasCode(stopped, StatusCode::kCancelled));
+  EXPECT_EQ(calls, 1);
+  SnapshotId unknown{};
+  unknown[0] = 7;
+  Status missing = s->ForEachRef(unknown, [](const ChunkId&, uint32_t) { return OkStatus(); });
+  EXPECT_TRUE(HasCode(missing, StatusCode::kNotFound));
+  EXPECT_THAT(missing.message(), HasSubstr(HexEncode(unknown)));
+  // A damaged refs object is data loss.
+  Bytes bytes = ReadFileOrDie(s->RefsPath(m.id));
+  bytes[20] ^= 1;
+  WriteFileOrDie(s->RefsPath(m.id), bytes);
+  Status damaged = s->ForEachRef(m.id, [](const ChunkId&, uint32_t) { return OkStatus(); });
+  EXPECT_TRUE(HasCode(damaged, StatusCode::kDataLoss)) << damaged.ToString();
+}
+
+TEST_F(LocalStoreTest, ReadOnlyStoreRefusesReclaim) {
+  ASSERT_NE(Create(), nullptr);
+  std::unique_ptr<LocalStore> ro = Open(LocalStore::Mode::kReadOnly);
+  ASSERT_NE(ro, nullptr);
+  EXPECT_TRUE(HasCode(ro->ReclaimPacks(NothingNeeded).status(), StatusCode::kFailedPrecondition));
+}
+
+TEST_F(LocalStoreTest, CaptureAfterReclaimStoresNothingNewForReclaimedContent) {
+  const std::string src = dir_.Sub("src");
+  MakeDirsOrDie(src + "/sub");
+  WriteFileOrDie(src + "/a", SeededBytes(1, 300000));
+  WriteFileOrDie(src + "/sub/b", SeededBytes(2, 200000));
+  std::unique_ptr<LocalStore> s = Create();
+  ASSERT_NE(s, nullptr);
+  CaptureOptions opts;
+  opts.use_file_cache = false;
+  opts.chunker = ChunkerParams{1024, 4096, 16384};
+  Result<CaptureReport> first = CaptureVolume(src, *keyset_, *s, opts);
+  ASSERT_TRUE(first.ok()) << first.status().ToString();
+  EXPECT_GT(first->chunks_new, 0u);
+  // Every hub has it: free the space.
+  Result<ReclaimReport> reclaimed = s->ReclaimPacks(NothingNeeded);
+  ASSERT_TRUE(reclaimed.ok()) << reclaimed.status().ToString();
+  EXPECT_GT(reclaimed->packs_removed, 0u);
+  EXPECT_EQ(reclaimed->chunks_forgotten, first->chunks_new);
+  EXPECT_TRUE(PackFiles(store_dir_).empty());
+
+  Result<CaptureReport> second = CaptureVolume(src, *keyset_, *s, opts);
+  ASSERT_TRUE(second.ok()) << second.status().ToString();
+  EXPECT_GT(second->bytes_read, 0u) << "no file cache: everything was read again";
+  EXPECT_EQ(second->chunks_new, 0u);
+  EXPECT_EQ(second->bytes_stored, 0u);
+  EXPECT_TRUE(PackFiles(store_dir_).empty()) << "nothing was stored again";
+  Result<StoreStats> stats = s->Stats();
+  ASSERT_TRUE(stats.ok());
+  EXPECT_EQ(stats->packs, 0u);
+  EXPECT_EQ(stats->snapshots, 2u);
+}
+
+TEST_F(LocalStoreTest, IndexSchemaVersion1IsReadAsIsAndMigratedOnWritableOpen) {
+  const std::vector<TestChunk> chunks = {MakeChunk(*keyset_, 1), MakeChunk(*keyset_, 2)};
+  {
+    std::unique_ptr<LocalStore> s = Create();
+    ASSERT_NE(s, nullptr);
+    for (const TestChunk& c : chunks) ASSERT_TRUE(Put(*s, c).ok());
+    ASSERT_TRUE(s->Flush().ok());
+  }
+  auto open_db = [&] {
+    Result<std::unique_ptr<sqlite::Database>> db =
+        sqlite::Database::Open(store_dir_ + "/index.db", {});
+    EXPECT_TRUE(db.ok()) << db.status().ToString();
+    return db.ok() ? std::move(*db) : nullptr;
+  };
+  auto table_count = [](sqlite::Database& db) -> int64_t {
+    Result<sqlite::Statement> st = db.Prepare(
+        "SELECT count(*) FROM sqlite_master WHERE name IN ('reclaimed_packs', "
+        "'reclaimed_chunks')");
+    EXPECT_TRUE(st.ok());
+    if (!st.ok()) return -1;
+    Result<bool> row = st->Step();
+    EXPECT_TRUE(row.ok() && *row);
+    return st->ColumnInt(0);
+  };
+  {
+    // Back to the version-1 schema (version 2 only added these tables).
+    std::unique_ptr<sqlite::Database> db = open_db();
+    ASSERT_NE(db, nullptr);
+    ASSERT_TRUE(db->Exec("DROP TABLE reclaimed_packs; DROP TABLE reclaimed_chunks;").ok());
+    ASSERT_TRUE(db->SetUserVersion(1).ok());
+  }
+  {
+    std::unique_ptr<LocalStore> ro = Open(LocalStore::Mode::kReadOnly);
+    ASSERT_NE(ro, nullptr) << "an old store opens read-only as it is";
+    Result<Bytes> read = ro->ReadSealedChunk(chunks[0].id);
+    ASSERT_TRUE(read.ok()) << read.status().ToString();
+    EXPECT_EQ(*read, chunks[0].sealed);
+    const TestChunk absent = MakeChunk(*keyset_, 3);
+    Result<std::optional<uint32_t>> size = ro->ChunkSealedSize(absent.id);
+    ASSERT_TRUE(size.ok()) << size.status().ToString();
+    EXPECT_FALSE(size->has_value());
+    EXPECT_THAT(ro->ReadSealedChunk(absent.id).status().message(), HasSubstr("is not in store"));
+    Result<StoreStats> stats = ro->Stats();
+    ASSERT_TRUE(stats.ok()) << stats.status().ToString();
+    EXPECT_EQ(stats->chunks, 2u);
+    EXPECT_EQ(stats->reclaimed_packs, 0u);
+    std::unique_ptr<sqlite::Database> db = open_db();
+    ASSERT_NE(db, nullptr);
+    EXPECT_EQ(*db->UserVersion(), 1) << "a reader does not migrate";
+    EXPECT_EQ(table_count(*db), 0);
+  }
+  {
+    std::unique_ptr<LocalStore> s = Open(LocalStore::Mode::kReadWrite);
+    ASSERT_NE(s, nullptr);
+    std::unique_ptr<sqlite::Database> db = open_db();
+    ASSERT_NE(db, nullptr);
+    EXPECT_EQ(*db->UserVersion(), 2);
+    EXPECT_EQ(table_count(*db), 2);
+    Result<ReclaimReport> r = s->ReclaimPacks(NeededAmong({chunks[1]}));
+    ASSERT_TRUE(r.ok()) << r.status().ToString();
+    EXPECT_EQ(r->packs_removed, 0u) << "both chunks share the one pack";
+    r = s->ReclaimPacks(NothingNeeded);
+    ASSERT_TRUE(r.ok()) << r.status().ToString();
+    EXPECT_EQ(r->packs_removed, 1u);
+  }
+  std::unique_ptr<LocalStore> again = Open(LocalStore::Mode::kReadOnly);
+  ASSERT_NE(again, nullptr);
+  EXPECT_THAT(again->ReadSealedChunk(chunks[0].id).status().message(), HasSubstr("reclaimed"));
 }
 
 }  // namespace

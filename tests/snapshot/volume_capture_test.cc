@@ -413,5 +413,121 @@ TEST_F(VolumeCaptureTest, ParentIsTheLatestSnapshotOfTheSameDataset) {
   EXPECT_EQ(mb->body.datasets(0).name(), "data");
 }
 
+// --- Excludes ---
+
+bool PathExists(const std::string& path) {
+  struct stat st;
+  return ::lstat(path.c_str(), &st) == 0;
+}
+
+// A tree with the same names at several depths:
+//   keep.txt  drop.tmp  cache/{x,y}  logs/{a.gz,a.txt,old/b.gz}
+//   sub/{c.tmp,cache (a file),logs/c.gz,keep}
+void BuildExcludeTree(const std::string& src) {
+  MakeDirsOrDie(src + "/cache");
+  MakeDirsOrDie(src + "/logs/old");
+  MakeDirsOrDie(src + "/sub/logs");
+  for (const char* f : {"keep.txt", "drop.tmp", "cache/x", "cache/y", "logs/a.gz", "logs/a.txt",
+                        "logs/old/b.gz", "sub/c.tmp", "sub/cache", "sub/logs/c.gz", "sub/keep"}) {
+    WriteFileOrDie(src + "/" + f, AsBytes(std::string("content of ") + f));
+  }
+}
+
+TEST_F(VolumeCaptureTest, ExcludedFilesAndDirectoriesAreAbsentAfterRestore) {
+  const std::string src = dir_.Sub("src");
+  BuildExcludeTree(src);
+  std::vector<std::string> warnings;
+  options_.on_warning = [&](const std::string& w) { warnings.push_back(w); };
+  options_.excludes = {"*.tmp", "cache", "logs/*.gz"};
+  CaptureReport r = Capture(src);
+  // drop.tmp, cache/ (its two files are not visited), logs/a.gz, sub/c.tmp, sub/cache.
+  EXPECT_EQ(r.excluded, 5u);
+  EXPECT_TRUE(warnings.empty()) << warnings.front();
+  EXPECT_TRUE(r.skipped.empty());
+  EXPECT_EQ(r.files, 5u) << "keep.txt, logs/a.txt, logs/old/b.gz, sub/logs/c.gz, sub/keep";
+  const std::string out = dir_.Sub("out");
+  Result<RestoreReport> restored = RestoreSnapshot(*store_, *keyset_, r.id, out);
+  ASSERT_TRUE(restored.ok()) << restored.status().ToString();
+  for (const char* gone : {"drop.tmp", "cache", "logs/a.gz", "sub/c.tmp", "sub/cache"}) {
+    EXPECT_FALSE(PathExists(out + "/" + gone)) << gone;
+  }
+  for (const char* kept :
+       {"keep.txt", "logs/a.txt", "logs/old/b.gz", "sub/logs/c.gz", "sub/keep"}) {
+    ASSERT_TRUE(PathExists(out + "/" + kept)) << kept;
+    EXPECT_EQ(ToString(ReadFileOrDie(out + "/" + kept)), std::string("content of ") + kept);
+  }
+  Result<VerifyReport> v = VerifySnapshot(*store_, *keyset_, r.id);
+  ASSERT_TRUE(v.ok()) << v.status().ToString();
+}
+
+TEST_F(VolumeCaptureTest, NamePatternsMatchAtAnyDepthAndPathPatternsFromTheRoot) {
+  const std::string src = dir_.Sub("src");
+  BuildExcludeTree(src);
+  const struct {
+    std::vector<std::string> excludes;
+    std::vector<std::string> gone;
+  } kCases[] = {
+      {{"*.gz"}, {"logs/a.gz", "logs/old/b.gz", "sub/logs/c.gz"}},
+      {{"logs/*.gz"}, {"logs/a.gz"}},  // '*' does not cross '/', and the path starts at the root
+      {{"logs"}, {"logs", "sub/logs"}},
+      {{"/logs"}, {"logs"}},  // a leading '/' anchors a name at the root
+      {{"*/logs"}, {"sub/logs"}},
+      {{"cache/"}, {"cache"}},  // a trailing '/': directories only (sub/cache is a file)
+      {{"/sub/cache"}, {"sub/cache"}},
+      {{"?eep*"}, {"keep.txt", "sub/keep"}},
+      {{"[dk]*"}, {"keep.txt", "drop.tmp", "sub/keep"}},
+      {{"sub"}, {"sub"}},
+      {{"nothing-matches", "sub/nothing/*"}, {}},
+  };
+  const std::vector<std::string> all = {"keep.txt",      "drop.tmp",      "cache",      "cache/x",
+                                        "logs",          "logs/a.gz",     "logs/a.txt", "logs/old",
+                                        "logs/old/b.gz", "sub",           "sub/c.tmp",  "sub/cache",
+                                        "sub/logs",      "sub/logs/c.gz", "sub/keep"};
+  int n = 0;
+  for (const auto& c : kCases) {
+    std::string what;
+    for (const std::string& e : c.excludes) what += "'" + e + "' ";
+    SCOPED_TRACE("excludes " + what);
+    options_.excludes = c.excludes;
+    CaptureReport r = Capture(src);
+    EXPECT_EQ(r.excluded, c.gone.size());
+    const std::string out = dir_.Sub("out" + std::to_string(n++));
+    Result<RestoreReport> restored = RestoreSnapshot(*store_, *keyset_, r.id, out);
+    ASSERT_TRUE(restored.ok()) << restored.status().ToString();
+    for (const std::string& path : all) {
+      bool excluded = false;
+      for (const std::string& g : c.gone) {
+        if (path == g || path.rfind(g + "/", 0) == 0) excluded = true;
+      }
+      EXPECT_EQ(PathExists(out + "/" + path), !excluded) << path;
+    }
+  }
+}
+
+TEST_F(VolumeCaptureTest, InvalidExcludePatternsAreRefusedByName) {
+  const std::string src = dir_.Sub("src");
+  BuildExcludeTree(src);
+  const struct {
+    std::string pattern;
+    std::string message;
+  } kCases[] = {
+      {"", "exclude pattern '' is empty"},
+      {std::string("a\0b", 3), "exclude pattern 'a"},
+      {"/", "exclude pattern '/'"},
+      {"//", "exclude pattern '//'"},
+  };
+  for (const auto& c : kCases) {
+    SCOPED_TRACE("pattern of " + std::to_string(c.pattern.size()) + " bytes");
+    options_.excludes = {"*.tmp", c.pattern};
+    Result<CaptureReport> r = CaptureVolume(src, *keyset_, *store_, options_);
+    ASSERT_FALSE(r.ok());
+    EXPECT_EQ(r.status().code(), StatusCode::kInvalidArgument);
+    EXPECT_NE(r.status().message().find(c.message), std::string::npos) << r.status().ToString();
+  }
+  Result<std::vector<SnapshotSummary>> list = store_->ListSnapshots();
+  ASSERT_TRUE(list.ok());
+  EXPECT_TRUE(list->empty()) << "nothing was captured";
+}
+
 }  // namespace
 }  // namespace ferry::snapshot

@@ -1,0 +1,19 @@
+CREATE TABLE chunks(
+  id BLOB PRIMARY KEY,
+  pack_id INTEGER NOT NULL,
+  offset INTEGER NOT NULL,
+  length INTEGER NOT NULL) WITHOUT ROWID;
+CREATE TABLE data_keys(
+  key_id BLOB PRIMARY KEY,
+  wrapped BLOB NOT NULL) WITHOUT ROWID;
+CREATE TABLE meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE packs(
+  pack_id INTEGER PRIMARY KEY,
+  name TEXT NOT NULL UNIQUE,
+  size INTEGER NOT NULL,
+  entries INTEGER NOT NULL);
+CREATE TABLE snapshots(
+  id BLOB PRIMARY KEY,
+  created_ns INTEGER NOT NULL,
+  manifest BLOB NOT NULL) WITHOUT ROWID;
+CREATE INDEX snapshots_by_time ON snapshots(created_ns);
