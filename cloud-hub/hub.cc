@@ -10,6 +10,7 @@
 #include <mutex>
 #include <thread>
 
+#include "cloud-hub/policy_pusher.h"
 #include "cloud-hub/rest_api.h"
 #include "core/env.h"
 #include "core/log.h"
@@ -113,6 +114,8 @@ class HubPolicy final : public mirror::ReceiverPolicy {
 struct Hub::State {
   HubConfig config;
   std::atomic<bool> draining{false};
+  // Open sessions of enrolled agents, per tenant, for policy pushes.
+  std::unique_ptr<PolicyPusher> policies;
   std::unique_ptr<RestApi> rest;
   std::unique_ptr<mirror::transport::LinkServer> server;
 };
@@ -162,6 +165,8 @@ Result<std::unique_ptr<Hub>> Hub::Start(const HubConfig& config) {
   hub->state_ = std::make_unique<State>();
   State& state = *hub->state_;
   state.config = config;
+  state.policies =
+      std::make_unique<PolicyPusher>(*hub->catalog_, hub->metrics_, config.max_frame_bytes);
 
   RestContext rest;
   rest.catalog = hub->catalog_.get();
@@ -169,6 +174,10 @@ Result<std::unique_ptr<Hub>> Hub::Start(const HubConfig& config) {
   rest.metrics = &hub->metrics_;
   rest.hub_fingerprint = hub->fingerprint_;
   rest.public_link_url = config.public_url;
+  // Runs on an I/O thread: it only marks the tenant's sessions, whose own
+  // threads then send the sync (PolicyPusher).
+  PolicyPusher* pusher = state.policies.get();
+  rest.on_policy_change = [pusher](const std::string& tenant) { pusher->OnPolicyChange(tenant); };
   state.rest = std::make_unique<RestApi>(std::move(rest));
 
   Hub* self = hub.get();
@@ -246,8 +255,23 @@ void Hub::ServeLinkSession(std::shared_ptr<mirror::transport::LinkConnection> co
                       **store, policy, connection->peer_key(), true, receiver_options)
                 : std::make_unique<mirror::ReplicationReceiver>(policy, connection->peer_key(),
                                                                 receiver_options);
-      ended = mirror::ServeSession(channel, *receiver, state.config.session_idle_timeout,
-                                   &state.draining);
+      mirror::ServeOptions serve;
+      serve.idle_timeout = state.config.session_idle_timeout;
+      serve.draining = &state.draining;
+      // An enrolled agent gets its policies right after the HelloAck and
+      // after every change; the registration ends with the session.
+      std::shared_ptr<PolicyPusher::Session> live;
+      if (agent) {
+        live = state.policies->Register(agent->tenant, agent->name);
+        serve.unsolicited = [&state, &live] { return state.policies->Take(*live); };
+      }
+      // Unregistered however the session ends (an exception included).
+      struct Unregister {
+        PolicyPusher& pusher;
+        const std::shared_ptr<PolicyPusher::Session>& session;
+        ~Unregister() { pusher.Unregister(session); }
+      } unregister{*state.policies, live};
+      ended = mirror::ServeSession(channel, *receiver, serve);
       stats = receiver->stats();
     }
   }

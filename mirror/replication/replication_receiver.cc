@@ -315,12 +315,22 @@ Status ReplicationReceiver::Finish() { return store_ ? store_->Flush() : OkStatu
 
 Status ServeSession(FrameChannel& channel, ReplicationReceiver& receiver,
                     std::chrono::milliseconds idle_timeout, const std::atomic<bool>* draining) {
+  ServeOptions options;
+  options.idle_timeout = idle_timeout;
+  options.draining = draining;
+  return ServeSession(channel, receiver, options);
+}
+
+Status ServeSession(FrameChannel& channel, ReplicationReceiver& receiver,
+                    const ServeOptions& options) {
+  const std::chrono::milliseconds idle_timeout = options.idle_timeout;
+  const std::atomic<bool>* draining = options.draining;
   Status ended;
   std::vector<linkpb::Envelope> out;
-  // While draining is possible, wait in short slices so that an idle
-  // session notices it promptly.
-  const auto slice =
-      draining ? std::min(idle_timeout, std::chrono::milliseconds(200)) : idle_timeout;
+  // While draining or unsolicited frames are possible, wait in short slices
+  // so that an idle session notices them promptly.
+  const bool poll = draining != nullptr || options.unsolicited != nullptr;
+  const auto slice = poll ? std::min(idle_timeout, options.poll_interval) : idle_timeout;
   auto last_frame = std::chrono::steady_clock::now();
   while (true) {
     if (draining && draining->load() && !receiver.in_commit()) {
@@ -329,8 +339,20 @@ Status ServeSession(FrameChannel& channel, ReplicationReceiver& receiver,
       channel.Close(ended);
       break;
     }
+    if (options.unsolicited && receiver.hello_done()) {
+      Status sent;
+      for (const linkpb::Envelope& e : options.unsolicited()) {
+        sent = channel.Send(e);
+        if (!sent.ok()) break;
+      }
+      if (!sent.ok()) {
+        ended = sent;
+        if (sent.code() != StatusCode::kUnavailable) channel.Close(sent);
+        break;
+      }
+    }
     Result<linkpb::Envelope> in = channel.Receive(slice);
-    if (!in.ok() && in.status().code() == StatusCode::kDeadlineExceeded && draining &&
+    if (!in.ok() && in.status().code() == StatusCode::kDeadlineExceeded && poll &&
         std::chrono::steady_clock::now() - last_frame < idle_timeout) {
       continue;
     }

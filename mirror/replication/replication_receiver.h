@@ -14,6 +14,8 @@
 #pragma once
 
 #include <atomic>
+#include <chrono>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -87,6 +89,8 @@ class ReplicationReceiver {
   const Stats& stats() const { return stats_; }
   // Whether a commit is in progress (its refs arrive in parts).
   bool in_commit() const { return commit_ != nullptr; }
+  // Whether the peer's Hello was answered (unsolicited frames may follow).
+  bool hello_done() const { return hello_done_; }
 
  private:
   Status HandleHello(const linkpb::Envelope& in, std::vector<linkpb::Envelope>& out);
@@ -109,12 +113,34 @@ class ReplicationReceiver {
   Stats stats_;
 };
 
+struct ServeOptions {
+  // The session ends (kDeadlineExceeded, told to the peer) when nothing was
+  // received for this long. Default 120 s.
+  std::chrono::milliseconds idle_timeout = std::chrono::seconds(120);
+  // Optional; once true, the session ends at the next frame boundary
+  // outside a commit in progress, telling the peer UNAVAILABLE "hub is
+  // shutting down" (graceful shutdown: the current request finishes).
+  const std::atomic<bool>* draining = nullptr;
+  // Optional: frames this side sends unasked (the hub's PolicySync). Called
+  // on the session's thread once the peer's Hello was answered — right
+  // after the HelloAck, then after every frame handled and at least every
+  // `poll_interval` — and what it returns is sent at once, so such frames
+  // never interleave with an answer. Must not block for long; must not
+  // throw.
+  std::function<std::vector<linkpb::Envelope>()> unsolicited;
+  // How often an idle session wakes up to look at `draining` and
+  // `unsolicited` (the latency of a shutdown or a policy push). Default
+  // 200 ms.
+  std::chrono::milliseconds poll_interval = std::chrono::milliseconds(200);
+};
+
 // Runs `receiver` over `channel` until the peer closes or an error ends the
 // session; flushes the store at the end. Returns how the session ended
-// (kUnavailable: the peer went away).
-// `draining` (optional): once true, the session ends at the next frame
-// boundary outside a commit in progress, telling the peer UNAVAILABLE "hub is
-// shutting down" (graceful shutdown: the current request finishes).
+// (kUnavailable: the peer went away). A Ping from the peer is answered and,
+// like every frame, resets the idle timer.
+Status ServeSession(FrameChannel& channel, ReplicationReceiver& receiver,
+                    const ServeOptions& options);
+// The same with only an idle timeout and a drain flag.
 Status ServeSession(FrameChannel& channel, ReplicationReceiver& receiver,
                     std::chrono::milliseconds idle_timeout = std::chrono::seconds(120),
                     const std::atomic<bool>* draining = nullptr);

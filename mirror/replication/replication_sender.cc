@@ -29,6 +29,7 @@ ReplicationSender::ReplicationSender(FrameChannel& channel, SenderOptions option
 
 Status ReplicationSender::Send(const linkpb::Envelope& envelope) {
   Status sent = channel_.Send(envelope);
+  last_send_nanos_ = Clock::Real()->MonotonicNanos();
   if (sent.ok() || sent.code() != StatusCode::kUnavailable) return sent;
   // The far side may have said why before it closed the link (e.g. "hub is
   // shutting down"): frames received before the end are still readable, and
@@ -85,6 +86,11 @@ Result<linkpb::EnrollResponse> ReplicationSender::Enroll(const linkpb::EnrollReq
 
 Result<std::optional<linkpb::Envelope>> ReplicationSender::ReceiveOne(uint64_t want_request) {
   ASSIGN_OR_RETURN(linkpb::Envelope e, channel_.Receive(options_.timeout));
+  return Apply(std::move(e), want_request);
+}
+
+Result<std::optional<linkpb::Envelope>> ReplicationSender::Apply(linkpb::Envelope e,
+                                                                 uint64_t want_request) {
   switch (e.body_case()) {
     case linkpb::Envelope::kUploadAck: {
       const uint64_t credit = e.upload_ack().credit_bytes();
@@ -99,11 +105,59 @@ Result<std::optional<linkpb::Envelope>> ReplicationSender::ReceiveOne(uint64_t w
       return StatusFromError(e.error());
     case linkpb::Envelope::kPong:
       return std::optional<linkpb::Envelope>();
+    case linkpb::Envelope::kPolicySync:
+      // Unsolicited: the far side may send it between any two frames.
+      if (options_.on_policy_sync) options_.on_policy_sync(e.policy_sync());
+      return std::optional<linkpb::Envelope>();
+    case linkpb::Envelope::kPing: {
+      linkpb::Envelope pong;
+      pong.set_request_id(e.request_id());
+      pong.mutable_pong()->set_nonce(e.ping().nonce());
+      RETURN_IF_ERROR(Send(pong));
+      return std::optional<linkpb::Envelope>();
+    }
     default:
       if (want_request != 0 && e.request_id() == want_request) {
         return std::optional<linkpb::Envelope>(std::move(e));
       }
       return DataLossError(std::string("unexpected ") + BodyName(e) + " from the peer");
+  }
+}
+
+Status ReplicationSender::Listen(std::chrono::milliseconds timeout) {
+  RETURN_IF_ERROR(Hello());
+  if (!peer_.enrolled()) {
+    return PermissionDeniedError(
+        "the far side does not know this key: enroll it with a join token first");
+  }
+  Clock& clock = *Clock::Real();
+  const int64_t keepalive = std::chrono::nanoseconds(options_.keepalive_interval).count();
+  const int64_t deadline = clock.MonotonicNanos() + std::chrono::nanoseconds(timeout).count();
+  // A zero timeout still looks once at what has already arrived.
+  for (bool first = true;; first = false) {
+    int64_t now = clock.MonotonicNanos();
+    if (keepalive > 0 && now - last_send_nanos_ >= keepalive) {
+      // The far side's idle timer counts frames it receives: a Ping (its
+      // Pong is dropped when it arrives) keeps an idle session open.
+      linkpb::Envelope ping;
+      const uint64_t id = NextId();
+      ping.set_request_id(id);
+      ping.mutable_ping()->set_nonce(id);
+      RETURN_IF_ERROR(Send(ping));
+      now = clock.MonotonicNanos();
+    }
+    int64_t wait = deadline - now;
+    if (wait <= 0 && !first) return OkStatus();
+    if (keepalive > 0) wait = std::min(wait, last_send_nanos_ + keepalive - now);
+    // Round up so that a wait of a few microseconds does not spin.
+    const auto wait_ms =
+        std::chrono::milliseconds((std::max<int64_t>(wait, 0) + 999'999) / 1'000'000);
+    Result<linkpb::Envelope> e = channel_.Receive(wait_ms);
+    if (!e.ok() && e.status().code() == StatusCode::kDeadlineExceeded) continue;
+    if (!e.ok()) return e.status();
+    ASSIGN_OR_RETURN(std::optional<linkpb::Envelope> answer, Apply(std::move(*e), 0));
+    (void)answer;  // nothing was asked: Apply returns an answer only when asked
+    return OkStatus();
   }
 }
 

@@ -9,6 +9,12 @@
 // same push and the far side's answers to the missing queries skip whatever
 // already arrived. A token bucket caps the upload rate.
 //
+// Between pushes the session can stay open: Listen() waits for what the far
+// side sends unasked (the hub's PolicySync: the mirror policies that select
+// this agent) and keeps the session alive with Pings. A PolicySync may
+// arrive between any two frames, also during Hello and Push; each one goes
+// to SenderOptions::on_policy_sync.
+//
 // Errors: kUnavailable / kDeadlineExceeded when the link fails (retry with a
 // new session); the peer's typed errors as sent; local store errors.
 // Thread-safety: thread-compatible (one push at a time per sender).
@@ -35,6 +41,16 @@ struct SenderOptions {
   // Upload rate limit; null = unlimited. Shared across sessions if wanted.
   TokenBucket* bandwidth = nullptr;
   std::string software = "ferry";
+  // Called on the calling thread (inside Hello, Enroll, Push or Listen)
+  // for every PolicySync the far side sends: the complete set of policies
+  // that select this agent (an empty list means none), which replaces the
+  // previous set. Null: syncs are read and dropped. Must not throw or call
+  // back into the sender.
+  std::function<void(const linkpb::PolicySync&)> on_policy_sync;
+  // Listen() sends a Ping when nothing was sent for this long, so that an
+  // idle session outlives the far side's idle timeout (the hub's is 120 s:
+  // keep this at most a third of it). 0 = never. Default 30 s.
+  std::chrono::milliseconds keepalive_interval = std::chrono::seconds(30);
 };
 
 struct PushReport {
@@ -53,7 +69,7 @@ class ReplicationSender {
  public:
   // `channel` and `store` must outlive the sender.
   ReplicationSender(FrameChannel& channel, snapshot::LocalStore& store, SenderOptions options = {});
-  // A sender for Hello and Enroll only (Push is kFailedPrecondition).
+  // A sender for Hello, Enroll and Listen only (Push is kFailedPrecondition).
   explicit ReplicationSender(FrameChannel& channel, SenderOptions options = {});
 
   // Exchanges Hello/HelloAck (once per session). kFailedPrecondition on a
@@ -62,6 +78,16 @@ class ReplicationSender {
   Status Hello();
   // Pushes one snapshot (calls Hello() first if needed).
   Result<PushReport> Push(const snapshot::SnapshotId& id);
+
+  // Waits up to `timeout` for one frame from the far side while no push
+  // runs (calls Hello() first if needed) and applies it: a PolicySync goes
+  // to on_policy_sync, a Ping is answered with a Pong, a Pong is dropped,
+  // an Error is returned as its status (the session is over). Sends a Ping
+  // whenever nothing was sent for keepalive_interval. Returns OkStatus after
+  // one frame or when `timeout` passed with none; kPermissionDenied when
+  // the far side does not know this key, kUnavailable when the link closed,
+  // kDataLoss for a frame that answers nothing.
+  Status Listen(std::chrono::milliseconds timeout);
 
   // Enrollment of this key with a join token, on a fresh session. The far
   // side ends the session afterwards.
@@ -76,9 +102,12 @@ class ReplicationSender {
   // received before the close (if any) is returned instead.
   Status Send(const linkpb::Envelope& envelope);
   Status SendUpload(linkpb::Envelope upload);
-  // Receives one frame and applies it: UploadAcks return credit; the answer
-  // to `want_request` (if non-zero) is returned to the caller.
+  // Receives one frame (waiting up to options_.timeout) and applies it.
   Result<std::optional<linkpb::Envelope>> ReceiveOne(uint64_t want_request);
+  // Applies one received frame: UploadAcks return credit, PolicySyncs go to
+  // the callback, Pings are answered; the answer to `want_request` (if
+  // non-zero) is returned to the caller.
+  Result<std::optional<linkpb::Envelope>> Apply(linkpb::Envelope e, uint64_t want_request);
   Result<linkpb::Envelope> WaitFor(uint64_t request_id);
   Status DrainUploads();
   uint64_t NextId() { return ++next_request_id_; }
@@ -91,6 +120,7 @@ class ReplicationSender {
   uint64_t next_request_id_ = 0;
   uint64_t window_used_ = 0;  // bytes of unacknowledged uploads
   uint64_t uploads_pending_ = 0;
+  int64_t last_send_nanos_ = 0;  // monotonic time of the last frame sent
   PushReport progress_;
 };
 

@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <functional>
 #include <thread>
 
 #include "mirror/replication/envelope_codec.h"
@@ -98,7 +99,13 @@ class ReplicationTest : public ::testing::Test {
       }
     }
   };
-  std::unique_ptr<Session> StartSession(bool enrolled = true, ReceiverOptions options = {}) {
+  static ServeOptions DefaultServe() {
+    ServeOptions serve;
+    serve.idle_timeout = std::chrono::seconds(30);
+    return serve;
+  }
+  std::unique_ptr<Session> StartSession(bool enrolled = true, ReceiverOptions options = {},
+                                        ServeOptions serve = DefaultServe()) {
     auto s = std::make_unique<Session>();
     auto [a, b] = InMemoryChannel::CreatePair();
     s->sender_end = std::move(a);
@@ -106,8 +113,8 @@ class ReplicationTest : public ::testing::Test {
     s->receiver =
         std::make_unique<ReplicationReceiver>(*target_, policy_, peer_key_, enrolled, options);
     Session* raw = s.get();
-    s->thread = std::thread([raw] {
-      raw->ended = ServeSession(*raw->receiver_end, *raw->receiver, std::chrono::seconds(30));
+    s->thread = std::thread([raw, serve = std::move(serve)] {
+      raw->ended = ServeSession(*raw->receiver_end, *raw->receiver, serve);
     });
     return s;
   }
@@ -502,6 +509,13 @@ TEST_F(ReplicationTest, MalformedFramesEndTheSession) {
          return e;
        },
        StatusCode::kInvalidArgument},
+      {"a policy sync, which only the receiver sends",
+       [] {
+         linkpb::Envelope e;
+         e.mutable_policy_sync()->set_generation(1);
+         return e;
+       },
+       StatusCode::kInvalidArgument},
   };
   for (const Case& c : cases) {
     SCOPED_TRACE(c.name);
@@ -519,6 +533,206 @@ TEST_F(ReplicationTest, MalformedFramesEndTheSession) {
   Result<snapshot::StoreStats> stats = target_->Stats();
   ASSERT_TRUE(stats.ok());
   EXPECT_EQ(stats->chunks, 0u);
+}
+
+// ---- policy sync, Listen and keepalive ----
+
+linkpb::Envelope SyncEnvelope(uint64_t generation, std::vector<std::string> policies) {
+  linkpb::Envelope e;
+  e.set_request_id(0);
+  e.mutable_policy_sync()->set_generation(generation);
+  for (std::string& p : policies) e.mutable_policy_sync()->add_policies(std::move(p));
+  return e;
+}
+
+// What a sender's on_policy_sync saw. Called on the sender's thread only.
+struct SyncLog {
+  std::vector<linkpb::PolicySync> syncs;
+  std::function<void(const linkpb::PolicySync&)> Callback() {
+    return [this](const linkpb::PolicySync& s) { syncs.push_back(s); };
+  }
+};
+
+// The far side may send a PolicySync at any point, even before its
+// HelloAck: Hello hands it to the callback and still completes.
+TEST_F(ReplicationTest, PolicySyncIsDeliveredDuringHello) {
+  auto [sender_end, peer_end] = InMemoryChannel::CreatePair();
+  // Frames are queued: the peer's answers can be in place before Hello runs.
+  ASSERT_TRUE(peer_end->Send(SyncEnvelope(7, {"{\"a\":1}", "{\"b\":2}"})).ok());
+  ReplicationReceiver receiver(*target_, policy_, peer_key_, true);
+  linkpb::Envelope hello;
+  hello.set_request_id(1);
+  hello.mutable_hello()->set_min_version(kLinkProtocolVersion);
+  hello.mutable_hello()->set_max_version(kLinkProtocolVersion);
+  std::vector<linkpb::Envelope> out;
+  ASSERT_TRUE(receiver.Handle(hello, out).ok());
+  ASSERT_EQ(out.size(), 1u);
+  ASSERT_TRUE(peer_end->Send(out[0]).ok());
+
+  SyncLog log;
+  SenderOptions options;
+  options.on_policy_sync = log.Callback();
+  ReplicationSender sender(*sender_end, *source_, options);
+  ASSERT_TRUE(sender.Hello().ok());
+  ASSERT_EQ(log.syncs.size(), 1u);
+  EXPECT_EQ(log.syncs[0].generation(), 7u);
+  ASSERT_EQ(log.syncs[0].policies_size(), 2);
+  EXPECT_EQ(log.syncs[0].policies(0), "{\"a\":1}");
+  EXPECT_EQ(log.syncs[0].policies(1), "{\"b\":2}");
+}
+
+// ServeSession sends what `unsolicited` returns right after the HelloAck and
+// between any two frames later: a push reads those syncs wherever they fall
+// (here one after the HelloAck and one in the middle of the uploads) and
+// completes as usual.
+TEST_F(ReplicationTest, PolicySyncIsDeliveredDuringPush) {
+  const std::string tree = MakeTree("tree", 20, 50000, 11);
+  const snapshot::SnapshotId id = Capture(tree);
+  ServeOptions serve = DefaultServe();
+  int looks = 0;  // session thread only
+  serve.unsolicited = [&looks] {
+    std::vector<linkpb::Envelope> out;
+    ++looks;
+    if (looks == 1) out.push_back(SyncEnvelope(1, {"{\"first\":true}"}));
+    if (looks == 5) out.push_back(SyncEnvelope(2, {}));
+    return out;
+  };
+  auto session = StartSession(true, {}, serve);
+  SyncLog log;
+  SenderOptions options;
+  options.upload_batch_bytes = 64 << 10;  // many frames: the second sync lands mid-push
+  options.on_policy_sync = log.Callback();
+  ReplicationSender sender(*session->sender_end, *source_, options);
+  // The first sync follows the HelloAck, so Hello itself does not see it.
+  ASSERT_TRUE(sender.Hello().ok());
+  EXPECT_TRUE(log.syncs.empty());
+  Result<PushReport> r = sender.Push(id);
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_GT(r->uploads + r->queries, 4u) << "the push was too short to be interleaved";
+  ASSERT_EQ(log.syncs.size(), 2u);
+  EXPECT_EQ(log.syncs[0].generation(), 1u);
+  EXPECT_EQ(log.syncs[0].policies_size(), 1);
+  EXPECT_EQ(log.syncs[1].generation(), 2u);
+  EXPECT_EQ(log.syncs[1].policies_size(), 0) << "an empty set means no policies";
+  EndSession(*session);
+  ExpectRestoresFromTarget(id, tree);
+}
+
+TEST_F(ReplicationTest, ListenReturnsOkWhenNothingArrives) {
+  auto session = StartSession();
+  SenderOptions options;
+  options.keepalive_interval = std::chrono::milliseconds(0);
+  ReplicationSender sender(*session->sender_end, *source_, options);
+  ASSERT_TRUE(sender.Hello().ok());
+  const auto start = std::chrono::steady_clock::now();
+  Status s = sender.Listen(std::chrono::milliseconds(50));
+  EXPECT_TRUE(s.ok()) << s.ToString();
+  EXPECT_GE(std::chrono::steady_clock::now() - start, std::chrono::milliseconds(50));
+  // The session is still usable.
+  Result<PushReport> r = sender.Push(Capture(MakeTree("tree", 2, 5000, 12)));
+  EXPECT_TRUE(r.ok()) << r.status().ToString();
+}
+
+// A sync sent while the sender listens is handed to the callback, and
+// Listen returns once it is applied.
+TEST_F(ReplicationTest, ListenDeliversAPolicySync) {
+  ServeOptions serve = DefaultServe();
+  serve.poll_interval = std::chrono::milliseconds(10);
+  std::atomic<uint64_t> want{1};  // the generation to send next; 0 = nothing
+  serve.unsolicited = [&want] {
+    std::vector<linkpb::Envelope> out;
+    if (uint64_t g = want.exchange(0); g != 0) out.push_back(SyncEnvelope(g, {"{}"}));
+    return out;
+  };
+  auto session = StartSession(true, {}, serve);
+  SyncLog log;
+  SenderOptions options;
+  options.on_policy_sync = log.Callback();
+  ReplicationSender sender(*session->sender_end, *source_, options);
+  // The sync sent right after the HelloAck.
+  ASSERT_TRUE(sender.Listen(std::chrono::seconds(30)).ok());
+  ASSERT_EQ(log.syncs.size(), 1u);
+  EXPECT_EQ(log.syncs[0].generation(), 1u);
+  // A later change, while the session is idle.
+  want.store(9);
+  ASSERT_TRUE(sender.Listen(std::chrono::seconds(30)).ok());
+  ASSERT_EQ(log.syncs.size(), 2u);
+  EXPECT_EQ(log.syncs[1].generation(), 9u);
+}
+
+// The receiver's idle timeout counts frames it receives: Listen's Pings
+// keep an idle session open well past it, while without them the session
+// ends with DEADLINE_EXCEEDED, which Listen returns.
+TEST_F(ReplicationTest, ListenKeepsAnIdleSessionAliveWithPings) {
+  ServeOptions serve;
+  serve.idle_timeout = std::chrono::milliseconds(300);
+  {
+    SCOPED_TRACE("with keepalive");
+    auto session = StartSession(true, {}, serve);
+    SenderOptions options;
+    options.keepalive_interval = std::chrono::milliseconds(50);
+    ReplicationSender sender(*session->sender_end, *source_, options);
+    ASSERT_TRUE(sender.Hello().ok());
+    const auto until = std::chrono::steady_clock::now() + std::chrono::milliseconds(1000);
+    while (std::chrono::steady_clock::now() < until) {
+      Status s = sender.Listen(std::chrono::milliseconds(100));  // returns early on each Pong
+      ASSERT_TRUE(s.ok()) << s.ToString();
+    }
+    Result<PushReport> r = sender.Push(Capture(MakeTree("tree", 2, 5000, 13)));
+    EXPECT_TRUE(r.ok()) << r.status().ToString();
+  }
+  {
+    SCOPED_TRACE("without keepalive");
+    auto session = StartSession(true, {}, serve);
+    SenderOptions options;
+    options.keepalive_interval = std::chrono::milliseconds(0);
+    ReplicationSender sender(*session->sender_end, *source_, options);
+    ASSERT_TRUE(sender.Hello().ok());
+    Status s;
+    const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+    while (s.ok() && std::chrono::steady_clock::now() < until) {
+      s = sender.Listen(std::chrono::seconds(1));
+    }
+    EXPECT_EQ(s.code(), StatusCode::kDeadlineExceeded) << s.ToString();
+    session->thread.join();
+    EXPECT_EQ(session->ended.code(), StatusCode::kDeadlineExceeded);
+  }
+}
+
+// A Ping from the far side is answered with a Pong carrying its id and
+// nonce; Listen before enrollment is refused like Push.
+TEST_F(ReplicationTest, ListenAnswersPingsAndNeedsAnEnrolledKey) {
+  {
+    auto [sender_end, peer_end] = InMemoryChannel::CreatePair();
+    ReplicationReceiver receiver(*target_, policy_, peer_key_, true);
+    linkpb::Envelope hello;
+    hello.set_request_id(1);
+    hello.mutable_hello()->set_min_version(kLinkProtocolVersion);
+    hello.mutable_hello()->set_max_version(kLinkProtocolVersion);
+    std::vector<linkpb::Envelope> out;
+    ASSERT_TRUE(receiver.Handle(hello, out).ok());
+    ASSERT_TRUE(peer_end->Send(out[0]).ok());
+    linkpb::Envelope ping;
+    ping.set_request_id(42);
+    ping.mutable_ping()->set_nonce(4242);
+    ASSERT_TRUE(peer_end->Send(ping).ok());
+    SenderOptions options;
+    options.keepalive_interval = std::chrono::milliseconds(0);
+    ReplicationSender sender(*sender_end, *source_, options);
+    ASSERT_TRUE(sender.Listen(std::chrono::seconds(30)).ok());
+    Result<linkpb::Envelope> hello_in = peer_end->Receive(std::chrono::seconds(10));
+    ASSERT_TRUE(hello_in.ok() && hello_in->has_hello());
+    Result<linkpb::Envelope> pong = peer_end->Receive(std::chrono::seconds(10));
+    ASSERT_TRUE(pong.ok()) << pong.status().ToString();
+    ASSERT_TRUE(pong->has_pong()) << BodyName(*pong);
+    EXPECT_EQ(pong->request_id(), 42u);
+    EXPECT_EQ(pong->pong().nonce(), 4242u);
+  }
+  {
+    auto session = StartSession(/*enrolled=*/false);
+    ReplicationSender sender(*session->sender_end, *source_);
+    EXPECT_EQ(sender.Listen(std::chrono::milliseconds(10)).code(), StatusCode::kPermissionDenied);
+  }
 }
 
 }  // namespace

@@ -7,8 +7,14 @@
 //                                           a one-time join token (printed)
 //   serve       --state DIR [--port-file F] serves the link until SIGTERM/SIGINT
 //   enroll      --key K --hub URL --hub-key FP --token X --name N --keyset F
+//               [--label K=V]...            labels sent with the EnrollRequest
 //   push        --key K --hub URL --hub-key FP --store DIR --snapshot ID
 //               [--limit BYTES/S] [--json]   one push; a JSON report on stdout
+//   watch-policies --key K --hub URL --hub-key FP [--count N] [--timeout-ms T]
+//                                           prints one JSON line per PolicySync
+//                                           ({"generation":G,"policies":[names]});
+//                                           exits 0 after N (default 1), 1 on
+//                                           timeout or error
 //
 // The serving side keeps, in --state DIR: identity.key, store/ (a LocalStore),
 // peers (one enrolled agent per line: fingerprint, tenant, name, signing key
@@ -38,6 +44,7 @@
 #include "core/sodium.h"
 #include "mirror/identity.h"
 #include "mirror/link/link_channel.h"
+#include "mirror/policy/mirror_policy.h"
 #include "mirror/replication/replication_receiver.h"
 #include "mirror/replication/replication_sender.h"
 #include "mirror/transport/link_client.h"
@@ -352,7 +359,7 @@ Result<std::shared_ptr<mirror::transport::LinkConnection>> Connect(const ClientA
 }
 
 int Enroll(const ClientArgs& client, const std::string& token, const std::string& name,
-           const std::string& keyset_path) {
+           const std::string& keyset_path, const std::vector<std::string>& labels) {
   auto keyset = snapshot::Keyset::Load(*Env::Default(), keyset_path);
   if (!keyset.ok()) return Fail("enroll", keyset.status());
   auto connection = Connect(client);
@@ -362,6 +369,13 @@ int Enroll(const ClientArgs& client, const std::string& token, const std::string
   linkpb::EnrollRequest request;
   request.set_token(token);
   request.set_agent_name(name);
+  for (const std::string& label : labels) {
+    const size_t eq = label.find('=');
+    if (eq == std::string::npos) {
+      return Fail("enroll", InvalidArgumentError("--label wants KEY=VALUE, got " + label));
+    }
+    (*request.mutable_labels())[label.substr(0, eq)] = label.substr(eq + 1);
+  }
   const auto& signer = (*keyset)->signing_key().public_key;
   request.set_signing_key(std::string(signer.begin(), signer.end()));
   auto response = sender.Enroll(request);
@@ -427,6 +441,61 @@ int Push(const PushArgs& args) {
   return 0;
 }
 
+struct WatchArgs {
+  ClientArgs client;
+  int count = 1;
+  int64_t timeout_ms = 30'000;
+};
+
+// Hello, then Listen until `count` syncs arrived; each is printed (and
+// flushed) as it arrives, so a test can act between two.
+int WatchPolicies(const WatchArgs& args) {
+  auto connection = Connect(args.client);
+  if (!connection.ok()) return Fail("watch-policies", connection.status());
+  int received = 0;
+  Status bad_policy;
+  mirror::SenderOptions options;
+  options.software = "ferry-link-peer";
+  options.on_policy_sync = [&](const linkpb::PolicySync& sync) {
+    boost::json::array names;
+    for (const std::string& text : sync.policies()) {
+      // Each entry must read back as a policy (canonical JSON).
+      Result<mirror::MirrorPolicy> policy = mirror::ParseMirrorPolicy(text);
+      if (!policy.ok()) {
+        if (bad_policy.ok()) bad_policy = policy.status();
+        continue;
+      }
+      names.emplace_back(policy->name);
+    }
+    boost::json::object o;
+    o["generation"] = sync.generation();
+    o["policies"] = std::move(names);
+    std::printf("%s\n", boost::json::serialize(o).c_str());
+    std::fflush(stdout);
+    ++received;
+  };
+  mirror::LinkChannel channel(*connection);
+  mirror::ReplicationSender sender(channel, options);
+  const auto deadline =
+      std::chrono::steady_clock::now() + std::chrono::milliseconds(args.timeout_ms);
+  Status status = sender.Hello();
+  while (status.ok() && bad_policy.ok() && received < args.count) {
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+        deadline - std::chrono::steady_clock::now());
+    if (left.count() <= 0) {
+      status = DeadlineExceededError("received " + std::to_string(received) + " of " +
+                                     std::to_string(args.count) + " policy syncs in " +
+                                     std::to_string(args.timeout_ms) + " ms");
+      break;
+    }
+    status = sender.Listen(left);
+  }
+  channel.Close(OkStatus());
+  if (!status.ok()) return Fail("watch-policies", status);
+  if (!bad_policy.ok()) return Fail("watch-policies: a synced policy does not parse", bad_policy);
+  return 0;
+}
+
 }  // namespace
 }  // namespace ferry
 
@@ -469,14 +538,17 @@ int main(int argc, char** argv) {
   };
   ClientArgs enroll_client;
   std::string enroll_token, enroll_name, enroll_keyset;
+  std::vector<std::string> enroll_labels;
   CLI::App* enroll = app.add_subcommand("enroll", "Enroll this key with a join token");
   add_client(enroll, enroll_client);
   enroll->add_option("--token", enroll_token, "Join token")->required();
   enroll->add_option("--name", enroll_name, "Agent name")->required();
   enroll->add_option("--keyset", enroll_keyset, "Keyset or agent key file (signing key)")
       ->required();
-  enroll->callback(
-      [&] { exit_code = Enroll(enroll_client, enroll_token, enroll_name, enroll_keyset); });
+  enroll->add_option("--label", enroll_labels, "A label KEY=VALUE for the agent (repeatable)");
+  enroll->callback([&] {
+    exit_code = Enroll(enroll_client, enroll_token, enroll_name, enroll_keyset, enroll_labels);
+  });
 
   PushArgs push_args;
   CLI::App* push = app.add_subcommand("push", "Push one snapshot; print a JSON report");
@@ -486,6 +558,16 @@ int main(int argc, char** argv) {
   push->add_option("--limit", push_args.limit, "Upload limit in bytes/s (0: none)");
   push->add_option("--upload-batch", push_args.upload_batch, "Bytes per upload frame");
   push->callback([&] { exit_code = Push(push_args); });
+
+  WatchArgs watch_args;
+  CLI::App* watch = app.add_subcommand("watch-policies",
+                                       "Print each policy sync the hub sends (one JSON line each)");
+  add_client(watch, watch_args.client);
+  watch->add_option("--count", watch_args.count, "Exit 0 after this many syncs (default 1)")
+      ->check(CLI::PositiveNumber);
+  watch->add_option("--timeout-ms", watch_args.timeout_ms, "Give up (exit 1) after this long")
+      ->check(CLI::PositiveNumber);
+  watch->callback([&] { exit_code = WatchPolicies(watch_args); });
 
   try {
     app.parse(argc, argv);
