@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 #include <signal.h>
 #include <stdlib.h>
+#include <sys/stat.h>
 
 #include <algorithm>
 #include <boost/json.hpp>
@@ -14,6 +15,7 @@
 #include <map>
 #include <memory>
 #include <set>
+#include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
@@ -151,6 +153,7 @@ class AgentProcessTest : public ::testing::Test {
     std::string dataset_extra = "";  // more keys of the dataset, e.g. ", preHook: {...}"
     std::string extra_hubs = "";     // more items of "hubs:"
     std::string replication = "{failoverAfter: 1h, backoffInitial: 1s, backoffMax: 2s}";
+    std::string api = "{listen: \"127.0.0.1:0\"}";
   };
   void WriteConfig(const ConfigOptions& o) {
     config_ = dir_.Sub("agent.yaml");
@@ -161,7 +164,7 @@ class AgentProcessTest : public ::testing::Test {
     y += "datasets:\n  - {name: vol, path: " + volume_ + o.dataset_extra + "}\n";
     y += "keyset: {file: " + agent_keys_ + "}\n";
     y += "limits: " + o.limits + "\n";
-    y += "api: {listen: \"127.0.0.1:0\"}\n";
+    y += "api: " + o.api + "\n";
     y += "replication: " + o.replication + "\n";
     if (!o.policies.empty()) y += "policies:\n" + o.policies;
     WriteFileOrDie(config_, ByteView(reinterpret_cast<const uint8_t*>(y.data()), y.size()));
@@ -599,6 +602,77 @@ TEST_F(AgentProcessTest, HubDownLongerThanFailoverAfterSendsToTheNextHub) {
       << at_b.body;
   StopAgent();
   EXPECT_EQ(hub_b.Stop(SIGTERM), 0);
+}
+
+TEST_F(AgentProcessTest, LateRunsAreSkippedAndReportedNeverOverlapped) {
+  WriteVolumeFiles(1, 16 << 10, 41);
+  const std::string log = dir_.Sub("runs.log");
+  StartHub();
+  // Each run's pre-hook takes 3 s: at 60x, three scheduled minutes.
+  WriteConfig(
+      {.policies =
+           "  - {apiVersion: ferry/v1, kind: MirrorPolicy, metadata: {name: p},\n"
+           "     spec: {datasets: [vol], schedule: {every: 1m}, targets: [{hub: hub-a}]}}\n",
+       .dataset_extra = ", preHook: {command: [/bin/sh, -c, \"echo start >> " + log +
+                        "; sleep 3; echo end >> " + log + "\"], timeout: 1m}"});
+  CreateTenantAndEnroll();
+  ::setenv("FERRY_TEST_TIME_SCALE", "60", 1);
+  StartAgent();
+  json::value s = WaitForStatus(
+      [](const json::value& st) {
+        const json::value& p = st.at("policies").at(0);
+        return p.as_object().contains("skipped_runs") &&
+               p.at("skipped_runs").to_number<int64_t>() >= 2 &&
+               p.at("runs").to_number<int64_t>() >= 2;
+      },
+      "late runs are counted as skipped", seconds(60));
+  StopAgent();
+  // Runs never overlapped: the hook log alternates start, end (SIGTERM lets
+  // the run under way finish).
+  Bytes text = ReadFileOrDie(log);
+  std::istringstream lines(std::string(text.begin(), text.end()));
+  std::vector<std::string> seen;
+  for (std::string line; std::getline(lines, line);) seen.push_back(line);
+  ASSERT_GE(seen.size(), 4u);
+  EXPECT_EQ(seen.size() % 2, 0u);
+  for (size_t i = 0; i < seen.size(); ++i) {
+    EXPECT_EQ(seen[i], i % 2 == 0 ? "start" : "end") << "line " << i;
+  }
+  EXPECT_GE(s.at("policies").at(0).at("skipped_runs").to_number<int64_t>(), 2);
+}
+
+TEST_F(AgentProcessTest, LocalApiOnAUnixSocketServesTheCommands) {
+  WriteVolumeFiles(1, 32 << 10, 51);
+  const std::string sock = dir_.Sub("agent.sock");
+  StartHub();
+  WriteConfig({.policies = kLocalPolicy, .api = "{unixSocket: " + sock + "}"});
+  CreateTenantAndEnroll();
+  agent_ = std::make_unique<ChildProcess>(
+      std::vector<std::string>{agent_bin_, "run", "--config", config_, "--log-format", "text"},
+      dir_.Sub("agent-unix.log"));
+  // The socket appears once the API listens; the CLI is its client.
+  const auto deadline = std::chrono::steady_clock::now() + seconds(30);
+  CommandResult st;
+  while (std::chrono::steady_clock::now() < deadline) {
+    st = RunCommand({agent_bin_, "status", "--config", config_, "--json"});
+    if (st.exit_code == 0) break;
+    ASSERT_TRUE(agent_->running()) << agent_->Log();
+    std::this_thread::sleep_for(milliseconds(50));
+  }
+  ASSERT_EQ(st.exit_code, 0) << st.err;
+  struct stat info;
+  ASSERT_EQ(::stat(sock.c_str(), &info), 0);
+  EXPECT_TRUE(S_ISSOCK(info.st_mode));
+  EXPECT_EQ(info.st_mode & 0777, 0660u);
+  CommandResult snap = RunCommand({agent_bin_, "snapshot", "--config", config_, "--json"});
+  ASSERT_EQ(snap.exit_code, 0) << snap.err << snap.out;
+  EXPECT_NE(snap.out.find("\"dataset\":\"vol\""), std::string::npos) << snap.out;
+  ASSERT_EQ(agent_->Stop(SIGTERM), 0) << agent_->Log();
+  agent_.reset();
+  EXPECT_NE(::stat(sock.c_str(), &info), 0) << "the socket is removed at stop";
+  CommandResult gone = RunCommand({agent_bin_, "status", "--config", config_});
+  EXPECT_EQ(gone.exit_code, 3) << gone.err;
+  EXPECT_NE(gone.err.find("no ferry-agent answers"), std::string::npos) << gone.err;
 }
 
 }  // namespace
