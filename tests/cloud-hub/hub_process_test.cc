@@ -4,8 +4,11 @@
 // REST — listing, manifests, reference sets, sealed chunks and data keys,
 // decrypted here with the tenant's keyset. Also: kill -9 in the middle of
 // uploads, tenant isolation, revocation, graceful SIGTERM, hostile HTTP.
+#include <arpa/inet.h>
 #include <gtest/gtest.h>
+#include <netinet/in.h>
 #include <signal.h>
+#include <sys/socket.h>
 
 #include <algorithm>
 #include <boost/json.hpp>
@@ -313,6 +316,82 @@ TEST_F(HubProcessTest, FiftyAgentsInFiveTenantsCommitAtOnce) {
       << metrics.body;  // 50 enrollments + 50 pushes
   EXPECT_GT(MetricValue(metrics.body, "ferry_hub_chunk_bytes_stored_total"), 50.0 * (96 << 10));
   EXPECT_GE(MetricValue(metrics.body, "ferry_hub_chunks_stored_total"), 100.0);
+  StopHub();
+}
+
+// Hundreds of sessions at once, and stalled peers beside them: 300 agent
+// sessions held open (each waiting for a policy change), 20 TCP connections
+// that never finish a handshake, and an uploader frozen mid-upload (SIGSTOP).
+// Another agent's push still completes, and a policy change still reaches
+// every one of the 300 sessions.
+TEST_F(HubProcessTest, HundredsOfSessionsAndStalledPeersDelayNoOne) {
+  StartHub();
+  CreateTenant("many");
+  AgentFiles watcher = MakeAgent("many", "watcher", 16 << 10, 1);
+  AgentFiles pusher = MakeAgent("many", "pusher", 2 << 20, 2);
+  AgentFiles frozen = MakeAgent("many", "frozen", 24 << 20, 3);
+  for (const AgentFiles* a : {&watcher, &pusher, &frozen}) {
+    CommandResult r = RunCommand(EnrollArgs(*a, JoinToken("many")));
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+  }
+
+  // Stalled before the handshake: connected, silent.
+  std::vector<int> silent;
+  for (int i = 0; i < 20; ++i) {
+    const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_port = htons(port_);
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    ASSERT_EQ(::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
+    silent.push_back(fd);
+  }
+  // Stalled mid-upload: a slow push, frozen once it is under way.
+  auto frozen_push = PushArgs(frozen);
+  frozen_push.insert(frozen_push.end(), {"--limit", "2000000"});
+  ChildProcess stalled(frozen_push, dir_.Sub("frozen.log"));
+
+  constexpr int kSessions = 300;
+  std::vector<std::unique_ptr<ChildProcess>> watchers;
+  for (int i = 0; i < kSessions; ++i) {
+    watchers.push_back(std::make_unique<ChildProcess>(
+        std::vector<std::string>{peer_, "watch-policies", "--key", watcher.key, "--hub", Url(),
+                                 "--hub-key", fingerprint_, "--count", "2", "--timeout-ms",
+                                 "240000"},
+        dir_.Sub("watch-" + std::to_string(i) + ".log")));
+  }
+  // All sessions open (the watchers' first sync is sent at connect).
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(120);
+  double open = 0;
+  while (std::chrono::steady_clock::now() < deadline) {
+    open = MetricValue(HttpRequest(port_, "GET", "/metrics").body, "ferry_hub_sessions_open");
+    if (open >= kSessions + 1) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  ASSERT_GE(open, kSessions + 1.0) << "sessions open";
+  ASSERT_TRUE(stalled.running()) << stalled.Log();
+  ASSERT_EQ(::kill(stalled.pid(), SIGSTOP), 0);
+
+  // Another agent's push completes while all of that is going on.
+  CommandResult push = RunCommand(PushArgs(pusher), {}, "", 120);
+  EXPECT_EQ(push.exit_code, 0) << push.err << push.out;
+  EXPECT_NE(push.out.find("\"ok\":true"), std::string::npos) << push.out;
+  // And a policy change reaches every open session.
+  HttpResult put =
+      HttpRequest(port_, "PUT", "/v1/tenants/many/policies/all",
+                  "apiVersion: ferry/v1\nkind: MirrorPolicy\nmetadata: {name: all}\n"
+                  "spec: {datasets: [d], schedule: {every: 1h}, targets: [{hub: h}]}\n",
+                  admin_, "application/yaml");
+  ASSERT_EQ(put.status, 201) << put.body;
+  int ok = 0;
+  for (auto& w : watchers) ok += w->Wait(std::chrono::seconds(120)) == 0;
+  EXPECT_EQ(ok, kSessions);
+
+  ::kill(stalled.pid(), SIGCONT);
+  stalled.Stop(SIGKILL);
+  for (int fd : silent) ::close(fd);
+  std::vector<std::string> ids = SnapshotIds("many");
+  EXPECT_NE(std::find(ids.begin(), ids.end(), pusher.snapshot), ids.end());
   StopHub();
 }
 
