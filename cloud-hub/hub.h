@@ -34,7 +34,7 @@ struct HubConfig {
   // Link sessions at once; beyond it upgrades get 503.
   size_t max_sessions = 1024;
   uint64_t max_frame_bytes = 8u << 20;
-  uint64_t upload_window_bytes = 8u << 20;
+  uint64_t upload_window_bytes = 64u << 20;
   size_t max_http_body_bytes = 1u << 20;
   // A session with nothing received for this long is closed.
   std::chrono::milliseconds session_idle_timeout{120'000};

@@ -48,7 +48,7 @@ struct RunOptions {
   std::string shutdown_grace = "20s";
   std::string session_idle_timeout = "2m";
   int64_t max_frame_bytes = 8 << 20;
-  int64_t upload_window_bytes = 8 << 20;
+  int64_t upload_window_bytes = 64 << 20;
   int64_t max_http_body_bytes = 1 << 20;
   std::string port_file;
   bool check = false;

@@ -32,6 +32,12 @@ class ChunkStore : public ChunkSink {
   virtual Result<Bytes> WrappedKey(const KeyId& id) = 0;
   // Makes everything put so far durable.
   virtual Status Flush() = 0;
+  // Durability marks, to acknowledge writes as they become durable without
+  // waiting for them: every chunk put before WriteMark() returned m is
+  // durable once DurableMark() >= m. The default never reports durability
+  // (callers then Flush()).
+  virtual uint64_t WriteMark() { return 1; }
+  virtual uint64_t DurableMark() { return 0; }
 
   // Makes a snapshot durable and listed, atomically: every chunk named by the
   // reference set staged at `staged_refs_path` (a file under staging_dir())

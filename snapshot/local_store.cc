@@ -546,6 +546,7 @@ Result<PutResult> LocalStore::PutChunk(const ChunkId& id, ByteView sealed, const
   if (!writer_) {
     const std::string tmp = tmp_dir() + "/pack-" + HexEncode(sodium::RandomArray<8>()) + ".tmp";
     ASSIGN_OR_RETURN(writer_, PackWriter::Create(env_, tmp));
+    writer_seq_ = ++last_seq_;
   }
   RETURN_IF_ERROR(writer_->Add(id, sealed, digest, key_id, wrapped_key));
   pending_[id] = static_cast<uint32_t>(sealed.size());
@@ -561,7 +562,20 @@ Result<PutResult> LocalStore::PutChunk(const ChunkId& id, ByteView sealed, const
 void LocalStore::QueueOpenPack() {
   if (!writer_) return;
   flush_queue_.push_back(std::move(writer_));
+  flush_seqs_.push_back(writer_seq_);
   flush_cv_.notify_all();
+}
+
+uint64_t LocalStore::WriteMark() {
+  std::lock_guard<std::mutex> lock(mu_);
+  return last_seq_;  // the open pack, or the last one queued or finished
+}
+
+uint64_t LocalStore::DurableMark() {
+  std::lock_guard<std::mutex> lock(mu_);
+  // Nothing open or waiting: everything put so far is durable.
+  if (!writer_ && flush_queue_.empty() && !flushing_) return last_seq_;
+  return durable_seq_;
 }
 
 Status LocalStore::WaitForFlushes(std::unique_lock<std::mutex>& lock) {
@@ -583,12 +597,15 @@ void LocalStore::FlusherLoop() {
     if (flush_queue_.empty()) return;  // stopping, and nothing left to finish
     std::unique_ptr<PackWriter> writer = std::move(flush_queue_.front());
     flush_queue_.pop_front();
+    const uint64_t seq = flush_seqs_.front();
+    flush_seqs_.pop_front();
     flushing_ = true;
     lock.unlock();
     Status s = FinishPack(std::move(writer));
     lock.lock();
     flushing_ = false;
     if (!s.ok() && flush_error_.ok()) flush_error_ = s;
+    if (s.ok() && flush_error_.ok()) durable_seq_ = seq;  // packs finish in order
     flush_cv_.notify_all();
   }
 }

@@ -125,6 +125,10 @@ class LocalStore final : public ChunkStore {
   // Finishes the open pack and waits until every pack is durable and
   // indexed. Returns the first error of any background flush.
   Status Flush() override;
+  // Packs are numbered as they are opened; a pack's chunks are durable once
+  // the background flusher has finished it (or Flush returned).
+  uint64_t WriteMark() override;
+  uint64_t DurableMark() override;
 
   // --- snapshots ---
   // Makes a snapshot durable and listed: flushes, checks that every chunk in
@@ -223,9 +227,15 @@ class LocalStore final : public ChunkStore {
   std::condition_variable flush_cv_;
   std::unique_ptr<PackWriter> writer_;                   // guarded by mu_
   std::deque<std::unique_ptr<PackWriter>> flush_queue_;  // guarded by mu_
-  bool flushing_ = false;                                // guarded by mu_
-  bool stopping_ = false;                                // guarded by mu_
-  Status flush_error_;                                   // guarded by mu_ (sticky)
+  // Pack sequence numbers (durability marks): the open pack's, those of the
+  // flush queue (parallel to it), the last one opened, the last finished.
+  uint64_t writer_seq_ = 0;          // guarded by mu_
+  std::deque<uint64_t> flush_seqs_;  // guarded by mu_
+  uint64_t last_seq_ = 0;            // guarded by mu_
+  uint64_t durable_seq_ = 0;         // guarded by mu_
+  bool flushing_ = false;            // guarded by mu_
+  bool stopping_ = false;            // guarded by mu_
+  Status flush_error_;               // guarded by mu_ (sticky)
   // Chunks in the open pack and in packs not yet indexed.
   std::unordered_map<ChunkId, uint32_t, ArrayHash> pending_;  // guarded by mu_
   std::thread flusher_;

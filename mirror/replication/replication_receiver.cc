@@ -217,7 +217,35 @@ Status ReplicationReceiver::HandleUpload(const linkpb::Envelope& in,
   ack->set_chunks(static_cast<uint32_t>(up.chunks_size()));
   ack->set_new_chunks(new_chunks);
   ack->set_credit_bytes(in.ByteSizeLong());
-  out.push_back(std::move(e));
+  // An upload is acknowledged only once its chunks are durable. Acks are
+  // held and released together after one store flush (group commit): when
+  // half the window is held, or when no frame is waiting (ReleaseAcks from
+  // ServeSession), so a sender that waits for credit is never kept waiting.
+  held_bytes_ += ack->credit_bytes();
+  held_acks_.push_back({std::move(e), store_->WriteMark()});
+  if (held_bytes_ >= options_.upload_window_bytes / 2) return ReleaseAcks(out);
+  ReleaseDurableAcks(out);
+  return OkStatus();
+}
+
+void ReplicationReceiver::ReleaseDurableAcks(std::vector<linkpb::Envelope>& out) {
+  if (held_acks_.empty()) return;
+  const uint64_t durable = store_->DurableMark();
+  size_t n = 0;
+  while (n < held_acks_.size() && held_acks_[n].mark <= durable) {
+    held_bytes_ -= held_acks_[n].ack.upload_ack().credit_bytes();
+    out.push_back(std::move(held_acks_[n].ack));
+    ++n;
+  }
+  held_acks_.erase(held_acks_.begin(), held_acks_.begin() + static_cast<ptrdiff_t>(n));
+}
+
+Status ReplicationReceiver::ReleaseAcks(std::vector<linkpb::Envelope>& out) {
+  if (held_acks_.empty()) return OkStatus();
+  RETURN_IF_ERROR(store_->Flush());
+  for (HeldAck& h : held_acks_) out.push_back(std::move(h.ack));
+  held_acks_.clear();
+  held_bytes_ = 0;
   return OkStatus();
 }
 
@@ -321,6 +349,9 @@ Status ServeSession(FrameChannel& channel, ReplicationReceiver& receiver,
   return ServeSession(channel, receiver, options);
 }
 
+// How long held upload acks wait for more frames before a flush releases them.
+constexpr std::chrono::milliseconds kAckLinger{20};
+
 Status ServeSession(FrameChannel& channel, ReplicationReceiver& receiver,
                     const ServeOptions& options) {
   const std::chrono::milliseconds idle_timeout = options.idle_timeout;
@@ -351,7 +382,32 @@ Status ServeSession(FrameChannel& channel, ReplicationReceiver& receiver,
         break;
       }
     }
-    Result<linkpb::Envelope> in = channel.Receive(slice);
+    // While uploads wait for their ack and frames keep coming, go on (the
+    // receiver releases them itself every half window). Once the sender
+    // pauses for kAckLinger — it waits for the acks before its commit —
+    // make them durable and ack them.
+    const bool holding = receiver.holds_acks();
+    Result<linkpb::Envelope> in = channel.Receive(holding ? kAckLinger : slice);
+    if (holding && !in.ok() && in.status().code() == StatusCode::kDeadlineExceeded) {
+      out.clear();
+      Status released = receiver.ReleaseAcks(out);
+      Status sent;
+      for (const linkpb::Envelope& e : out) {
+        sent = channel.Send(e);
+        if (!sent.ok()) break;
+      }
+      if (!released.ok()) {
+        ended = released;
+        channel.Send(ErrorEnvelope(0, released)).IgnoreError();
+        channel.Close(released);
+        break;
+      }
+      if (!sent.ok()) {
+        ended = sent;
+        break;
+      }
+      continue;
+    }
     if (!in.ok() && in.status().code() == StatusCode::kDeadlineExceeded && poll &&
         std::chrono::steady_clock::now() - last_frame < idle_timeout) {
       continue;
@@ -367,6 +423,7 @@ Status ServeSession(FrameChannel& channel, ReplicationReceiver& receiver,
     last_frame = std::chrono::steady_clock::now();
     out.clear();
     Status s = receiver.Handle(*in, out);
+    if (s.ok()) receiver.ReleaseDurableAcks(out);
     Status sent;
     for (const linkpb::Envelope& e : out) {
       sent = channel.Send(e);

@@ -49,7 +49,7 @@ class ReceiverPolicy {
 struct ReceiverOptions {
   uint64_t max_frame_bytes = 8u << 20;
   // Credit: ChunkUpload bytes the sender may have unacknowledged at once.
-  uint64_t upload_window_bytes = 8u << 20;
+  uint64_t upload_window_bytes = 64u << 20;
   uint32_t max_query_ids = 8192;
   // Largest reference set accepted with a commit (36 bytes per chunk).
   uint64_t max_refs_bytes = 1ull << 30;
@@ -76,6 +76,18 @@ class ReplicationReceiver {
   Status Handle(const linkpb::Envelope& in, std::vector<linkpb::Envelope>& out);
   // Makes what was received durable (called when the session ends).
   Status Finish();
+
+  // An UploadAck goes out only once the upload's chunks are durable. Handle
+  // holds acks and releases those whose chunks the store's background
+  // flusher has made durable (ChunkStore::DurableMark); with half the upload
+  // window held it flushes. The caller releases the rest when the sender
+  // pauses (ServeSession: no frame for kAckLinger), since the sender then
+  // waits for them.
+  bool holds_acks() const { return !held_acks_.empty(); }
+  // Appends the held acks whose chunks are durable by now (no waiting).
+  void ReleaseDurableAcks(std::vector<linkpb::Envelope>& out);
+  // Flushes the store and appends every held UploadAck to `out`.
+  Status ReleaseAcks(std::vector<linkpb::Envelope>& out);
 
   struct Stats {
     uint64_t queries = 0;
@@ -110,6 +122,12 @@ class ReplicationReceiver {
   // A commit in progress (its refs arrive in parts).
   struct PendingCommit;
   std::unique_ptr<PendingCommit> commit_;
+  struct HeldAck {
+    linkpb::Envelope ack;
+    uint64_t mark;  // the store's WriteMark after the upload
+  };
+  std::vector<HeldAck> held_acks_;  // UploadAcks waiting for durability, in order
+  uint64_t held_bytes_ = 0;         // their credit
   Stats stats_;
 };
 

@@ -12,6 +12,7 @@
 #include "mirror/replication/replication_receiver.h"
 #include "mirror/replication/replication_sender.h"
 #include "snapshot/restorer.h"
+#include "snapshot/sealed_chunk.h"
 #include "snapshot/volume_capture.h"
 #include "tests/testing/test_util.h"
 
@@ -286,6 +287,7 @@ TEST_F(ReplicationTest, SenderNeverExceedsTheUploadWindow) {
       // (e.g. draining before its commit). Release them.
       Result<linkpb::Envelope> in = end->Receive(std::chrono::milliseconds(100));
       if (!in.ok() && in.status().code() == StatusCode::kDeadlineExceeded) {
+        ASSERT_TRUE(real.ReleaseAcks(held).ok());  // what the receiver holds itself
         for (auto& h : held) ASSERT_TRUE(end->Send(h).ok());
         held.clear();
         unacked = 0;
@@ -552,6 +554,68 @@ struct SyncLog {
     return [this](const linkpb::PolicySync& s) { syncs.push_back(s); };
   }
 };
+
+// An UploadAck promises that the upload's chunks are durable: the receiver
+// holds it while the chunks sit in the store's open pack, and releases it
+// once the pack is fsync'd and indexed (another reader then sees them).
+TEST_F(ReplicationTest, UploadAckComesOnlyOnceItsChunksAreDurable) {
+  const std::string tree = MakeTree("tree", 2, 40000, 21);
+  const snapshot::SnapshotId id = Capture(tree);
+  snapshot::ChunkId chunk{};
+  uint32_t size = 0;
+  ASSERT_TRUE(source_
+                  ->ForEachRef(id,
+                               [&](const snapshot::ChunkId& c, uint32_t s) {
+                                 chunk = c;
+                                 size = s;
+                                 return CancelledError("one is enough");
+                               })
+                  .code() == StatusCode::kCancelled);
+  Bytes sealed;
+  ASSERT_TRUE(source_->ReadSealedChunk(chunk, sealed).ok());
+  ASSERT_EQ(sealed.size(), size);
+  auto header = snapshot::ParseSealedChunkHeader(sealed);
+  ASSERT_TRUE(header.ok());
+  auto wrapped = source_->WrappedKey(header->key_id);
+  ASSERT_TRUE(wrapped.ok());
+
+  ReplicationReceiver receiver(*target_, policy_, peer_key_, true);
+  std::vector<linkpb::Envelope> out;
+  linkpb::Envelope hello;
+  hello.set_request_id(1);
+  hello.mutable_hello()->set_min_version(kLinkProtocolVersion);
+  hello.mutable_hello()->set_max_version(kLinkProtocolVersion);
+  ASSERT_TRUE(receiver.Handle(hello, out).ok());
+  out.clear();
+  linkpb::Envelope upload;
+  upload.set_request_id(2);
+  linkpb::DataKey* k = upload.mutable_chunk_upload()->add_keys();
+  k->set_key_id(std::string(header->key_id.begin(), header->key_id.end()));
+  k->set_wrapped(std::string(wrapped->begin(), wrapped->end()));
+  linkpb::SealedChunk* c = upload.mutable_chunk_upload()->add_chunks();
+  c->set_id(std::string(chunk.begin(), chunk.end()));
+  c->set_sealed(std::string(sealed.begin(), sealed.end()));
+  ASSERT_TRUE(receiver.Handle(upload, out).ok());
+  EXPECT_TRUE(out.empty()) << "acked while the chunk is only in the open pack";
+  EXPECT_TRUE(receiver.holds_acks());
+  auto reader = snapshot::LocalStore::Open(target_->dir(), snapshot::LocalStore::Mode::kReadOnly);
+  ASSERT_TRUE(reader.ok());
+  auto seen = (*reader)->ChunkSealedSize(chunk);
+  ASSERT_TRUE(seen.ok());
+  EXPECT_FALSE(seen->has_value()) << "not durable yet, so not indexed";
+
+  ASSERT_TRUE(receiver.ReleaseAcks(out).ok());
+  ASSERT_EQ(out.size(), 1u);
+  ASSERT_TRUE(out[0].has_upload_ack());
+  EXPECT_EQ(out[0].request_id(), 2u);
+  EXPECT_EQ(out[0].upload_ack().new_chunks(), 1u);
+  reader = snapshot::LocalStore::Open(target_->dir(), snapshot::LocalStore::Mode::kReadOnly);
+  ASSERT_TRUE(reader.ok());
+  seen = (*reader)->ChunkSealedSize(chunk);
+  ASSERT_TRUE(seen.ok() && seen->has_value()) << "acked, so durable and indexed";
+  EXPECT_EQ(**seen, size);
+  EXPECT_FALSE(receiver.holds_acks());
+}
 
 // The far side may send a PolicySync at any point, even before its
 // HelloAck: Hello hands it to the callback and still completes.

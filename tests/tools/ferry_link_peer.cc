@@ -276,7 +276,7 @@ struct ServeArgs {
   std::string listen = "127.0.0.1";
   uint16_t port = 0;
   std::string port_file;
-  uint64_t upload_window = 8u << 20;
+  uint64_t upload_window = 64u << 20;
   int64_t idle_timeout_ms = 60'000;
 };
 
