@@ -291,13 +291,30 @@ bool Agent::OutboxFull(uint64_t* used) {
   return stats->pack_bytes >= config_.limits.outbox_quota_bytes;
 }
 
-void Agent::OnCommitted() {
+void Agent::OnCommitted() { Reclaim(/*force=*/false); }
+
+void Agent::Reclaim(bool force) {
   std::lock_guard reclaim_lock(reclaim_mu_);
   Result<std::vector<snapshot::SnapshotId>> pending = state_->PendingSnapshotIds();
   if (!pending.ok()) {
     log::Error("outbox reclaim: {}", pending.status().ToString());
     return;
   }
+  // Reading the refs of every pending snapshot costs O(their chunks): while
+  // a long backlog drains, do it at most every kReclaimInterval, unless
+  // nothing is pending (cheap) or capture waits for the space.
+  const auto now = std::chrono::steady_clock::now();
+  bool paused;
+  {
+    std::lock_guard lock(mu_);
+    paused = paused_;
+  }
+  if (!force && !pending->empty() && !paused && now - last_reclaim_ < kReclaimInterval) {
+    reclaim_wanted_ = true;
+    return;
+  }
+  last_reclaim_ = now;
+  reclaim_wanted_ = false;
   // The chunks of every snapshot some target still waits for stay.
   std::unordered_set<snapshot::ChunkId, snapshot::ArrayHash> needed;
   for (const snapshot::SnapshotId& id : *pending) {
@@ -632,6 +649,13 @@ void Agent::SchedulerLoop() {
       request_done_.notify_all();
     }
     for (auto& r : replicators_) r->RefreshBandwidth();
+    bool wanted;
+    {
+      std::lock_guard lock(reclaim_mu_);
+      wanted =
+          reclaim_wanted_ && std::chrono::steady_clock::now() - last_reclaim_ >= kReclaimInterval;
+    }
+    if (wanted) Reclaim(/*force=*/true);
     if (ran || request) continue;  // time moved on: look again at once
     std::unique_lock lock(mu_);
     const int64_t wait_s = next_wake - clock_.Now();
@@ -640,8 +664,9 @@ void Agent::SchedulerLoop() {
       cv_.wait_for(lock, std::chrono::seconds(5),
                    [&] { return stopping_ || !requests_.empty() || policies_dirty_ || kick_; });
     } else {
-      cv_.wait_for(lock, clock_.RealDelay(std::max<int64_t>(wait_s, 1)),
-                   [&] { return stopping_ || !requests_.empty() || policies_dirty_; });
+      auto delay = clock_.RealDelay(std::max<int64_t>(wait_s, 1));
+      if (reclaim_wanted_) delay = std::min<std::chrono::milliseconds>(delay, kReclaimInterval);
+      cv_.wait_for(lock, delay, [&] { return stopping_ || !requests_.empty() || policies_dirty_; });
     }
     kick_ = false;
     if (stopping_) break;

@@ -113,6 +113,9 @@ class Agent {
   bool OutboxFull(uint64_t* used);
   void OnPolicySync(const std::string& hub, const mirror::linkpb::PolicySync& sync);
   void OnCommitted();
+  // Frees the outbox packs no pending snapshot needs (rate-limited unless
+  // `force`).
+  void Reclaim(bool force);
   uint64_t BandwidthFor(const std::string& policy);
 
   const AgentConfig config_;
@@ -141,7 +144,10 @@ class Agent {
   std::string running_;                            // guarded by mu_: the policy being run
   std::map<std::string, RunResult> last_results_;  // guarded by mu_
 
+  static constexpr std::chrono::milliseconds kReclaimInterval{5000};
   std::mutex reclaim_mu_;
+  std::chrono::steady_clock::time_point last_reclaim_{};  // guarded by reclaim_mu_
+  std::atomic<bool> reclaim_wanted_{false};               // a reclaim was skipped by the rate limit
   std::atomic<uint64_t> snapshots_taken_{0};
   std::atomic<uint64_t> capture_errors_{0};
   std::atomic<uint64_t> runs_skipped_{0};
