@@ -725,7 +725,9 @@ TEST(LinkTransport, TamperedTransportMessagesEndTheSessionWithDataLoss) {
        0},
       {"truncated message", 2,
        [](Bytes m, std::optional<Bytes>&) {
-         m.resize(m.size() - 3);
+         // (erase, not resize(size - 3): GCC 12 under ASan sees a wrapped size)
+         m.erase(m.end() - std::min<std::ptrdiff_t>(3, static_cast<std::ptrdiff_t>(m.size())),
+                 m.end());
          return std::vector<Bytes>{m};
        },
        0},
