@@ -281,6 +281,9 @@ Status ReplicationReceiver::HandleCommit(const linkpb::Envelope& in,
   if (commit_->refs_received != commit_->refs_size) {
     return Violation("reference set shorter than announced");
   }
+  // Uploads not yet acknowledged are acknowledged first (one flush makes
+  // them durable), so the sender need not wait for them before committing.
+  RETURN_IF_ERROR(ReleaseAcks(out));
   return FinishCommit(commit_->request_id, out);
 }
 

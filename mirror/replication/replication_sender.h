@@ -3,7 +3,8 @@
 //
 //   hello -> for each batch of the snapshot's reference set: missing query ->
 //   uploads of the missing sealed chunks, pipelined inside the upload window
-//   -> wait for every upload ack -> commit (manifest + refs in parts) -> ack.
+//   -> commit (manifest + refs in parts) -> the remaining upload acks (the
+//   far side sends them once the chunks are durable) and the commit ack.
 //
 // Idempotent end to end: after a cut at any point, a new session runs the
 // same push and the far side's answers to the missing queries skip whatever
