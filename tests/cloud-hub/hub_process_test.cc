@@ -346,11 +346,6 @@ TEST_F(HubProcessTest, HundredsOfSessionsAndStalledPeersDelayNoOne) {
     ASSERT_EQ(::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
     silent.push_back(fd);
   }
-  // Stalled mid-upload: a slow push, frozen once it is under way.
-  auto frozen_push = PushArgs(frozen);
-  frozen_push.insert(frozen_push.end(), {"--limit", "2000000"});
-  ChildProcess stalled(frozen_push, dir_.Sub("frozen.log"));
-
   constexpr int kSessions = 300;
   std::vector<std::unique_ptr<ChildProcess>> watchers;
   for (int i = 0; i < kSessions; ++i) {
@@ -360,15 +355,25 @@ TEST_F(HubProcessTest, HundredsOfSessionsAndStalledPeersDelayNoOne) {
                                  "240000"},
         dir_.Sub("watch-" + std::to_string(i) + ".log")));
   }
+  // Waits until the hub counts `want` open link sessions.
+  auto wait_open = [&](double want) {
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(240);
+    double open = 0;
+    while (std::chrono::steady_clock::now() < deadline) {
+      open = MetricValue(HttpRequest(port_, "GET", "/metrics").body, "ferry_hub_sessions_open");
+      if (open >= want) break;
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+    return open;
+  };
   // All sessions open (the watchers' first sync is sent at connect).
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(120);
-  double open = 0;
-  while (std::chrono::steady_clock::now() < deadline) {
-    open = MetricValue(HttpRequest(port_, "GET", "/metrics").body, "ferry_hub_sessions_open");
-    if (open >= kSessions + 1) break;
-    std::this_thread::sleep_for(std::chrono::milliseconds(100));
-  }
-  ASSERT_GE(open, kSessions + 1.0) << "sessions open";
+  ASSERT_GE(wait_open(kSessions), kSessions * 1.0) << "sessions open";
+  // Stalled mid-upload: a slow push (24 MB at 2 MB/s), frozen once its
+  // session is up.
+  auto frozen_push = PushArgs(frozen);
+  frozen_push.insert(frozen_push.end(), {"--limit", "2000000"});
+  ChildProcess stalled(frozen_push, dir_.Sub("frozen.log"));
+  ASSERT_GE(wait_open(kSessions + 1), kSessions + 1.0) << "the slow push's session";
   ASSERT_TRUE(stalled.running()) << stalled.Log();
   ASSERT_EQ(::kill(stalled.pid(), SIGSTOP), 0);
 
