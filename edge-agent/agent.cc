@@ -70,6 +70,25 @@ snapshot::LocalStoreOptions OutboxOptions(const Limits& limits) {
   return o;
 }
 
+json::object RunResultsJson(const std::vector<RunResult>& runs) {
+  json::array out;
+  for (const RunResult& r : runs) {
+    json::array snaps;
+    for (const RunResult::Captured& c : r.snapshots) {
+      snaps.push_back(json::object{{"dataset", c.dataset},
+                                   {"snapshot", c.snapshot},
+                                   {"new_sealed_bytes", c.new_sealed_bytes}});
+    }
+    json::object o{{"policy", r.policy}, {"cut", r.cut}, {"snapshots", std::move(snaps)}};
+    if (!r.status.ok()) {
+      o["error"] =
+          json::object{{"code", StatusCodeName(r.status.code())}, {"message", r.status.message()}};
+    }
+    out.push_back(std::move(o));
+  }
+  return json::object{{"runs", std::move(out)}};
+}
+
 Agent::Agent(AgentConfig config, Options options)
     : config_(std::move(config)),
       options_(options),

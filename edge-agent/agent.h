@@ -68,6 +68,11 @@ struct RunResult {
   Status status;
 };
 
+// {"runs":[{"policy","cut","snapshots":[{"dataset","snapshot","new_sealed_bytes"}],
+//   "error":{"code","message"} (only for a failed run)}]}: the answer of
+// POST /v1/snapshots (docs/api.md).
+boost::json::object RunResultsJson(const std::vector<RunResult>& runs);
+
 class Agent {
  public:
   struct Options {

@@ -81,27 +81,16 @@ http::response<http::string_body> RunSnapshots(Agent& agent, const std::string& 
     return ErrorReply(HttpStatusFor(runs.status()),
                       std::string(StatusCodeName(runs.status().code())), runs.status().message());
   }
-  json::array out;
-  bool all_ok = true;
+  // The first failed run's status decides the answer's.
   Status first_error;
   for (const RunResult& r : *runs) {
-    json::array snaps;
-    for (const auto& c : r.snapshots) {
-      snaps.push_back(json::object{{"dataset", c.dataset},
-                                   {"snapshot", c.snapshot},
-                                   {"new_sealed_bytes", c.new_sealed_bytes}});
-    }
-    json::object o{{"policy", r.policy}, {"cut", r.cut}, {"snapshots", std::move(snaps)}};
     if (!r.status.ok()) {
-      o["error"] =
-          json::object{{"code", StatusCodeName(r.status.code())}, {"message", r.status.message()}};
-      if (all_ok) first_error = r.status;
-      all_ok = false;
+      first_error = r.status;
+      break;
     }
-    out.push_back(std::move(o));
   }
-  return JsonReply(all_ok ? http::status::ok : HttpStatusFor(first_error),
-                   json::object{{"runs", std::move(out)}});
+  return JsonReply(first_error.ok() ? http::status::ok : HttpStatusFor(first_error),
+                   RunResultsJson(*runs));
 }
 
 http::response<http::string_body> Dispatch(Agent& agent,

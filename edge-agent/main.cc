@@ -223,24 +223,9 @@ int Snapshot(const SnapshotArgs& a) {
     Result<std::vector<RunResult>> runs = (*agent)->RunNow(a.policy, a.dataset);
     Status stopped = (*agent)->Stop();
     if (!runs.ok()) return Fail("snapshot", runs.status());
-    json::array out;
     bool ok = stopped.ok();
-    for (const RunResult& run : *runs) {
-      json::array snaps;
-      for (const auto& c : run.snapshots) {
-        snaps.push_back(json::object{{"dataset", c.dataset},
-                                     {"snapshot", c.snapshot},
-                                     {"new_sealed_bytes", c.new_sealed_bytes}});
-      }
-      json::object o{{"policy", run.policy}, {"cut", run.cut}, {"snapshots", std::move(snaps)}};
-      if (!run.status.ok()) {
-        ok = false;
-        o["error"] = json::object{{"code", StatusCodeName(run.status.code())},
-                                  {"message", run.status.message()}};
-      }
-      out.push_back(std::move(o));
-    }
-    text = json::serialize(json::object{{"runs", std::move(out)}});
+    for (const RunResult& run : *runs) ok = ok && run.status.ok();
+    text = json::serialize(RunResultsJson(*runs));
     status = ok ? 200 : 500;
   } else {
     return Fail("snapshot", r.status());

@@ -33,20 +33,7 @@ namespace {
 
 namespace json = boost::json;
 
-std::string Trim(std::string s) {
-  while (!s.empty() && (s.back() == '\n' || s.back() == ' ')) s.pop_back();
-  return s;
-}
-
 // "label: value" from init's output.
-std::string FieldAfter(const std::string& text, const std::string& label) {
-  const size_t at = text.find(label);
-  if (at == std::string::npos) return "";
-  const size_t start = at + label.size();
-  const size_t end = text.find('\n', start);
-  return Trim(text.substr(start, end - start));
-}
-
 json::value ParseJson(const HttpResult& r) {
   boost::system::error_code ec;
   json::value v = json::parse(r.body, ec);
@@ -73,12 +60,6 @@ json::array ListOf(const json::value& v) {
 }
 
 // The value of an unlabeled metric line "name value"; -1 when absent.
-double MetricValue(const std::string& text, const std::string& name) {
-  const size_t at = text.find("\n" + name + " ");
-  if (at == std::string::npos) return -1;
-  return std::atof(text.c_str() + at + name.size() + 2);
-}
-
 class HubProcessTest : public ::testing::Test {
  protected:
   void SetUp() override {

@@ -39,6 +39,7 @@ namespace json = boost::json;
 using ::ferry::testing::BinDir;
 using ::ferry::testing::ChildProcess;
 using ::ferry::testing::CommandResult;
+using ::ferry::testing::FieldAfter;
 using ::ferry::testing::HttpRequest;
 using ::ferry::testing::HttpResult;
 using ::ferry::testing::RunCommand;
@@ -197,19 +198,6 @@ TEST_F(PolicyCatalogTest, RevokedAgentGetsNothingAndOversizedSyncIsNotSent) {
 }
 
 // ---- the real ferry-hub ----
-
-std::string Trim(std::string s) {
-  while (!s.empty() && (s.back() == '\n' || s.back() == ' ')) s.pop_back();
-  return s;
-}
-
-std::string FieldAfter(const std::string& text, const std::string& label) {
-  const size_t at = text.find(label);
-  if (at == std::string::npos) return "";
-  const size_t start = at + label.size();
-  const size_t end = text.find('\n', start);
-  return Trim(text.substr(start, end - start));
-}
 
 // A child process whose stdout is a pipe read line by line as it comes
 // (stderr goes to a log file). The destructor kills it if still running.

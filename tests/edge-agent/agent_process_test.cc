@@ -32,29 +32,10 @@ namespace json = boost::json;
 using std::chrono::milliseconds;
 using std::chrono::seconds;
 
-std::string Trim(std::string s) {
-  while (!s.empty() && (s.back() == '\n' || s.back() == ' ')) s.pop_back();
-  return s;
-}
-
-std::string FieldAfter(const std::string& text, const std::string& label) {
-  const size_t at = text.find(label);
-  if (at == std::string::npos) return "";
-  const size_t start = at + label.size();
-  const size_t end = text.find('\n', start);
-  return Trim(text.substr(start, end - start));
-}
-
 json::value Parse(const std::string& body) {
   boost::system::error_code ec;
   json::value v = json::parse(body, ec);
   return ec ? json::value() : v;
-}
-
-double MetricValue(const std::string& text, const std::string& name) {
-  const size_t at = text.find("\n" + name + " ");
-  if (at == std::string::npos) return -1;
-  return std::atof(text.c_str() + at + name.size() + 2);
 }
 
 // Peak resident set of a process (VmHWM), bytes.

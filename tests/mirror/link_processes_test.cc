@@ -16,11 +16,6 @@
 namespace ferry::testing {
 namespace {
 
-std::string Trim(std::string s) {
-  while (!s.empty() && (s.back() == '\n' || s.back() == ' ')) s.pop_back();
-  return s;
-}
-
 // The last line of stdout, parsed (push prints one JSON report).
 boost::json::object LastJson(const CommandResult& r) {
   std::string out = Trim(r.out);

@@ -332,4 +332,23 @@ std::string DiffTrees(const std::string& a, const std::string& b, const CompareO
   return "";
 }
 
+std::string Trim(std::string s) {
+  while (!s.empty() && (s.back() == '\n' || s.back() == ' ')) s.pop_back();
+  return s;
+}
+
+std::string FieldAfter(const std::string& text, const std::string& label) {
+  const size_t at = text.find(label);
+  if (at == std::string::npos) return "";
+  const size_t start = at + label.size();
+  const size_t end = text.find('\n', start);
+  return Trim(text.substr(start, end - start));
+}
+
+double MetricValue(const std::string& text, const std::string& name) {
+  const size_t at = text.find("\n" + name + " ");
+  if (at == std::string::npos) return -1;
+  return std::atof(text.c_str() + at + name.size() + 2);
+}
+
 }  // namespace ferry::testing

@@ -39,6 +39,14 @@ void WriteFileOrDie(const std::string& path, ByteView data, int mode = 0644);
 Bytes ReadFileOrDie(const std::string& path);
 void MakeDirsOrDie(const std::string& path);
 
+// `s` without trailing newlines and spaces.
+std::string Trim(std::string s);
+// The rest of the line after `label` in `text` (trimmed), or "" when absent:
+// for reading values out of a command's output.
+std::string FieldAfter(const std::string& text, const std::string& label);
+// The value of an unlabelled metric in Prometheus text, or -1 when absent.
+double MetricValue(const std::string& text, const std::string& name);
+
 // The directory holding Ferry's built binaries (FERRY_BIN_DIR, set by CTest).
 std::string BinDir();
 
