@@ -386,9 +386,9 @@ Status ServeSession(FrameChannel& channel, ReplicationReceiver& receiver,
       }
     }
     // While uploads wait for their ack and frames keep coming, go on (the
-    // receiver releases them itself every half window). Once the sender
-    // pauses for kAckLinger — it waits for the acks before its commit —
-    // make them durable and ack them.
+    // receiver releases them as their packs become durable, and flushes at
+    // half a window or at a commit). Once the sender pauses for kAckLinger
+    // — its window is used up, or it waits for the acks — flush and ack.
     const bool holding = receiver.holds_acks();
     Result<linkpb::Envelope> in = channel.Receive(holding ? kAckLinger : slice);
     if (holding && !in.ok() && in.status().code() == StatusCode::kDeadlineExceeded) {
