@@ -728,16 +728,16 @@ json::object Agent::StatusJson() {
     json::array targets;
     for (const std::string& t : e.policy.targets) targets.emplace_back(t);
     p["targets"] = std::move(targets);
-    if (Result<std::optional<PolicyRun>> run = state_->GetRun(e.policy.name);
-        run.ok() && run->has_value()) {
+    Result<std::optional<PolicyRun>> run = state_->GetRun(e.policy.name);
+    const bool has_run = run.ok() && run->has_value();
+    if (has_run) {
       p["runs"] = (*run)->runs;
       p["skipped_runs"] = (*run)->skipped;
       p["last_ok_unix"] = (*run)->last_ok_unix;
       p["last_error"] = (*run)->last_error;
     }
     if (auto zone = mirror::LoadTimeZoneCached(e.policy.time_zone); zone.ok()) {
-      Result<std::optional<PolicyRun>> run = state_->GetRun(e.policy.name);
-      const int64_t after = run.ok() && run->has_value() ? (*run)->last_due_unix : clock_.Now();
+      const int64_t after = has_run ? (*run)->last_due_unix : clock_.Now();
       if (Result<int64_t> next = mirror::NextRun(e.policy.schedule, **zone, after); next.ok()) {
         p["next_run_in_seconds"] = std::max<int64_t>(0, *next - clock_.Now());
       }

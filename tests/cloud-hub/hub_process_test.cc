@@ -59,7 +59,6 @@ json::array ListOf(const json::value& v) {
   return {};
 }
 
-// The value of an unlabeled metric line "name value"; -1 when absent.
 class HubProcessTest : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -67,12 +66,11 @@ class HubProcessTest : public ::testing::Test {
     peer_ = BinDir() + "/ferry-link-peer";
     ctl_ = BinDir() + "/ferryctl";
     data_ = dir_.Sub("hub-data");
-    CommandResult init = RunCommand({hub_bin_, "init", "--data-dir", data_});
-    ASSERT_EQ(init.exit_code, 0) << init.err << init.out;
-    fingerprint_ = FieldAfter(init.out, "hub fingerprint (agents pin this): ");
-    admin_ = FieldAfter(init.out, "admin token (shown once; keep it secret): ");
-    ASSERT_EQ(fingerprint_.rfind("fry1:", 0), 0u) << init.out;
-    ASSERT_FALSE(admin_.empty()) << init.out;
+    const HubInit init = InitHub(data_);
+    fingerprint_ = init.fingerprint;
+    admin_ = init.admin_token;
+    ASSERT_EQ(fingerprint_.rfind("fry1:", 0), 0u);
+    ASSERT_FALSE(admin_.empty());
   }
 
   void StartHub() {

@@ -39,7 +39,6 @@ namespace json = boost::json;
 using ::ferry::testing::BinDir;
 using ::ferry::testing::ChildProcess;
 using ::ferry::testing::CommandResult;
-using ::ferry::testing::FieldAfter;
 using ::ferry::testing::HttpRequest;
 using ::ferry::testing::HttpResult;
 using ::ferry::testing::RunCommand;
@@ -313,11 +312,10 @@ class PolicySyncProcessTest : public ::testing::Test {
     peer_ = BinDir() + "/ferry-link-peer";
     ctl_ = BinDir() + "/ferryctl";
     data_ = dir_.Sub("hub-data");
-    CommandResult init = RunCommand({hub_bin_, "init", "--data-dir", data_});
-    ASSERT_EQ(init.exit_code, 0) << init.err << init.out;
-    fingerprint_ = FieldAfter(init.out, "hub fingerprint (agents pin this): ");
-    admin_ = FieldAfter(init.out, "admin token (shown once; keep it secret): ");
-    ASSERT_FALSE(admin_.empty()) << init.out;
+    const ::ferry::testing::HubInit init = ::ferry::testing::InitHub(data_);
+    fingerprint_ = init.fingerprint;
+    admin_ = init.admin_token;
+    ASSERT_FALSE(admin_.empty());
     const std::string port_file = dir_.Sub("hub.port");
     hub_ = std::make_unique<ChildProcess>(
         std::vector<std::string>{hub_bin_, "run", "--data-dir", data_, "--listen", "127.0.0.1:0",

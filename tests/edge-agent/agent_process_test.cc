@@ -55,10 +55,10 @@ class AgentProcessTest : public ::testing::Test {
     agent_bin_ = BinDir() + "/ferry-agent";
     ctl_ = BinDir() + "/ferryctl";
     hub_data_ = dir_.Sub("hub");
-    CommandResult init = RunCommand({hub_bin_, "init", "--data-dir", hub_data_});
-    ASSERT_EQ(init.exit_code, 0) << init.err << init.out;
-    fingerprint_ = FieldAfter(init.out, "hub fingerprint (agents pin this): ");
-    admin_ = FieldAfter(init.out, "admin token (shown once; keep it secret): ");
+    const HubInit init = InitHub(hub_data_);
+    fingerprint_ = init.fingerprint;
+    admin_ = init.admin_token;
+    ASSERT_FALSE(admin_.empty());
     keyset_ = dir_.Sub("tenant.keyset");
     CommandResult keys = RunCommand(
         {ctl_, "keys", "init", "--out", keyset_, "--argon2-memory", "8", "--argon2-ops", "1"},
@@ -544,10 +544,10 @@ TEST_F(AgentProcessTest, HubDownLongerThanFailoverAfterSendsToTheNextHub) {
   WriteVolumeFiles(2, 64 << 10, 31);
   // Hub B: its own data dir, tenant and token.
   const std::string data_b = dir_.Sub("hub-b");
-  CommandResult init_b = RunCommand({hub_bin_, "init", "--data-dir", data_b});
-  ASSERT_EQ(init_b.exit_code, 0) << init_b.err;
-  const std::string fp_b = FieldAfter(init_b.out, "hub fingerprint (agents pin this): ");
-  const std::string admin_b = FieldAfter(init_b.out, "admin token (shown once; keep it secret): ");
+  const HubInit init_b = InitHub(data_b);
+  ASSERT_FALSE(init_b.admin_token.empty());
+  const std::string& fp_b = init_b.fingerprint;
+  const std::string& admin_b = init_b.admin_token;
   const std::string port_file_b = dir_.Sub("hub-b.port");
   ChildProcess hub_b({hub_bin_, "run", "--data-dir", data_b, "--listen", "127.0.0.1:0",
                       "--port-file", port_file_b, "--log-format", "text"},

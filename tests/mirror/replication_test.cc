@@ -52,6 +52,15 @@ class TestPolicy : public ReceiverPolicy {
   bool token_used = false;
 };
 
+// A Hello for this side's protocol version, request id 1.
+linkpb::Envelope HelloEnvelope() {
+  linkpb::Envelope hello;
+  hello.set_request_id(1);
+  hello.mutable_hello()->set_min_version(kLinkProtocolVersion);
+  hello.mutable_hello()->set_max_version(kLinkProtocolVersion);
+  return hello;
+}
+
 class ReplicationTest : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -369,10 +378,7 @@ TEST_F(ReplicationTest, UnenrolledKeyMayOnlyEnroll) {
   {
     // A sender that ignores the HelloAck and asks anyway is refused and cut.
     auto session = StartSession(/*enrolled=*/false);
-    linkpb::Envelope hello;
-    hello.set_request_id(1);
-    hello.mutable_hello()->set_min_version(kLinkProtocolVersion);
-    hello.mutable_hello()->set_max_version(kLinkProtocolVersion);
+    const linkpb::Envelope hello = HelloEnvelope();
     ASSERT_TRUE(session->sender_end->Send(hello).ok());
     linkpb::Envelope query;
     query.set_request_id(2);
@@ -581,10 +587,7 @@ TEST_F(ReplicationTest, UploadAckComesOnlyOnceItsChunksAreDurable) {
 
   ReplicationReceiver receiver(*target_, policy_, peer_key_, true);
   std::vector<linkpb::Envelope> out;
-  linkpb::Envelope hello;
-  hello.set_request_id(1);
-  hello.mutable_hello()->set_min_version(kLinkProtocolVersion);
-  hello.mutable_hello()->set_max_version(kLinkProtocolVersion);
+  const linkpb::Envelope hello = HelloEnvelope();
   ASSERT_TRUE(receiver.Handle(hello, out).ok());
   out.clear();
   linkpb::Envelope upload;
@@ -624,10 +627,7 @@ TEST_F(ReplicationTest, PolicySyncIsDeliveredDuringHello) {
   // Frames are queued: the peer's answers can be in place before Hello runs.
   ASSERT_TRUE(peer_end->Send(SyncEnvelope(7, {"{\"a\":1}", "{\"b\":2}"})).ok());
   ReplicationReceiver receiver(*target_, policy_, peer_key_, true);
-  linkpb::Envelope hello;
-  hello.set_request_id(1);
-  hello.mutable_hello()->set_min_version(kLinkProtocolVersion);
-  hello.mutable_hello()->set_max_version(kLinkProtocolVersion);
+  const linkpb::Envelope hello = HelloEnvelope();
   std::vector<linkpb::Envelope> out;
   ASSERT_TRUE(receiver.Handle(hello, out).ok());
   ASSERT_EQ(out.size(), 1u);
@@ -769,10 +769,7 @@ TEST_F(ReplicationTest, ListenAnswersPingsAndNeedsAnEnrolledKey) {
   {
     auto [sender_end, peer_end] = InMemoryChannel::CreatePair();
     ReplicationReceiver receiver(*target_, policy_, peer_key_, true);
-    linkpb::Envelope hello;
-    hello.set_request_id(1);
-    hello.mutable_hello()->set_min_version(kLinkProtocolVersion);
-    hello.mutable_hello()->set_max_version(kLinkProtocolVersion);
+    const linkpb::Envelope hello = HelloEnvelope();
     std::vector<linkpb::Envelope> out;
     ASSERT_TRUE(receiver.Handle(hello, out).ok());
     ASSERT_TRUE(peer_end->Send(out[0]).ok());

@@ -351,4 +351,18 @@ double MetricValue(const std::string& text, const std::string& name) {
   return std::atof(text.c_str() + at + name.size() + 2);
 }
 
+HubInit InitHub(const std::string& data_dir) {
+  CommandResult init = RunCommand({BinDir() + "/ferry-hub", "init", "--data-dir", data_dir});
+  HubInit out;
+  if (init.exit_code != 0) {
+    ADD_FAILURE() << "ferry-hub init failed: " << init.err << init.out;
+    return out;
+  }
+  out.fingerprint = FieldAfter(init.out, "hub fingerprint (agents pin this): ");
+  out.admin_token = FieldAfter(init.out, "admin token (shown once; keep it secret): ");
+  EXPECT_EQ(out.fingerprint.rfind("fry1:", 0), 0u) << init.out;
+  EXPECT_FALSE(out.admin_token.empty()) << init.out;
+  return out;
+}
+
 }  // namespace ferry::testing

@@ -47,6 +47,15 @@ std::string FieldAfter(const std::string& text, const std::string& label);
 // The value of an unlabelled metric in Prometheus text, or -1 when absent.
 double MetricValue(const std::string& text, const std::string& name);
 
+// `ferry-hub init --data-dir DIR` (the built binary): the fingerprint and
+// the first admin token it printed, both empty (and the test failed) if it
+// did not succeed.
+struct HubInit {
+  std::string fingerprint;
+  std::string admin_token;
+};
+HubInit InitHub(const std::string& data_dir);
+
 // The directory holding Ferry's built binaries (FERRY_BIN_DIR, set by CTest).
 std::string BinDir();
 
