@@ -7,7 +7,7 @@ Result<std::shared_ptr<const SecretBytes>> ChunkReader::Key(const KeyId& id) {
     std::lock_guard<std::mutex> lock(mu_);
     if (auto it = keys_.find(id); it != keys_.end()) return it->second;
   }
-  ASSIGN_OR_RETURN(Bytes wrapped, store_.WrappedKey(id));
+  ASSIGN_OR_RETURN(Bytes wrapped, source_.WrappedKey(id));
   ASSIGN_OR_RETURN(SecretBytes key, keyset_.UnwrapDataKey(id, wrapped));
   auto shared = std::make_shared<const SecretBytes>(std::move(key));
   std::lock_guard<std::mutex> lock(mu_);
@@ -28,7 +28,7 @@ Status ChunkReader::Read(const pb::ChunkRef& ref, Bytes& plaintext) {
 
 Status ChunkReader::Read(const ChunkId& id, uint32_t expected_size, Bytes& plaintext) {
   thread_local Bytes sealed;
-  RETURN_IF_ERROR(store_.ReadSealedChunk(id, sealed));
+  RETURN_IF_ERROR(source_.ReadSealedChunk(id, sealed));
   ASSIGN_OR_RETURN(SealedChunkHeader header, ParseSealedChunkHeader(sealed));
   if (header.plain_len != expected_size) {
     return DataLossError("chunk " + HexEncode(ByteView(id.data(), 8)) + " holds " +

@@ -2,24 +2,31 @@
 // its data key (cached), decrypt, decompress, and check the content against
 // its id and expected size.
 //
-// Errors: kNotFound (chunk or key absent from the store), kDataLoss (the
+// The source may be a local store or a remote one: nothing it returns is
+// trusted (the sealed bytes are authenticated with the id as associated
+// data, and the plaintext is checked against the id).
+//
+// Errors: kNotFound (chunk or key absent from the source), kDataLoss (the
 // bytes are damaged or do not match the id), kFailedPrecondition (the keyset
-// cannot decrypt: agent file or locked).
-// Thread-safety: thread-safe. `store` and `keyset` must outlive the reader.
+// cannot decrypt: agent file or locked); other errors of the source (e.g.
+// kUnavailable) pass through.
+// Thread-safety: thread-safe. `source` and `keyset` must outlive the reader.
 #pragma once
 
 #include <map>
 #include <mutex>
 
+#include <memory>
+
+#include "snapshot/chunk_source.h"
 #include "snapshot/keyset.h"
-#include "snapshot/local_store.h"
 #include "snapshot/manifest.h"
 
 namespace ferry::snapshot {
 
 class ChunkReader {
  public:
-  ChunkReader(LocalStore& store, const Keyset& keyset) : store_(store), keyset_(keyset) {}
+  ChunkReader(ChunkSource& source, const Keyset& keyset) : source_(source), keyset_(keyset) {}
 
   // Plaintext of chunk `id`, which must be `expected_size` bytes.
   Result<Bytes> Read(const ChunkId& id, uint32_t expected_size);
@@ -34,7 +41,7 @@ class ChunkReader {
 
  private:
   Result<std::shared_ptr<const SecretBytes>> Key(const KeyId& id);
-  LocalStore& store_;
+  ChunkSource& source_;
   const Keyset& keyset_;
   std::mutex mu_;
   std::map<KeyId, std::shared_ptr<const SecretBytes>> keys_;  // guarded by mu_

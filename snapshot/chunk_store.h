@@ -1,7 +1,9 @@
 // ChunkStore: a store of sealed chunks, wrapped data keys and snapshots, as
 // the receiving side of the link and the hub see it. It never needs keys:
 // everything in it is ciphertext, wrapped keys, signed manifests and
-// reference sets of chunk ids.
+// reference sets of chunk ids. It is both a ChunkSink (chunks go in) and a
+// ChunkSource (chunk_source.h: what restore and verify read), and adds
+// durability and snapshot commits.
 //
 // LocalStore (packs on a local filesystem, docs/format/store.md) is the one
 // implementation today; S3-compatible object storage comes behind this same
@@ -15,6 +17,7 @@
 #include "core/bytes.h"
 #include "core/status.h"
 #include "snapshot/chunk_sink.h"
+#include "snapshot/chunk_source.h"
 #include "snapshot/manifest.h"
 #include "snapshot/types.h"
 
@@ -22,14 +25,13 @@ namespace ferry::snapshot {
 
 struct SnapshotSummary;
 
-class ChunkStore : public ChunkSink {
+class ChunkStore : public ChunkSink, public ChunkSource {
  public:
   // (ChunkSink: ChunkSealedSize, PutChunk — not durable until Flush.)
+  // (ChunkSource: ReadSealedChunk, WrappedKey, and LoadManifest and ReadRefs
+  // of committed snapshots — a snapshot is readable once CommitSnapshot
+  // returned.)
 
-  // The sealed bytes of a stored chunk into `out`. kNotFound if absent.
-  virtual Status ReadSealedChunk(const ChunkId& id, Bytes& out) = 0;
-  // The wrapped data key with this id. kNotFound if absent.
-  virtual Result<Bytes> WrappedKey(const KeyId& id) = 0;
   // Makes everything put so far durable.
   virtual Status Flush() = 0;
   // Durability marks, to acknowledge writes as they become durable without
@@ -45,11 +47,6 @@ class ChunkStore : public ChunkSink {
   // the staged file over.
   virtual Status CommitSnapshot(const ParsedManifest& manifest,
                                 const std::string& staged_refs_path) = 0;
-  // A committed snapshot's manifest. kNotFound if absent.
-  virtual Result<ParsedManifest> LoadManifest(const SnapshotId& id) = 0;
-  // A committed snapshot's reference set (docs/format/refs.md), if at most
-  // `max_bytes` long (else kResourceExhausted).
-  virtual Result<Bytes> ReadRefs(const SnapshotId& id, uint64_t max_bytes) = 0;
   // A local directory for files being received (e.g. a reference set
   // arriving in parts), on the same filesystem as the store where it has one.
   virtual std::string staging_dir() const = 0;

@@ -8,12 +8,14 @@
 #include <algorithm>
 #include <atomic>
 #include <cerrno>
+#include <cstdint>
 #include <cstring>
 #include <deque>
 #include <future>
 #include <map>
 #include <mutex>
 #include <set>
+#include <tuple>
 
 #include "core/clock.h"
 #include "core/worker_pool.h"
@@ -146,8 +148,8 @@ class FdCloser {
 
 class Restorer {
  public:
-  Restorer(LocalStore& store, const Keyset& keyset, const RestoreOptions& options)
-      : reader_(store, keyset),
+  Restorer(ChunkSource& source, const Keyset& keyset, const RestoreOptions& options)
+      : reader_(source, keyset),
         options_(options),
         pool_(Workers(options.workers), 2 * Workers(options.workers) + 2),
         window_(4 * Workers(options.workers) + 4) {}
@@ -279,6 +281,7 @@ Status Restorer::RunFileJob(const std::shared_ptr<OpenFile>& file, const pb::Chu
         written += static_cast<size_t>(w);
       }
       bytes_written_.fetch_add(piece.length, std::memory_order_relaxed);
+      if (options_.on_progress) options_.on_progress(piece.length);
     }
   }
   if (f.remaining.fetch_sub(1) == 1) return FinishFile(f);
@@ -615,12 +618,73 @@ Result<RestoreReport> Restorer::Run(const ParsedManifest& m, const std::string& 
   return std::move(report_);
 }
 
-// Verify: the same walk, reading every chunk, writing nothing.
+// Forwards to a source, noting the id and sealed size of every chunk read
+// through it: what a remote verify matches the reference set against.
+class FetchRecorder final : public ChunkSource {
+ public:
+  explicit FetchRecorder(ChunkSource& source) : source_(source) {}
+
+  Status ReadSealedChunk(const ChunkId& id, Bytes& out) override {
+    RETURN_IF_ERROR(source_.ReadSealedChunk(id, out));
+    if (out.size() > UINT32_MAX) {
+      return DataLossError("chunk " + HexEncode(id) + " is " + std::to_string(out.size()) +
+                           " bytes sealed");
+    }
+    std::lock_guard<std::mutex> lock(mu_);
+    fetched_.push_back(RefEntry{id, static_cast<uint32_t>(out.size())});
+    // Chunks shared by many files are read once per use: compacting keeps
+    // the list proportional to the distinct chunks, amortized O(log n) each.
+    if (fetched_.size() >= compact_at_) {
+      SortUnique(fetched_);
+      compact_at_ = std::max(compact_at_, 2 * fetched_.size());
+    }
+    return OkStatus();
+  }
+  Result<Bytes> WrappedKey(const KeyId& id) override { return source_.WrappedKey(id); }
+  Result<ParsedManifest> LoadManifest(const SnapshotId& id) override {
+    return source_.LoadManifest(id);
+  }
+  Result<Bytes> ReadRefs(const SnapshotId& id, uint64_t max_bytes) override {
+    return source_.ReadRefs(id, max_bytes);
+  }
+
+  // Every (id, sealed size) read, sorted by id then size, without repeats.
+  // Call once no read is in flight.
+  std::vector<RefEntry> TakeSorted() {
+    std::lock_guard<std::mutex> lock(mu_);
+    SortUnique(fetched_);
+    return std::move(fetched_);
+  }
+
+ private:
+  static void SortUnique(std::vector<RefEntry>& v) {
+    auto key = [](const RefEntry& e) { return std::tie(e.id, e.sealed_size); };
+    std::sort(v.begin(), v.end(),
+              [&](const RefEntry& a, const RefEntry& b) { return key(a) < key(b); });
+    v.erase(std::unique(v.begin(), v.end(),
+                        [&](const RefEntry& a, const RefEntry& b) { return key(a) == key(b); }),
+            v.end());
+  }
+
+  ChunkSource& source_;
+  std::mutex mu_;
+  std::vector<RefEntry> fetched_;  // guarded by mu_
+  size_t compact_at_ = 1 << 16;    // guarded by mu_
+};
+
+// Verify: the same walk, reading every chunk, writing nothing; then the
+// reference set, checked against the local store's index and packs when
+// there is one (`local`), else against the chunks the walk read.
 class Verifier {
  public:
-  Verifier(LocalStore& store, const Keyset& keyset, size_t workers)
-      : store_(store),
-        reader_(store, keyset),
+  // `local` is `source` itself when it is a LocalStore, or null (remote).
+  Verifier(ChunkSource& source, LocalStore* local, const Keyset& keyset, size_t workers,
+           std::function<void(uint64_t)> on_progress)
+      : on_progress_(std::move(on_progress)),
+        source_(source),
+        local_(local),
+        recorder_(local == nullptr ? std::make_unique<FetchRecorder>(source) : nullptr),
+        reader_(recorder_ ? static_cast<ChunkSource&>(*recorder_) : source, keyset),
         pool_(Workers(workers), 2 * Workers(workers) + 2),
         window_(4 * Workers(workers) + 4) {}
 
@@ -630,37 +694,96 @@ class Verifier {
     report_.chunks_read += static_cast<uint64_t>(m.body.datasets(0).root_size());
     RETURN_IF_ERROR(VerifyDirectory(root, "/", 0));
     RETURN_IF_ERROR(Drain(0));
-    // The reference set: signed through the manifest, every entry indexed.
-    ASSIGN_OR_RETURN(std::unique_ptr<RefSetReader> refs,
-                     RefSetReader::Open(*Env::Default(), store_.RefsPath(m.id)));
-    RefEntry e;
-    std::set<std::string> packs;
-    while (refs->Next(e)) {
-      ASSIGN_OR_RETURN(std::optional<uint32_t> size, store_.ChunkSealedSize(e.id));
-      if (!size || *size != e.sealed_size) {
-        return DataLossError("chunk " + HexEncode(e.id) + " of the reference set is " +
-                             (size ? "stored with another size" : "missing from the store"));
-      }
-      ASSIGN_OR_RETURN(std::string pack, store_.PackOf(e.id));
-      packs.insert(std::move(pack));
-      ++report_.refs_checked;
-    }
-    RETURN_IF_ERROR(refs->status());
-    if (AsStringView(refs->digest()) != m.body.refs().digest() ||
-        report_.refs_checked != m.body.refs().count()) {
-      return DataLossError("the reference set does not match the manifest");
-    }
-    // The chunks decrypted above; the packs' own trailers must be intact too,
-    // since they are what rebuilds an index.
-    for (const std::string& pack : packs) {
-      RETURN_IF_ERROR(store_.VerifyPack(pack, /*entries=*/false));
-      ++report_.packs_checked;
+    if (local_ != nullptr) {
+      RETURN_IF_ERROR(CheckLocalRefsAndPacks(m));
+    } else {
+      report_.remote = true;
+      RETURN_IF_ERROR(CheckRefsAgainstWalk(m));
     }
     report_.seconds = static_cast<double>(Clock::Real()->MonotonicNanos() - start) / 1e9;
     return report_;
   }
 
  private:
+  // The reference set, streamed from its file: signed through the manifest,
+  // every entry indexed; then the packs that hold them.
+  Status CheckLocalRefsAndPacks(const ParsedManifest& m) {
+    ASSIGN_OR_RETURN(std::unique_ptr<RefSetReader> refs,
+                     RefSetReader::Open(*Env::Default(), local_->RefsPath(m.id)));
+    RefEntry e;
+    std::set<std::string> packs;
+    while (refs->Next(e)) {
+      ASSIGN_OR_RETURN(std::optional<uint32_t> size, local_->ChunkSealedSize(e.id));
+      if (!size || *size != e.sealed_size) {
+        return DataLossError("chunk " + HexEncode(e.id) + " of the reference set is " +
+                             (size ? "stored with another size" : "missing from the store"));
+      }
+      ASSIGN_OR_RETURN(std::string pack, local_->PackOf(e.id));
+      packs.insert(std::move(pack));
+      ++report_.refs_checked;
+    }
+    RETURN_IF_ERROR(refs->status());
+    RETURN_IF_ERROR(CheckRefsSummary(m, *refs));
+    // The chunks decrypted above; the packs' own trailers must be intact too,
+    // since they are what rebuilds an index.
+    for (const std::string& pack : packs) {
+      RETURN_IF_ERROR(local_->VerifyPack(pack, /*entries=*/false));
+      ++report_.packs_checked;
+    }
+    return OkStatus();
+  }
+
+  // The reference set, read whole through the source, is merged with the
+  // sorted (id, sealed size) pairs the walk read: both must hold the same
+  // ids with the same sizes. A mismatch is reported only once the object's
+  // checksum and the manifest's digest agree, so that a damaged object is
+  // reported as such rather than as a chunk it seems to lack.
+  Status CheckRefsAgainstWalk(const ParsedManifest& m) {
+    const std::vector<RefEntry> fetched = recorder_->TakeSorted();
+    ASSIGN_OR_RETURN(Bytes bytes, source_.ReadRefs(m.id, kMaxRemoteRefsBytes));
+    ASSIGN_OR_RETURN(std::unique_ptr<RefSetReader> refs,
+                     RefSetReader::FromBytes(std::move(bytes), HexEncode(m.id).substr(0, 12)));
+    Status mismatch;
+    auto note = [&](std::string message) {
+      if (mismatch.ok()) mismatch = DataLossError(std::move(message));
+    };
+    size_t i = 0;  // into `fetched`
+    RefEntry e;
+    while (refs->Next(e)) {
+      ++report_.refs_checked;
+      for (; i < fetched.size() && fetched[i].id < e.id; ++i) note(NotInRefs(fetched[i].id));
+      if (i == fetched.size() || fetched[i].id != e.id) {
+        note("chunk " + HexEncode(e.id) + " of the reference set is not used by the snapshot");
+        continue;
+      }
+      // The same id may have been returned with several sizes: each must match.
+      for (; i < fetched.size() && fetched[i].id == e.id; ++i) {
+        if (fetched[i].sealed_size != e.sealed_size) {
+          note("chunk " + HexEncode(e.id) + " was read with " +
+               std::to_string(fetched[i].sealed_size) +
+               " sealed bytes where the reference set says " + std::to_string(e.sealed_size));
+        }
+      }
+    }
+    RETURN_IF_ERROR(refs->status());
+    RETURN_IF_ERROR(CheckRefsSummary(m, *refs));
+    RETURN_IF_ERROR(mismatch);
+    if (i < fetched.size()) return DataLossError(NotInRefs(fetched[i].id));
+    return OkStatus();
+  }
+
+  static std::string NotInRefs(const ChunkId& id) {
+    return "chunk " + HexEncode(id) + " is used by the snapshot but not in its reference set";
+  }
+
+  Status CheckRefsSummary(const ParsedManifest& m, const RefSetReader& refs) {
+    if (AsStringView(refs.digest()) != m.body.refs().digest() ||
+        report_.refs_checked != m.body.refs().count()) {
+      return DataLossError("the reference set does not match the manifest");
+    }
+    return OkStatus();
+  }
+
   Status VerifyDirectory(const pb::Node& dir, const std::string& display, size_t depth) {
     if (depth > kMaxDepth) {
       return DataLossError(display + ": directories nested more than " + std::to_string(kMaxDepth) +
@@ -700,11 +823,15 @@ class Verifier {
       }
       ++report_.chunks_read;
       report_.bytes_read += *r;
+      if (on_progress_) on_progress_(*r);
     }
     return OkStatus();
   }
 
-  LocalStore& store_;
+  const std::function<void(uint64_t)> on_progress_;
+  ChunkSource& source_;
+  LocalStore* const local_;                  // null for a remote source
+  std::unique_ptr<FetchRecorder> recorder_;  // remote only: wraps source_ for reader_
   ChunkReader reader_;
   WorkerPool pool_;
   const size_t window_;
@@ -712,21 +839,42 @@ class Verifier {
   VerifyReport report_;
 };
 
+// The manifest of snapshot `id`, checked to be that snapshot's and to be
+// readable with `keyset`.
+Result<ParsedManifest> LoadManifestFor(ChunkSource& source, const Keyset& keyset,
+                                       const SnapshotId& id) {
+  ASSIGN_OR_RETURN(ParsedManifest m, source.LoadManifest(id));
+  // A source promises this; a remote one is not trusted to keep it.
+  if (m.id != id || SnapshotIdOf(m.envelope) != id) {
+    return DataLossError("the store returned another manifest for snapshot " + HexEncode(id));
+  }
+  RETURN_IF_ERROR(CheckKeyset(m, keyset));
+  return m;
+}
+
 }  // namespace
 
-Result<RestoreReport> RestoreSnapshot(LocalStore& store, const Keyset& keyset, const SnapshotId& id,
-                                      const std::string& target, const RestoreOptions& options) {
-  ASSIGN_OR_RETURN(ParsedManifest m, store.LoadManifest(id));
-  RETURN_IF_ERROR(CheckKeyset(m, keyset));
-  Restorer restorer(store, keyset, options);
+Result<RestoreReport> RestoreSnapshot(ChunkSource& source, const Keyset& keyset,
+                                      const SnapshotId& id, const std::string& target,
+                                      const RestoreOptions& options) {
+  ASSIGN_OR_RETURN(ParsedManifest m, LoadManifestFor(source, keyset, id));
+  Restorer restorer(source, keyset, options);
   return restorer.Run(m, target);
 }
 
 Result<VerifyReport> VerifySnapshot(LocalStore& store, const Keyset& keyset, const SnapshotId& id,
-                                    size_t workers) {
-  ASSIGN_OR_RETURN(ParsedManifest m, store.LoadManifest(id));
-  RETURN_IF_ERROR(CheckKeyset(m, keyset));
-  Verifier verifier(store, keyset, workers);
+                                    size_t workers,
+                                    const std::function<void(uint64_t)>& on_progress) {
+  ASSIGN_OR_RETURN(ParsedManifest m, LoadManifestFor(store, keyset, id));
+  Verifier verifier(store, &store, keyset, workers, on_progress);
+  return verifier.Run(m);
+}
+
+Result<VerifyReport> VerifySnapshot(ChunkSource& source, const Keyset& keyset, const SnapshotId& id,
+                                    size_t workers,
+                                    const std::function<void(uint64_t)>& on_progress) {
+  ASSIGN_OR_RETURN(ParsedManifest m, LoadManifestFor(source, keyset, id));
+  Verifier verifier(source, /*local=*/nullptr, keyset, workers, on_progress);
   return verifier.Run(m);
 }
 

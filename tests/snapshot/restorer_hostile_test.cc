@@ -25,6 +25,12 @@
 // component. Under --force, a symlink already in the target where the
 // snapshot has a directory or file is removed (unlinkat), not followed. The
 // tests below try every construction of that kind that the format allows.
+//
+// Restore and verify also run through a ChunkSource that is not a LocalStore
+// (ForwardingSource, standing in for a hub): the tests named "ThroughSource"
+// and "RemoteVerify" check that a remote restore is the same restore, that a
+// remote verify matches the reference set against the chunks the walk read,
+// and that what the source damages or refuses is reported.
 #include <dirent.h>
 #include <fcntl.h>
 #include <gtest/gtest.h>
@@ -39,15 +45,19 @@
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
+#include <functional>
 #include <initializer_list>
 #include <map>
 #include <memory>
+#include <mutex>
+#include <set>
 #include <string>
 #include <vector>
 
 #include "core/bytes.h"
 #include "core/env.h"
 #include "core/sodium.h"
+#include "snapshot/chunk_source.h"
 #include "snapshot/chunk_writer.h"
 #include "snapshot/keyset.h"
 #include "snapshot/local_store.h"
@@ -106,15 +116,18 @@ std::string RealPath(const std::string& path) {
 
 // Everything observable about a tree (types, modes, sizes, mtimes, contents,
 // link targets, inode numbers), one line per entry, for before/after checks.
-void FingerprintInto(const std::string& path, const std::string& rel, std::string& out) {
+// Without `inodes`, two restores of one snapshot have the same fingerprint.
+void FingerprintInto(const std::string& path, const std::string& rel, std::string& out,
+                     bool inodes = true) {
   struct stat st;
   if (::lstat(path.c_str(), &st) != 0) {
     out += rel + " missing\n";
     return;
   }
   out += rel + " mode=" + std::to_string(st.st_mode) + " size=" + std::to_string(st.st_size) +
-         " ino=" + std::to_string(st.st_ino) + " nlink=" + std::to_string(st.st_nlink) +
-         " mtime=" + std::to_string(st.st_mtim.tv_sec) + "." + std::to_string(st.st_mtim.tv_nsec);
+         (inodes ? " ino=" + std::to_string(st.st_ino) : std::string()) +
+         " nlink=" + std::to_string(st.st_nlink) + " mtime=" + std::to_string(st.st_mtim.tv_sec) +
+         "." + std::to_string(st.st_mtim.tv_nsec);
   if (S_ISREG(st.st_mode)) {
     out += " data=" + ToString(ReadFileOrDie(path));
   } else if (S_ISLNK(st.st_mode)) {
@@ -123,13 +136,13 @@ void FingerprintInto(const std::string& path, const std::string& rel, std::strin
   out += "\n";
   if (S_ISDIR(st.st_mode)) {
     for (const std::string& n : ListNames(path))
-      FingerprintInto(path + "/" + n, rel + "/" + n, out);
+      FingerprintInto(path + "/" + n, rel + "/" + n, out, inodes);
   }
 }
 
-std::string Fingerprint(const std::string& path) {
+std::string Fingerprint(const std::string& path, bool inodes = true) {
   std::string out;
-  FingerprintInto(path, ".", out);
+  FingerprintInto(path, ".", out, inodes);
   return out;
 }
 
@@ -172,6 +185,75 @@ pb::Node Symlink(const std::string& name, const std::string& target) {
   return n;
 }
 
+ChunkId IdOf(const pb::ChunkRef& ref) {
+  ChunkId id{};
+  EXPECT_EQ(ref.id().size(), id.size());
+  std::memcpy(id.data(), ref.id().data(), std::min(id.size(), ref.id().size()));
+  return id;
+}
+
+// A ChunkSource that is not a LocalStore, as a hub is: it forwards to one,
+// and can damage chunks or the reference set in transit or fail as an
+// unreachable hub does.
+class ForwardingSource final : public ChunkSource {
+ public:
+  explicit ForwardingSource(LocalStore& store) : store_(store) {}
+
+  Status ReadSealedChunk(const ChunkId& id, Bytes& out) override {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (unavailable_) return UnavailableError("hub unreachable (test)");
+    RETURN_IF_ERROR(store_.ReadSealedChunk(id, out));
+    if (corrupt_.count(id) != 0 && !out.empty()) out[out.size() / 2] ^= 0x01;
+    return OkStatus();
+  }
+  Result<Bytes> WrappedKey(const KeyId& id) override { return store_.WrappedKey(id); }
+  Result<ParsedManifest> LoadManifest(const SnapshotId& id) override {
+    return store_.LoadManifest(id);
+  }
+  Result<Bytes> ReadRefs(const SnapshotId& id, uint64_t max_bytes) override {
+    std::lock_guard<std::mutex> lock(mu_);
+    refs_max_bytes_ = max_bytes;
+    ASSIGN_OR_RETURN(Bytes refs, store_.ReadRefs(id, max_bytes));
+    if (corrupt_refs_at_ < refs.size()) refs[corrupt_refs_at_] ^= 0x01;
+    return refs;
+  }
+
+  // Flips a bit in the middle of this chunk's sealed bytes on every read.
+  void CorruptChunk(const ChunkId& id) {
+    std::lock_guard<std::mutex> lock(mu_);
+    corrupt_.insert(id);
+  }
+  // Flips a bit at this offset of the reference set.
+  void CorruptRefsAt(size_t offset) {
+    std::lock_guard<std::mutex> lock(mu_);
+    corrupt_refs_at_ = offset;
+  }
+  // Every chunk read fails with kUnavailable.
+  void SetUnavailable() {
+    std::lock_guard<std::mutex> lock(mu_);
+    unavailable_ = true;
+  }
+  void Reset() {
+    std::lock_guard<std::mutex> lock(mu_);
+    corrupt_.clear();
+    corrupt_refs_at_ = SIZE_MAX;
+    unavailable_ = false;
+  }
+  // The max_bytes of the last ReadRefs call.
+  uint64_t refs_max_bytes() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return refs_max_bytes_;
+  }
+
+ private:
+  LocalStore& store_;
+  std::mutex mu_;
+  std::set<ChunkId> corrupt_;          // guarded by mu_
+  size_t corrupt_refs_at_ = SIZE_MAX;  // guarded by mu_
+  bool unavailable_ = false;           // guarded by mu_
+  uint64_t refs_max_bytes_ = 0;        // guarded by mu_
+};
+
 class RestorerHostileTest : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -180,6 +262,7 @@ class RestorerHostileTest : public ::testing::Test {
     ASSERT_TRUE(store.ok()) << store.status().ToString();
     store_ = std::move(*store);
     writer_ = std::make_unique<ChunkWriter>(*keyset_, *store_);
+    source_ = std::make_unique<ForwardingSource>(*store_);
     parent_ = dir_.Sub("parent");
     target_ = parent_ + "/target";
     canary_ = parent_ + "/canary";
@@ -243,6 +326,7 @@ class RestorerHostileTest : public ::testing::Test {
 
     RefSetBuilder builder(*Env::Default(), store_->tmp_dir());
     for (const auto& [id, sealed_size] : refs_) {
+      if (drop_from_refs_.count(id) != 0) continue;
       EXPECT_TRUE(builder.Add(id, sealed_size).ok());
     }
     const std::string refs_path =
@@ -276,9 +360,101 @@ class RestorerHostileTest : public ::testing::Test {
     return CommitRootTreeBytes(TreeOf({RootNode(top)}).SerializeAsString());
   }
 
+  // Through the LocalStore, or through source_ with via_source_.
   Result<RestoreReport> Restore(const SnapshotId& id, RestoreOptions options = {}) {
     options.workers = 2;
+    if (via_source_) return RestoreSnapshot(*source_, *keyset_, id, target_, options);
     return RestoreSnapshot(*store_, *keyset_, id, target_, options);
+  }
+
+  Result<VerifyReport> VerifyLocal(const SnapshotId& id) {
+    return VerifySnapshot(*store_, *keyset_, id, 2);
+  }
+  Result<VerifyReport> VerifyRemote(const SnapshotId& id) {
+    return VerifySnapshot(*source_, *keyset_, id, 2);
+  }
+
+  // Starts a snapshot's reference set afresh: only chunks Put from now on
+  // (by default every chunk Put since the fixture started is listed).
+  void ForgetRefs() {
+    refs_.clear();
+    drop_from_refs_.clear();
+  }
+
+  // --- shared scenarios ---
+
+  // A well-formed crafted snapshot of every kind of entry: content, modes,
+  // mtimes, sparse holes, symlinks, hard links, empty files and dirs.
+  SnapshotId CommitPositiveControl() {
+    pb::Node big = File("big", "");
+    big.set_size(3 * 4);
+    *big.add_content() = Put("0123");
+    *big.add_content() = Put("4567");
+    *big.add_content() = Put("89ab");
+    pb::Node sparse = File("sparse", "");
+    sparse.set_size(1 << 20);
+    *sparse.add_content() = Put("ABCDExyz");  // one chunk spanning two extents
+    pb::Extent* e1 = sparse.add_extents();
+    e1->set_offset(4096);
+    e1->set_length(5);
+    pb::Extent* e2 = sparse.add_extents();
+    e2->set_offset(65536);
+    e2->set_length(3);
+    pb::Node linked_a = File("f", "link", 0640);
+    linked_a.set_hardlink_id(1);
+    pb::Node linked_b = File("g", "link", 0640);
+    linked_b.set_hardlink_id(1);
+    pb::Node a = File("a.txt", "hello", 0640);
+    a.set_mtime_ns(1'600'000'000'123'456'789);
+    return Commit(TreeOf({a, big, Dir("d", TreeOf({linked_a}), 0750), Dir("e", TreeOf({})),
+                          File("empty", "", 0600), linked_b, Symlink("ln", "d/f"), sparse}));
+  }
+
+  // Names that are not one path component, or not unique and sorted, reject
+  // the tree (kDataLoss) wherever the tree sits; nothing named by them appears.
+  void ExpectHostileNamesRejected() {
+    struct Case {
+      const char* what;
+      std::vector<std::string> names;  // the nodes of the bad tree, in this order
+    };
+    const std::vector<Case> cases = {
+        {"empty", {""}},
+        {"dot", {"."}},
+        {"dotdot", {".."}},
+        {"slash", {"a/b"}},
+        {"climb", {"../escape"}},
+        {"absolute", {"/abs"}},
+        {"NUL byte", {std::string("a\0b", 3)}},
+        {"256 bytes", {std::string(256, 'n')}},
+        {"duplicate", {"a", "a"}},
+        {"unsorted", {"b", "a"}},
+    };
+    for (const Case& c : cases) {
+      for (const bool nested : {false, true}) {
+        SCOPED_TRACE(std::string(c.what) + (nested ? " (in sub/)" : " (top level)"));
+        pb::Tree bad;
+        for (const std::string& n : c.names) *bad.add_nodes() = File(n, "pwned");
+        const SnapshotId id = nested ? Commit(TreeOf({Dir("sub", bad)})) : Commit(bad);
+        Result<RestoreReport> r = Restore(id);
+        EXPECT_TRUE(HasCode(r.status(), StatusCode::kDataLoss));
+        // At most the directory that held the bad tree was created, empty.
+        EXPECT_EQ(ListNames(target_),
+                  nested ? std::vector<std::string>{"sub"} : std::vector<std::string>{});
+        if (nested) {
+          EXPECT_TRUE(ListNames(target_ + "/sub").empty());
+        }
+        EXPECT_FALSE(Exists(parent_ + "/escape"));
+        EXPECT_FALSE(Exists("/abs"));
+        ExpectContained();
+        ResetTarget();
+      }
+    }
+    // The 255-byte limit is inclusive.
+    const SnapshotId ok = Commit(TreeOf({File(std::string(255, 'n'), "fine")}));
+    Result<RestoreReport> r = Restore(ok);
+    ASSERT_TRUE(r.ok()) << r.status().ToString();
+    EXPECT_EQ(ToString(ReadFileOrDie(target_ + "/" + std::string(255, 'n'))), "fine");
+    ExpectContained();
   }
 
   // --- containment ---
@@ -319,7 +495,10 @@ class RestorerHostileTest : public ::testing::Test {
   std::unique_ptr<Keyset> keyset_;
   std::unique_ptr<LocalStore> store_;
   std::unique_ptr<ChunkWriter> writer_;
+  std::unique_ptr<ForwardingSource> source_;
+  bool via_source_ = false;  // Restore() goes through source_
   std::map<ChunkId, uint32_t> refs_;
+  std::set<ChunkId> drop_from_refs_;  // Put, but left out of the reference set
   int commits_ = 0;
   std::string parent_;
   std::string target_;
@@ -330,29 +509,7 @@ class RestorerHostileTest : public ::testing::Test {
 // Positive control: a well-formed crafted snapshot restores exactly (content,
 // modes, mtimes, sparse holes, symlinks, hard links, empty files and dirs).
 TEST_F(RestorerHostileTest, HostileHelperPositiveControlRestoresExactly) {
-  pb::Node big = File("big", "");
-  big.set_size(3 * 4);
-  *big.add_content() = Put("0123");
-  *big.add_content() = Put("4567");
-  *big.add_content() = Put("89ab");
-  pb::Node sparse = File("sparse", "");
-  sparse.set_size(1 << 20);
-  *sparse.add_content() = Put("ABCDExyz");  // one chunk spanning two extents
-  pb::Extent* e1 = sparse.add_extents();
-  e1->set_offset(4096);
-  e1->set_length(5);
-  pb::Extent* e2 = sparse.add_extents();
-  e2->set_offset(65536);
-  e2->set_length(3);
-  pb::Node linked_a = File("f", "link", 0640);
-  linked_a.set_hardlink_id(1);
-  pb::Node linked_b = File("g", "link", 0640);
-  linked_b.set_hardlink_id(1);
-  pb::Node a = File("a.txt", "hello", 0640);
-  a.set_mtime_ns(1'600'000'000'123'456'789);
-  const SnapshotId id =
-      Commit(TreeOf({a, big, Dir("d", TreeOf({linked_a}), 0750), Dir("e", TreeOf({})),
-                     File("empty", "", 0600), linked_b, Symlink("ln", "d/f"), sparse}));
+  const SnapshotId id = CommitPositiveControl();
 
   Result<RestoreReport> r = Restore(id);
   ASSERT_TRUE(r.ok()) << r.status().ToString();
@@ -386,50 +543,7 @@ TEST_F(RestorerHostileTest, HostileHelperPositiveControlRestoresExactly) {
 
 // Names that are not one path component, or not unique and sorted, reject
 // the tree (kDataLoss) wherever the tree sits; nothing named by them appears.
-TEST_F(RestorerHostileTest, HostileNodeNamesAreRejected) {
-  struct Case {
-    const char* what;
-    std::vector<std::string> names;  // the nodes of the bad tree, in this order
-  };
-  const std::vector<Case> cases = {
-      {"empty", {""}},
-      {"dot", {"."}},
-      {"dotdot", {".."}},
-      {"slash", {"a/b"}},
-      {"climb", {"../escape"}},
-      {"absolute", {"/abs"}},
-      {"NUL byte", {std::string("a\0b", 3)}},
-      {"256 bytes", {std::string(256, 'n')}},
-      {"duplicate", {"a", "a"}},
-      {"unsorted", {"b", "a"}},
-  };
-  for (const Case& c : cases) {
-    for (const bool nested : {false, true}) {
-      SCOPED_TRACE(std::string(c.what) + (nested ? " (in sub/)" : " (top level)"));
-      pb::Tree bad;
-      for (const std::string& n : c.names) *bad.add_nodes() = File(n, "pwned");
-      const SnapshotId id = nested ? Commit(TreeOf({Dir("sub", bad)})) : Commit(bad);
-      Result<RestoreReport> r = Restore(id);
-      EXPECT_TRUE(HasCode(r.status(), StatusCode::kDataLoss));
-      // At most the directory that held the bad tree was created, empty.
-      EXPECT_EQ(ListNames(target_),
-                nested ? std::vector<std::string>{"sub"} : std::vector<std::string>{});
-      if (nested) {
-        EXPECT_TRUE(ListNames(target_ + "/sub").empty());
-      }
-      EXPECT_FALSE(Exists(parent_ + "/escape"));
-      EXPECT_FALSE(Exists("/abs"));
-      ExpectContained();
-      ResetTarget();
-    }
-  }
-  // The 255-byte limit is inclusive.
-  const SnapshotId ok = Commit(TreeOf({File(std::string(255, 'n'), "fine")}));
-  Result<RestoreReport> r = Restore(ok);
-  ASSERT_TRUE(r.ok()) << r.status().ToString();
-  EXPECT_EQ(ToString(ReadFileOrDie(target_ + "/" + std::string(255, 'n'))), "fine");
-  ExpectContained();
-}
+TEST_F(RestorerHostileTest, HostileNodeNamesAreRejected) { ExpectHostileNamesRejected(); }
 
 // Symlinks: absolute targets and targets that climb out of the restore
 // target are refused (listed, not created) unless allow_external_symlinks;
@@ -1081,6 +1195,173 @@ TEST_F(RestorerHostileTest, HostileDeepNestingIsRefusedNotACrash) {
     ExpectContained();
     remove_chain();
   }
+}
+
+// --- through a ChunkSource that is not a LocalStore (a hub) ---
+
+// A restore through the interface writes exactly what a local one writes,
+// and a remote verify passes, reading the same chunks; it skips the pack
+// checks (it has no packs) and matches every entry of the reference set to a
+// chunk the walk read instead.
+TEST_F(RestorerHostileTest, ThroughSourceRestoreIsByteIdenticalAndVerifies) {
+  const SnapshotId id = CommitPositiveControl();
+  Result<RestoreReport> local = Restore(id);
+  ASSERT_TRUE(local.ok()) << local.status().ToString();
+  const std::string local_tree = Fingerprint(target_, /*inodes=*/false);
+  ResetTarget();
+  via_source_ = true;
+  Result<RestoreReport> remote = Restore(id);
+  ASSERT_TRUE(remote.ok()) << remote.status().ToString();
+  EXPECT_EQ(Fingerprint(target_, /*inodes=*/false), local_tree);
+  EXPECT_EQ(StatOrDie(target_ + "/d/f").st_ino, StatOrDie(target_ + "/g").st_ino);
+  EXPECT_EQ(remote->files, local->files);
+  EXPECT_EQ(remote->directories, local->directories);
+  EXPECT_EQ(remote->symlinks, local->symlinks);
+  EXPECT_EQ(remote->hardlinks, local->hardlinks);
+  EXPECT_EQ(remote->bytes, local->bytes);
+  EXPECT_TRUE(remote->refused.empty());
+  ExpectContained();
+
+  Result<VerifyReport> lv = VerifyLocal(id);
+  ASSERT_TRUE(lv.ok()) << lv.status().ToString();
+  Result<VerifyReport> rv = VerifyRemote(id);
+  ASSERT_TRUE(rv.ok()) << rv.status().ToString();
+  EXPECT_FALSE(lv->remote);
+  EXPECT_GT(lv->packs_checked, 0u);
+  EXPECT_TRUE(rv->remote);
+  EXPECT_EQ(rv->packs_checked, 0u);
+  EXPECT_EQ(source_->refs_max_bytes(), kMaxRemoteRefsBytes);
+  EXPECT_EQ(rv->refs_checked, lv->refs_checked);
+  EXPECT_EQ(rv->refs_checked, refs_.size());
+  EXPECT_EQ(rv->chunks_read, lv->chunks_read);
+  EXPECT_EQ(rv->bytes_read, lv->bytes_read);
+  EXPECT_EQ(rv->files, lv->files);
+  EXPECT_EQ(rv->directories, lv->directories);
+}
+
+// Restore through the interface refuses hostile names exactly as a local one.
+TEST_F(RestorerHostileTest, ThroughSourceHostileNamesAreRejected) {
+  via_source_ = true;
+  ExpectHostileNamesRejected();
+}
+
+// A reference set that lacks a chunk the snapshot uses (a file's data, a
+// directory's tree, the root tree) fails a remote verify: a hub would
+// collect that chunk as garbage.
+TEST_F(RestorerHostileTest, RemoteVerifyRefusesRefsLackingAUsedChunk) {
+  enum class Drop { kFileData, kDirectoryTree, kRootTree };
+  struct Case {
+    const char* what;
+    Drop drop;
+  };
+  const std::vector<Case> cases = {
+      {"a file's data chunk", Drop::kFileData},
+      {"a directory's tree chunk", Drop::kDirectoryTree},
+      {"the root tree chunk", Drop::kRootTree},
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.what);
+    ForgetRefs();
+    const std::string tag = c.what;  // distinct content per case: no chunk is shared
+    const pb::Node file = File("f", "data of " + tag);
+    const pb::Node dir = Dir("d", TreeOf({File("g", "more of " + tag)}));
+    const pb::Tree top = TreeOf({dir, file});
+    const std::string root_bytes = TreeOf({RootNode(top)}).SerializeAsString();
+    switch (c.drop) {
+      case Drop::kFileData:
+        drop_from_refs_.insert(IdOf(file.content(0)));
+        break;
+      case Drop::kDirectoryTree:
+        drop_from_refs_.insert(IdOf(dir.content(0)));
+        break;
+      case Drop::kRootTree:
+        drop_from_refs_.insert(IdOf(Put(root_bytes)));  // the id Commit will store it under
+        break;
+    }
+    const SnapshotId id = CommitRootTreeBytes(root_bytes);
+    Result<VerifyReport> v = VerifyRemote(id);
+    EXPECT_TRUE(HasCode(v.status(), StatusCode::kDataLoss));
+    EXPECT_NE(v.status().message().find("is used by the snapshot but not in its reference set"),
+              std::string::npos)
+        << v.status().ToString();
+  }
+}
+
+// A reference set listing a chunk the snapshot does not use fails a remote
+// verify: the manifest would sign for more than the snapshot holds.
+TEST_F(RestorerHostileTest, RemoteVerifyRefusesRefsWithAnExtraChunk) {
+  ForgetRefs();
+  const pb::ChunkRef extra = Put("stored, listed, used by nothing");
+  const SnapshotId id = Commit(TreeOf({File("f", "data")}));
+  Result<VerifyReport> v = VerifyRemote(id);
+  EXPECT_TRUE(HasCode(v.status(), StatusCode::kDataLoss));
+  EXPECT_NE(v.status().message().find(HexEncode(IdOf(extra)) + " of the reference set is not used"),
+            std::string::npos)
+      << v.status().ToString();
+  // The same snapshot without the extra entry passes.
+  ForgetRefs();
+  ASSERT_TRUE(VerifyRemote(Commit(TreeOf({File("f", "data")}))).ok());
+}
+
+// Bytes the source damages in transit — a data chunk, a directory's tree,
+// the root tree, the reference set — fail a remote verify (and a restore)
+// with kDataLoss, though the store itself is intact.
+TEST_F(RestorerHostileTest, RemoteVerifyRefusesCorruptedBytes) {
+  ForgetRefs();
+  const pb::Node file = File("f", "some file data");
+  const pb::Node dir = Dir("d", TreeOf({File("g", "g data")}));
+  const pb::Tree top = TreeOf({dir, file});
+  const std::string root_bytes = TreeOf({RootNode(top)}).SerializeAsString();
+  const ChunkId root_id = IdOf(Put(root_bytes));
+  const SnapshotId id = CommitRootTreeBytes(root_bytes);
+  ASSERT_TRUE(VerifyRemote(id).ok());
+  struct Case {
+    const char* what;
+    std::function<void()> damage;
+  };
+  const std::vector<Case> cases = {
+      {"a data chunk", [&] { source_->CorruptChunk(IdOf(file.content(0))); }},
+      {"a directory's tree chunk", [&] { source_->CorruptChunk(IdOf(dir.content(0))); }},
+      {"the root tree chunk", [&] { source_->CorruptChunk(root_id); }},
+      {"the reference set's header", [&] { source_->CorruptRefsAt(9); }},
+      {"a reference set entry's size", [&] { source_->CorruptRefsAt(16 + 32); }},
+      {"the reference set's checksum", [&] { source_->CorruptRefsAt(16 + 36 * refs_.size()); }},
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.what);
+    source_->Reset();
+    c.damage();
+    Result<VerifyReport> v = VerifyRemote(id);
+    EXPECT_TRUE(HasCode(v.status(), StatusCode::kDataLoss));
+    via_source_ = true;
+    Result<RestoreReport> r = Restore(id);
+    // Restore does not read the reference set.
+    const bool refs_only = std::string(c.what).find("reference set") != std::string::npos;
+    EXPECT_TRUE(HasCode(r.status(), refs_only ? StatusCode::kOk : StatusCode::kDataLoss));
+    ExpectContained();
+    ResetTarget();
+    Result<VerifyReport> lv = VerifyLocal(id);
+    EXPECT_TRUE(lv.ok()) << lv.status().ToString();  // the store is intact
+  }
+}
+
+// Errors of the source other than absent or damaged data — here a hub that
+// cannot be reached — pass through unchanged, so the caller can retry; an
+// unknown snapshot is kNotFound.
+TEST_F(RestorerHostileTest, ThroughSourceErrorsPassThrough) {
+  const SnapshotId id = Commit(TreeOf({File("f", "data")}));
+  via_source_ = true;
+  source_->SetUnavailable();
+  EXPECT_TRUE(HasCode(VerifyRemote(id).status(), StatusCode::kUnavailable));
+  EXPECT_TRUE(HasCode(Restore(id).status(), StatusCode::kUnavailable));
+  ExpectContained();
+  ResetTarget();
+  source_->Reset();
+  SnapshotId unknown = id;
+  unknown[0] ^= 0xff;
+  EXPECT_TRUE(HasCode(VerifyRemote(unknown).status(), StatusCode::kNotFound));
+  EXPECT_TRUE(HasCode(Restore(unknown).status(), StatusCode::kNotFound));
+  EXPECT_FALSE(Exists(target_));
 }
 
 }  // namespace
