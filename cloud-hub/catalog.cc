@@ -116,6 +116,24 @@ CREATE INDEX sessions_by_tenant ON sessions (tenant, id);
 
 PRAGMA application_id = 1179145538;
 )sql"},
+    // 2: each agent's latest report (AgentReport on the link), and the
+    // policy of each snapshot (its ferry.policy label) for the status page.
+    {2, R"sql(
+CREATE TABLE agent_reports (
+  agent_id          INTEGER PRIMARY KEY REFERENCES agents (id),
+  pending_bytes     INTEGER NOT NULL CHECK (pending_bytes >= 0),
+  pending_snapshots INTEGER NOT NULL CHECK (pending_snapshots >= 0),
+  last_error        TEXT NOT NULL DEFAULT '' CHECK (length(CAST(last_error AS BLOB)) <= 1024),
+  last_error_unix   INTEGER NOT NULL DEFAULT 0,
+  reported_unix     INTEGER NOT NULL,
+  received_unix     INTEGER NOT NULL
+);
+
+ALTER TABLE snapshots ADD COLUMN policy TEXT NOT NULL DEFAULT '';
+UPDATE snapshots SET policy = json_extract(labels_json, '$."ferry.policy"')
+  WHERE json_valid(labels_json) AND json_type(labels_json, '$."ferry.policy"') = 'text';
+CREATE INDEX snapshots_by_policy ON snapshots (tenant, agent, policy, created_unix_ns);
+)sql"},
 };
 
 static_assert(std::size(kMigrations) > 0 &&
@@ -210,6 +228,30 @@ sodium::PublicKey KeyFromBlob(ByteView blob) {
 constexpr const char* kAgentColumns =
     "tenant, name, link_key, signing_key, labels_json, enrolled_unix, last_seen_unix, "
     "revoked_unix";
+// The same with the agent's latest report (NULLs when it never reported):
+// "SELECT " + kAgentWithReport + " WHERE ..." (read with ReadAgentWithReport).
+constexpr const char* kAgentWithReport =
+    "tenant, name, link_key, signing_key, labels_json, enrolled_unix, last_seen_unix, "
+    "revoked_unix, r.agent_id, r.pending_bytes, r.pending_snapshots, r.last_error, "
+    "r.last_error_unix, r.reported_unix, r.received_unix "
+    "FROM agents LEFT JOIN agent_reports r ON r.agent_id = agents.id";
+
+Agent ReadAgent(const sqlite::Statement& st);
+
+Agent ReadAgentWithReport(const sqlite::Statement& st) {
+  Agent a = ReadAgent(st);
+  if (!st.ColumnIsNull(8)) {
+    AgentReportRecord r;
+    r.pending_bytes = static_cast<uint64_t>(std::max<int64_t>(st.ColumnInt(9), 0));
+    r.pending_snapshots = static_cast<uint64_t>(std::max<int64_t>(st.ColumnInt(10), 0));
+    r.last_error = st.ColumnText(11);
+    r.last_error_unix = st.ColumnInt(12);
+    r.reported_unix = st.ColumnInt(13);
+    r.received_unix = st.ColumnInt(14);
+    a.report = std::move(r);
+  }
+  return a;
+}
 
 Agent ReadAgent(const sqlite::Statement& st) {
   Agent a;
@@ -391,6 +433,17 @@ Result<Role> ParseRole(std::string_view name) {
 }
 
 // ---- open and migrate ----
+
+Status CreateCatalogSchemaForTest(sqlite::Database& db, int64_t version) {
+  for (const Migration& m : kMigrations) {
+    if (m.version > version) break;
+    ASSIGN_OR_RETURN(sqlite::Transaction txn, sqlite::Transaction::Begin(db));
+    RETURN_IF_ERROR(db.Exec(m.sql));
+    RETURN_IF_ERROR(db.SetUserVersion(m.version));
+    RETURN_IF_ERROR(txn.Commit());
+  }
+  return OkStatus();
+}
 
 Catalog::Catalog(std::unique_ptr<sqlite::Database> db, Clock* clock)
     : db_(std::move(db)), clock_(clock) {}
@@ -758,24 +811,24 @@ Result<Agent> Catalog::RedeemJoinToken(std::string_view clear_token, const std::
 
 Result<Agent> Catalog::FindAgentByLinkKey(const sodium::PublicKey& link_key) {
   std::lock_guard lock(mu_);
-  std::string sql = std::string("SELECT ") + kAgentColumns + " FROM agents WHERE link_key = ?1";
+  std::string sql = std::string("SELECT ") + kAgentWithReport + " WHERE link_key = ?1";
   ASSIGN_OR_RETURN(sqlite::Statement st, db_->Prepare(sql));
   st.BindBlob(1, link_key);
   ASSIGN_OR_RETURN(bool row, st.Step());
   if (!row) return NotFoundError("no agent has this link key");
-  return ReadAgent(st);
+  return ReadAgentWithReport(st);
 }
 
 Result<Agent> Catalog::GetAgentLocked(const std::string& tenant, const std::string& name) {
   // The live agent of that name, else the most recently revoked one.
-  std::string sql = std::string("SELECT ") + kAgentColumns +
-                    " FROM agents WHERE tenant = ?1 AND name = ?2 "
+  std::string sql = std::string("SELECT ") + kAgentWithReport +
+                    " WHERE tenant = ?1 AND name = ?2 "
                     "ORDER BY revoked_unix = 0 DESC, id DESC LIMIT 1";
   ASSIGN_OR_RETURN(sqlite::Statement st, db_->Prepare(sql));
   st.Bind(1, tenant).Bind(2, name);
   ASSIGN_OR_RETURN(bool row, st.Step());
   if (!row) return NotFoundError("agent " + name + " not found in tenant " + tenant);
-  return ReadAgent(st);
+  return ReadAgentWithReport(st);
 }
 
 Result<Agent> Catalog::GetAgent(const std::string& tenant, const std::string& name) {
@@ -789,14 +842,14 @@ Result<std::vector<Agent>> Catalog::ListAgents(const std::string& tenant) {
   std::lock_guard lock(mu_);
   RETURN_IF_ERROR(CheckTenantLocked(tenant));
   std::string sql =
-      std::string("SELECT ") + kAgentColumns + " FROM agents WHERE tenant = ?1 ORDER BY name, id";
+      std::string("SELECT ") + kAgentWithReport + " WHERE tenant = ?1 ORDER BY name, agents.id";
   ASSIGN_OR_RETURN(sqlite::Statement st, db_->Prepare(sql));
   st.Bind(1, tenant);
   std::vector<Agent> out;
   while (true) {
     ASSIGN_OR_RETURN(bool row, st.Step());
     if (!row) break;
-    out.push_back(ReadAgent(st));
+    out.push_back(ReadAgentWithReport(st));
   }
   return out;
 }
@@ -827,6 +880,53 @@ Status Catalog::TouchAgent(const std::string& tenant, const std::string& name, i
   return OkStatus();
 }
 
+Status Catalog::SaveAgentReport(const std::string& tenant, const std::string& name,
+                                const AgentReportRecord& report) {
+  if (report.last_error.size() > kMaxReportErrorBytes) {
+    return InvalidArgumentError(
+        "agent report: last_error of " + std::to_string(report.last_error.size()) +
+        " bytes exceeds the limit of " + std::to_string(kMaxReportErrorBytes));
+  }
+  if (!IsValidUtf8(report.last_error)) {
+    return InvalidArgumentError("agent report: last_error is not UTF-8");
+  }
+  if (report.pending_bytes > static_cast<uint64_t>(INT64_MAX) || report.last_error_unix < 0 ||
+      report.reported_unix < 0) {
+    return InvalidArgumentError("agent report: a value is out of range");
+  }
+  std::lock_guard lock(mu_);
+  ASSIGN_OR_RETURN(sqlite::Transaction txn, sqlite::Transaction::Begin(*db_));
+  {
+    // Only a live agent reports (a revoked key has no session).
+    ASSIGN_OR_RETURN(
+        sqlite::CachedStatement st,
+        db_->Cached("INSERT INTO agent_reports (agent_id, pending_bytes, pending_snapshots, "
+                    "last_error, last_error_unix, reported_unix, received_unix) "
+                    "SELECT id, ?3, ?4, ?5, ?6, ?7, ?8 FROM agents WHERE tenant = ?1 AND "
+                    "name = ?2 AND revoked_unix = 0 "
+                    "ON CONFLICT (agent_id) DO UPDATE SET pending_bytes = excluded.pending_bytes, "
+                    "pending_snapshots = excluded.pending_snapshots, last_error = "
+                    "excluded.last_error, last_error_unix = excluded.last_error_unix, "
+                    "reported_unix = excluded.reported_unix, received_unix = "
+                    "excluded.received_unix"));
+    st->Bind(1, tenant).Bind(2, name).Bind(3, AsInt(report.pending_bytes));
+    st->Bind(4, AsInt(report.pending_snapshots)).Bind(5, report.last_error);
+    st->Bind(6, report.last_error_unix).Bind(7, report.reported_unix);
+    st->Bind(8, report.received_unix);
+    RETURN_IF_ERROR(st->Run());
+  }
+  if (db_->Changes() == 0) return NotFoundError("no live agent " + name + " in tenant " + tenant);
+  {
+    // A report is link activity too.
+    ASSIGN_OR_RETURN(sqlite::CachedStatement st,
+                     db_->Cached("UPDATE agents SET last_seen_unix = MAX(last_seen_unix, ?3) "
+                                 "WHERE tenant = ?1 AND name = ?2 AND revoked_unix = 0"));
+    st->Bind(1, tenant).Bind(2, name).Bind(3, report.received_unix);
+    RETURN_IF_ERROR(st->Run());
+  }
+  return txn.Commit();
+}
+
 // ---- snapshots ----
 
 Status Catalog::RecordSnapshot(const SnapshotRecord& s) {
@@ -846,13 +946,15 @@ Status Catalog::RecordSnapshot(const SnapshotRecord& s) {
     ASSIGN_OR_RETURN(
         sqlite::CachedStatement st,
         db_->Cached("INSERT INTO snapshots (tenant, id, agent, datasets_json, created_unix_ns, "
-                    "committed_unix, parent, chunks, sealed_bytes, logical_bytes, labels_json) "
-                    "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11) "
+                    "committed_unix, parent, chunks, sealed_bytes, logical_bytes, labels_json, "
+                    "policy) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12) "
                     "ON CONFLICT (tenant, id) DO NOTHING"));
     st->Bind(1, s.tenant).Bind(2, s.id).Bind(3, s.agent).Bind(4, StringsToJson(s.datasets));
     st->Bind(5, s.created_unix_ns).Bind(6, s.committed_unix).Bind(7, s.parent);
     st->Bind(8, AsInt(s.chunks)).Bind(9, AsInt(s.sealed_bytes)).Bind(10, AsInt(s.logical_bytes));
     st->Bind(11, LabelsToJson(s.labels));
+    auto policy = s.labels.find(std::string(kPolicyLabel));
+    st->Bind(12, policy == s.labels.end() ? std::string() : policy->second);
     RETURN_IF_ERROR(st->Run());
   }
   if (db_->Changes() == 0) return OkStatus();  // already recorded: the first record stands
@@ -900,6 +1002,42 @@ Result<SnapshotRecord> Catalog::GetSnapshot(const std::string& tenant, const std
   if (!row)
     return NotFoundError("snapshot " + QuoteForMessage(id) + " not found in tenant " + tenant);
   return ReadSnapshot(st);
+}
+
+Result<std::optional<SnapshotRecord>> Catalog::LastPolicySnapshot(const std::string& tenant,
+                                                                  const std::string& agent,
+                                                                  const std::string& policy,
+                                                                  const std::string& dataset) {
+  std::lock_guard lock(mu_);
+  // Newest first along snapshots_by_policy; the dataset filter skips the
+  // policy's other datasets (a run makes one snapshot per dataset).
+  ASSIGN_OR_RETURN(
+      sqlite::CachedStatement st,
+      db_->Cached("SELECT tenant, id, agent, datasets_json, created_unix_ns, committed_unix, "
+                  "parent, chunks, sealed_bytes, logical_bytes, labels_json FROM snapshots s "
+                  "WHERE tenant = ?1 AND agent = ?2 AND policy = ?3 AND (?4 = '' OR EXISTS "
+                  "(SELECT 1 FROM snapshot_datasets d WHERE d.tenant = s.tenant AND "
+                  "d.snapshot_id = s.id AND d.dataset = ?4)) "
+                  "ORDER BY created_unix_ns DESC, id DESC LIMIT 1"));
+  st->Bind(1, tenant).Bind(2, agent).Bind(3, policy).Bind(4, dataset);
+  ASSIGN_OR_RETURN(bool row, st->Step());
+  if (!row) return std::optional<SnapshotRecord>();
+  return std::optional<SnapshotRecord>(ReadSnapshot(*st));
+}
+
+Result<std::optional<SnapshotRecord>> Catalog::LastAgentSnapshot(const std::string& tenant,
+                                                                 const std::string& agent) {
+  std::lock_guard lock(mu_);
+  ASSIGN_OR_RETURN(
+      sqlite::CachedStatement st,
+      db_->Cached("SELECT tenant, id, agent, datasets_json, created_unix_ns, committed_unix, "
+                  "parent, chunks, sealed_bytes, logical_bytes, labels_json FROM snapshots "
+                  "WHERE tenant = ?1 AND agent = ?2 ORDER BY created_unix_ns DESC, id DESC "
+                  "LIMIT 1"));
+  st->Bind(1, tenant).Bind(2, agent);
+  ASSIGN_OR_RETURN(bool row, st->Step());
+  if (!row) return std::optional<SnapshotRecord>();
+  return std::optional<SnapshotRecord>(ReadSnapshot(*st));
 }
 
 Result<std::vector<std::pair<Agent, int64_t>>> Catalog::LastSnapshotTimes() {

@@ -21,6 +21,7 @@
 #include <mutex>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "core/clock.h"
@@ -31,11 +32,16 @@
 namespace ferry::hub {
 
 // The schema version this binary writes (PRAGMA user_version).
-inline constexpr int64_t kCatalogSchemaVersion = 1;
+inline constexpr int64_t kCatalogSchemaVersion = 2;
 // PRAGMA application_id of a hub catalog: "FHUB" as a big-endian u32.
 inline constexpr int64_t kCatalogApplicationId = 0x46485542;
 // Join tokens live at most this long (and at least 1 s).
 inline constexpr int64_t kMaxJoinTokenTtlSeconds = 30 * 24 * 3600;
+// The snapshot label naming the mirror policy whose run captured it (set by
+// ferry-agent); recorded as snapshots.policy.
+inline constexpr std::string_view kPolicyLabel = "ferry.policy";
+// Longest AgentReportRecord::last_error (bytes of UTF-8), as on the link.
+inline constexpr size_t kMaxReportErrorBytes = 1024;
 
 // Tenant and agent names: 1-63 characters of [a-z0-9-], starting with a
 // letter or digit (DNS-label-like: they appear in paths and metrics).
@@ -72,6 +78,17 @@ struct ApiToken {
   bool revoked = false;
 };
 
+// What an agent last reported about itself over the link (AgentReport,
+// docs/format/link.md): its backlog for this hub and its last error.
+struct AgentReportRecord {
+  uint64_t pending_bytes = 0;      // outbox bytes this hub has not committed yet
+  uint64_t pending_snapshots = 0;  // their snapshots
+  std::string last_error;          // "" = none; at most kMaxReportErrorBytes of UTF-8
+  int64_t last_error_unix = 0;     // the agent's clock; 0 with no error
+  int64_t reported_unix = 0;       // when the agent read the values (its clock)
+  int64_t received_unix = 0;       // when the hub stored the report (the hub's clock)
+};
+
 struct Agent {
   std::string tenant;
   std::string name;
@@ -82,6 +99,9 @@ struct Agent {
   int64_t last_seen_unix = 0;  // 0 = never after enrollment
   bool revoked = false;
   int64_t revoked_unix = 0;  // 0 while live
+  // The latest report (GetAgent, ListAgents, FindAgentByLinkKey); none if
+  // the agent never reported.
+  std::optional<AgentReportRecord> report;
 };
 
 // A join token as created (the clear token is returned only here).
@@ -138,6 +158,10 @@ struct SessionRecord {
   std::string end_status;
 };
 
+// Tests of migrations: applies the schema steps up to `version` (and no
+// further) to an empty database, as a hub of that version would have.
+Status CreateCatalogSchemaForTest(sqlite::Database& db, int64_t version);
+
 class Catalog {
  public:
   // Opens (creating if absent) the database file `path` (the hub uses
@@ -189,12 +213,28 @@ class Catalog {
   Result<std::vector<Agent>> ListAgents(const std::string& tenant);
   Status RevokeAgent(const std::string& tenant, const std::string& name);
   Status TouchAgent(const std::string& tenant, const std::string& name, int64_t now_unix);
+  // Replaces the live agent's report with `report` and moves its
+  // last_seen_unix up to report.received_unix. kNotFound for no live agent
+  // of that name; kInvalidArgument for a last_error over
+  // kMaxReportErrorBytes or not UTF-8, or a value out of range.
+  Status SaveAgentReport(const std::string& tenant, const std::string& name,
+                         const AgentReportRecord& report);
 
   // Snapshots. Idempotent: recording an id already recorded is OK (no change).
   Status RecordSnapshot(const SnapshotRecord& snapshot);
   Result<std::vector<SnapshotRecord>> ListSnapshots(const std::string& tenant,
                                                     const SnapshotFilter& filter);
   Result<SnapshotRecord> GetSnapshot(const std::string& tenant, const std::string& id);
+  // The newest snapshot (by capture time) of `agent` labelled
+  // ferry.policy=`policy` that holds `dataset` (any dataset when empty), or
+  // none. An index seek (snapshots_by_policy).
+  Result<std::optional<SnapshotRecord>> LastPolicySnapshot(const std::string& tenant,
+                                                           const std::string& agent,
+                                                           const std::string& policy,
+                                                           const std::string& dataset);
+  // The newest snapshot (by capture time) of `agent`, or none.
+  Result<std::optional<SnapshotRecord>> LastAgentSnapshot(const std::string& tenant,
+                                                          const std::string& agent);
   // Per live agent with at least one snapshot: the newest committed_unix
   // (for metrics).
   Result<std::vector<std::pair<Agent, int64_t>>> LastSnapshotTimes();

@@ -99,6 +99,27 @@ class HubPolicy final : public mirror::ReceiverPolicy {
     return OkStatus();
   }
 
+  Status OnAgentReport(const mirror::linkpb::AgentReport& report) override {
+    if (!agent_) return PermissionDeniedError("this key is not enrolled");
+    AgentReportRecord r;
+    r.pending_bytes = report.pending_bytes();
+    r.pending_snapshots = report.pending_snapshots();
+    r.last_error = report.last_error();
+    r.last_error_unix = report.last_error_unix();
+    r.reported_unix = report.reported_unix();
+    r.received_unix = NowUnix();
+    // Best-effort: a report that cannot be stored (a busy catalog, a
+    // revocation racing with it) is logged and counted, and replication
+    // goes on; the agent sends another when its values change.
+    if (Status s = catalog_.SaveAgentReport(agent_->tenant, agent_->name, r); !s.ok()) {
+      log::Warn("agent report of {}/{} not stored: {}", agent_->tenant, agent_->name, s.ToString());
+      metrics_.CountError("agent_report", std::string(StatusCodeName(s.code())));
+      return OkStatus();
+    }
+    metrics_.agent_reports.fetch_add(1);
+    return OkStatus();
+  }
+
  private:
   static ByteView AsBytes(const std::string& s) {
     return ByteView(reinterpret_cast<const uint8_t*>(s.data()), s.size());

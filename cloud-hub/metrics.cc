@@ -46,6 +46,8 @@ std::string Metrics::Render(const std::string& extra) const {
        n(http_requests.load()));
   Line(out, "ferry_hub_chunk_downloads_total", "counter", "Sealed chunks served over HTTP.",
        n(chunk_downloads.load()));
+  Line(out, "ferry_hub_agent_reports_total", "counter",
+       "Agent reports (pending bytes, last error) received and stored.", n(agent_reports.load()));
 
   out +=
       "# HELP ferry_hub_commit_seconds Time from a commit request to its acknowledgement.\n"

@@ -30,6 +30,7 @@ class Metrics {
   std::atomic<uint64_t> commits{0};
   std::atomic<uint64_t> http_requests{0};
   std::atomic<uint64_t> chunk_downloads{0};
+  std::atomic<uint64_t> agent_reports{0};  // AgentReports stored
 
   void ObserveCommitSeconds(double seconds);
   // Counts an error by type (a Status code name, e.g. "PERMISSION_DENIED")

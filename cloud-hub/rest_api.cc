@@ -9,6 +9,7 @@
 #include <utility>
 #include <vector>
 
+#include "cloud-hub/tenant_status.h"
 #include "core/bytes.h"
 #include "core/env.h"
 #include "core/log.h"
@@ -196,7 +197,8 @@ Result<int64_t> ParseTime(std::string_view what, std::string_view s) {
       " is not a time (Unix seconds, RFC 3339 like 2024-05-01T12:00:00Z, or a date 2024-05-01)");
   if (s.empty() || s.size() > 40) return bad;
   if (std::all_of(s.begin(), s.end(), [](char c) { return c >= '0' && c <= '9'; })) {
-    if (s.size() > 11) return bad;  // past the year 5000
+    // Nanoseconds since the epoch fit in int64 until 2262.
+    if (s.size() > 10 || std::stoll(std::string(s)) > 9'223'372'035LL) return bad;
     return static_cast<int64_t>(std::stoll(std::string(s))) * 1'000'000'000;
   }
   size_t pos = 0;
@@ -254,7 +256,13 @@ Result<int64_t> ParseTime(std::string_view what, std::string_view s) {
   tm.tm_sec = second == 60 ? 59 : second;  // a leap second reads as :59
   const std::time_t t = timegm(&tm);
   if (tm.tm_mday != day || tm.tm_mon != month - 1) return bad;  // e.g. 02-30 was normalised
-  return (static_cast<int64_t>(t) - offset_seconds) * 1'000'000'000 + frac_ns;
+  // Nanoseconds since the epoch fit in int64 from 1677 to 2262 only.
+  const int64_t secs = static_cast<int64_t>(t) - offset_seconds;
+  if (secs < -9'223'372'036LL || secs > 9'223'372'035LL) {
+    return InvalidArgumentError(std::string(what) + ": " + QuoteForMessage(s) +
+                                " is out of range (years 1678 to 2261)");
+  }
+  return secs * 1'000'000'000 + frac_ns;
 }
 
 // ---------------------------------------------------------------------------
@@ -410,6 +418,30 @@ json::object TenantJson(const Tenant& t) {
   return o;
 }
 
+// An RFC 3339 time, or null for 0 ("never").
+json::value TimeOrNull(int64_t unix_seconds) {
+  if (unix_seconds == 0) return nullptr;
+  return json::value(FormatRfc3339(unix_seconds * 1'000'000'000));
+}
+
+// What the agent last reported over the link (AgentReport); null fields
+// when it never reported.
+void AddReportFields(json::object& o, const Agent& a) {
+  if (!a.report) {
+    for (const char* key :
+         {"pending_bytes", "pending_snapshots", "last_error", "last_error_at", "reported_at"}) {
+      o[key] = nullptr;
+    }
+    return;
+  }
+  const AgentReportRecord& r = *a.report;
+  o["pending_bytes"] = r.pending_bytes;
+  o["pending_snapshots"] = r.pending_snapshots;
+  o["last_error"] = r.last_error.empty() ? json::value(nullptr) : json::value(r.last_error);
+  o["last_error_at"] = r.last_error.empty() ? json::value(nullptr) : TimeOrNull(r.last_error_unix);
+  o["reported_at"] = TimeOrNull(r.received_unix);
+}
+
 json::object AgentJson(const Agent& a) {
   json::object o;
   o["tenant"] = a.tenant;
@@ -422,6 +454,56 @@ json::object AgentJson(const Agent& a) {
   o["last_seen_unix"] = a.last_seen_unix;
   o["revoked"] = a.revoked;
   o["revoked_unix"] = a.revoked_unix;
+  AddReportFields(o, a);
+  return o;
+}
+
+// One row of the status page: a recovery point and the agent's report.
+json::object RecoveryJson(const Agent& a, const RecoveryPoint& p) {
+  json::object o;
+  o["agent"] = a.name;
+  if (p.last_snapshot) {
+    json::object snap;
+    snap["id"] = p.last_snapshot->id;
+    snap["created"] = FormatRfc3339(p.last_snapshot->created_unix_ns);
+    snap["committed_unix"] = p.last_snapshot->committed_unix;
+    o["last_snapshot"] = std::move(snap);
+  } else {
+    o["last_snapshot"] = nullptr;
+  }
+  o["age_seconds"] = p.age_seconds ? json::value(*p.age_seconds) : json::value(nullptr);
+  o["rpo_met"] = p.rpo_met ? json::value(*p.rpo_met) : json::value(nullptr);
+  AddReportFields(o, a);
+  o["last_seen"] = TimeOrNull(a.last_seen_unix);
+  return o;
+}
+
+json::object TenantStatusJson(const TenantStatus& t) {
+  json::array policies;
+  for (const PolicyStatus& p : t.policies) {
+    json::array rows;
+    for (const PolicyStatus::Row& row : p.agents) {
+      rows.emplace_back(RecoveryJson(t.agents[row.agent].agent, row.point));
+    }
+    json::object o;
+    o["policy"] = p.policy;
+    o["rpo_seconds"] = p.rpo_seconds ? json::value(*p.rpo_seconds) : json::value(nullptr);
+    o["agents"] = std::move(rows);
+    policies.emplace_back(std::move(o));
+  }
+  json::array agents;
+  for (const AgentStatus& a : t.agents) {
+    json::object o = RecoveryJson(a.agent, a.point);
+    json::array names;
+    for (const std::string& n : a.policies) names.emplace_back(n);
+    o["policies"] = std::move(names);
+    agents.emplace_back(std::move(o));
+  }
+  json::object o;
+  o["generated_at"] = FormatRfc3339(t.generated_unix * 1'000'000'000);
+  o["policies"] = std::move(policies);
+  o["agents"] = std::move(agents);
+  o["truncated"] = t.truncated;
   return o;
 }
 
@@ -606,6 +688,73 @@ Result<Reply> Readyz(Call& c) {
   return JsonReply(http::status::service_unavailable, o);
 }
 
+int64_t NowUnix(const RestContext& ctx) {
+  return (ctx.clock != nullptr ? ctx.clock : Clock::Real())->NowUnixNanos() / 1'000'000'000;
+}
+
+// Per tenant, policy and selected agent: whether the RPO is met and the age
+// of the newest snapshot; per live agent: its reported backlog. Computed at
+// scrape time from the catalog (ComputeTenantStatus, one index seek per
+// policy, agent and dataset).
+std::string RecoveryMetrics(Call& c) {
+  Result<std::vector<Tenant>> tenants = c.ctx.catalog->ListTenants();
+  if (!tenants.ok()) {
+    log::Warn("hub api: metrics: {}", tenants.status().ToString());
+    c.ctx.metrics->CountError("http", std::string(StatusCodeName(tenants.status().code())));
+    return "";
+  }
+  std::string rpo, age, pending_bytes, pending_snapshots;
+  const int64_t now = NowUnix(c.ctx);
+  for (const Tenant& t : *tenants) {
+    Result<TenantStatus> status = ComputeTenantStatus(*c.ctx.catalog, t.name, now, kMaxListItems);
+    if (!status.ok()) {
+      log::Warn("hub api: metrics: status of {}: {}", t.name, status.status().ToString());
+      c.ctx.metrics->CountError("http", std::string(StatusCodeName(status.status().code())));
+      continue;
+    }
+    const std::string tenant = "tenant=\"" + EscapeLabelValue(t.name) + "\"";
+    for (const PolicyStatus& p : status->policies) {
+      for (const PolicyStatus::Row& row : p.agents) {
+        const std::string labels = "{" + tenant + ",policy=\"" + EscapeLabelValue(p.policy) +
+                                   "\",agent=\"" +
+                                   EscapeLabelValue(status->agents[row.agent].agent.name) + "\"}";
+        if (row.point.rpo_met) {
+          rpo += "ferry_hub_policy_rpo_met" + labels + (*row.point.rpo_met ? " 1\n" : " 0\n");
+        }
+        if (row.point.age_seconds) {
+          age += "ferry_hub_policy_last_snapshot_age_seconds" + labels + " " +
+                 std::to_string(*row.point.age_seconds) + "\n";
+        }
+      }
+    }
+    for (const AgentStatus& a : status->agents) {
+      if (!a.agent.report) continue;
+      const std::string labels =
+          "{" + tenant + ",agent=\"" + EscapeLabelValue(a.agent.name) + "\"}";
+      pending_bytes += "ferry_hub_agent_pending_bytes" + labels + " " +
+                       std::to_string(a.agent.report->pending_bytes) + "\n";
+      pending_snapshots += "ferry_hub_agent_pending_snapshots" + labels + " " +
+                           std::to_string(a.agent.report->pending_snapshots) + "\n";
+    }
+  }
+  return "# HELP ferry_hub_policy_rpo_met 1 when the agent's newest snapshot for the policy is "
+         "younger than the policy's rpo, else 0 (policies with an rpo only).\n"
+         "# TYPE ferry_hub_policy_rpo_met gauge\n" +
+         rpo +
+         "# HELP ferry_hub_policy_last_snapshot_age_seconds Age of the agent's newest snapshot "
+         "for the policy (capture time; the oldest of the policy's datasets).\n"
+         "# TYPE ferry_hub_policy_last_snapshot_age_seconds gauge\n" +
+         age +
+         "# HELP ferry_hub_agent_pending_bytes Outbox bytes the agent last reported it still has "
+         "to deliver to this hub.\n"
+         "# TYPE ferry_hub_agent_pending_bytes gauge\n" +
+         pending_bytes +
+         "# HELP ferry_hub_agent_pending_snapshots Snapshots the agent last reported it still "
+         "has to deliver to this hub.\n"
+         "# TYPE ferry_hub_agent_pending_snapshots gauge\n" +
+         pending_snapshots;
+}
+
 Result<Reply> MetricsText(Call& c) {
   if (c.ctx.metrics == nullptr) return UnavailableError("no metrics configured");
   std::string extra;
@@ -625,6 +774,7 @@ Result<Reply> MetricsText(Call& c) {
       log::Warn("hub api: metrics: {}", times.status().ToString());
       c.ctx.metrics->CountError("http", std::string(StatusCodeName(times.status().code())));
     }
+    extra += RecoveryMetrics(c);
   }
   Reply r;
   r.content_type = "text/plain; version=0.0.4; charset=utf-8";
@@ -704,6 +854,12 @@ Result<Reply> GetAgent(Call& c) {
   RETURN_IF_ERROR(ValidateName("agent", c.args[1]));
   ASSIGN_OR_RETURN(Agent a, c.ctx.catalog->GetAgent(c.tenant(), c.args[1]));
   return JsonReply(http::status::ok, AgentJson(a));
+}
+
+Result<Reply> GetStatus(Call& c) {
+  ASSIGN_OR_RETURN(TenantStatus status,
+                   ComputeTenantStatus(*c.ctx.catalog, c.tenant(), NowUnix(c.ctx), kMaxListItems));
+  return JsonReply(http::status::ok, TenantStatusJson(status));
 }
 
 Result<Reply> RevokeAgent(Call& c) {
@@ -992,6 +1148,7 @@ const Route kRoutes[] = {
     {V::get, "/v1/tenants/{}/agents", Scope::kTenant, Role::kReader, {}, ListAgents},
     {V::get, "/v1/tenants/{}/agents/{}", Scope::kTenant, Role::kReader, {}, GetAgent},
     {V::post, "/v1/tenants/{}/agents/{}/revoke", Scope::kTenant, Role::kOperator, {}, RevokeAgent},
+    {V::get, "/v1/tenants/{}/status", Scope::kTenant, Role::kReader, {}, GetStatus},
 
     {V::get,
      "/v1/tenants/{}/snapshots",

@@ -5,7 +5,8 @@
 //   GET /healthz   alive (no auth)          GET /readyz   catalog and stores usable (no auth)
 //   GET /metrics   Prometheus text (no auth)
 //   /v1/...        Bearer-token API: tenants, enrollment tokens, agents,
-//                  snapshots, sealed chunks and data keys, policies, API tokens.
+//                  snapshots, sealed chunks and data keys, policies, API tokens,
+//                  the tenant's status (recovery points against RPOs).
 //
 // Every /v1 request is authorized against its token's tenant and role.
 // Errors are {"error": {"code": "NOT_FOUND", "message": "..."}} with the
@@ -20,6 +21,7 @@
 #include "cloud-hub/catalog.h"
 #include "cloud-hub/metrics.h"
 #include "cloud-hub/tenant_stores.h"
+#include "core/clock.h"
 #include "mirror/transport/link_server.h"
 
 namespace ferry::hub {
@@ -34,6 +36,9 @@ struct RestContext {
   std::string public_link_url;
   // Called after a policy changed (the link endpoint pushes it to agents).
   std::function<void(const std::string& tenant)> on_policy_change;
+  // "Now" for the status page and the RPO gauges (ages of snapshots); null =
+  // the real clock. Must outlive the API.
+  Clock* clock = nullptr;
 };
 
 class RestApi {

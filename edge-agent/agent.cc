@@ -153,6 +153,7 @@ Status Agent::Init() {
     };
     deps.on_committed = [this] { OnCommitted(); };
     deps.bandwidth_for = [this](const std::string& policy) { return BandwidthFor(policy); };
+    deps.run_error_for = [this](const std::string& hub) { return RunErrorFor(hub); };
     for (const HubLink& h : deps.hubs) {
       replicators_.push_back(std::make_unique<Replicator>(deps, h.name));
     }
@@ -271,6 +272,17 @@ void Agent::ReloadPolicies() {
     }
   }
   std::lock_guard lock(mu_);
+  // A policy no longer in force has no failed run to report.
+  bool dropped = false;
+  for (auto it = run_errors_.begin(); it != run_errors_.end();) {
+    const bool kept = std::any_of(out.begin(), out.end(),
+                                  [&](const PolicyEntry& e) { return e.policy.name == it->first; });
+    dropped = dropped || !kept;
+    it = kept ? std::next(it) : run_errors_.erase(it);
+  }
+  if (dropped) {
+    for (auto& r : replicators_) r->ReportChanged();
+  }
   policies_ = std::move(out);
   policy_errors_ = std::move(errors);
   policies_dirty_ = false;
@@ -298,6 +310,16 @@ uint64_t Agent::BandwidthFor(const std::string& policy) {
     return fallback == 0 ? limit : std::min(limit, fallback);
   }
   return fallback;
+}
+
+AgentError Agent::RunErrorFor(const std::string& hub) {
+  std::lock_guard lock(mu_);
+  AgentError newest;
+  for (const auto& [policy, e] : run_errors_) {
+    if (std::find(e.targets.begin(), e.targets.end(), hub) == e.targets.end()) continue;
+    if (newest.message.empty() || e.error.unix > newest.unix) newest = e.error;
+  }
+  return newest;
 }
 
 bool Agent::OutboxFull(uint64_t* used) {
@@ -458,9 +480,11 @@ RunResult Agent::RunPolicy(const mirror::MirrorPolicy& policy, bool scheduled, i
         break;
       }
       ++snapshots_taken_;
-      log::Info("captured {}: snapshot {}, {} files, {} bytes, {} new bytes stored in {:.2f} s",
-                d->name, HexEncode(report->id).substr(0, 16), report->files, report->bytes_logical,
-                report->bytes_stored, report->seconds);
+      log::Info(
+          "captured {}: snapshot {}, {} files, {} bytes, {} bytes read ({} files unchanged), {} "
+          "new bytes stored in {:.2f} s",
+          d->name, HexEncode(report->id).substr(0, 16), report->files, report->bytes_logical,
+          report->bytes_read, report->cache_hits, report->bytes_stored, report->seconds);
       captured.push_back({report->id, {d->name, HexEncode(report->id), report->bytes_stored}});
     }
   }
@@ -660,6 +684,16 @@ void Agent::SchedulerLoop() {
       std::lock_guard lock(mu_);
       running_.clear();
       last_results_[d.policy->name] = result;
+      // The hubs this policy targets hear of a failed run (and of the next
+      // good one) in the agent's reports.
+      const bool had_error = run_errors_.erase(d.policy->name) > 0;
+      if (!result.status.ok()) {
+        run_errors_[d.policy->name] = {d.policy->targets,
+                                       {result.status.ToString(), AgentClock::RealNow()}};
+      }
+      if (had_error || !result.status.ok()) {
+        for (auto& r : replicators_) r->ReportChanged();
+      }
       if (d.requested) request->results.push_back(std::move(result));
     }
     if (request) {

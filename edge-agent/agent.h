@@ -122,6 +122,9 @@ class Agent {
   // `force`).
   void Reclaim(bool force);
   uint64_t BandwidthFor(const std::string& policy);
+  // The newest failed run among the policies that target `hub` (for the
+  // replicators' reports to hubs).
+  AgentError RunErrorFor(const std::string& hub);
 
   const AgentConfig config_;
   const Options options_;
@@ -148,6 +151,12 @@ class Agent {
   uint64_t outbox_used_ = 0;                       // guarded by mu_
   std::string running_;                            // guarded by mu_: the policy being run
   std::map<std::string, RunResult> last_results_;  // guarded by mu_
+  // Policies whose last run failed: their targets and the error.
+  struct RunError {
+    std::vector<std::string> targets;
+    AgentError error;
+  };
+  std::map<std::string, RunError> run_errors_;  // guarded by mu_
 
   static constexpr std::chrono::milliseconds kReclaimInterval{5000};
   std::mutex reclaim_mu_;

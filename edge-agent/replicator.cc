@@ -8,6 +8,8 @@
 #include "core/version.h"
 #include "edge-agent/agent_clock.h"
 #include "mirror/link/link_channel.h"
+#include "mirror/replication/envelope_codec.h"
+#include "mirror/replication/replication_receiver.h"
 #include "mirror/replication/replication_sender.h"
 #include "mirror/transport/link_client.h"
 
@@ -22,6 +24,11 @@ struct Replicator::Session {
   std::unique_ptr<mirror::LinkChannel> channel;
   std::unique_ptr<mirror::ReplicationSender> sender;
   bool failover = false;  // connected to another hub than hub_
+  // Reports on this session (the replicator's thread only).
+  bool reported = false;  // the first one goes out right after the HelloAck
+  std::chrono::steady_clock::time_point last_report{};
+  std::chrono::steady_clock::time_point last_check{};
+  mirror::linkpb::AgentReport last_sent;  // reported_unix left 0
   ~Session() {
     if (channel) channel->Close(OkStatus());
   }
@@ -70,6 +77,7 @@ void Replicator::Stop() {
 }
 
 void Replicator::Wake() {
+  report_dirty_.store(true);  // new snapshots are pending
   {
     std::lock_guard lock(mu_);
     wake_ = true;
@@ -95,10 +103,77 @@ const HubLink* Replicator::Find(const std::string& name) const {
 
 void Replicator::SetError(const std::string& error) {
   std::lock_guard lock(mu_);
-  last_error_ = error;
+  SetErrorLocked(error);
 }
 
-std::unique_ptr<Replicator::Session> Replicator::ConnectTo(const HubLink& link) {
+void Replicator::SetErrorLocked(const std::string& error) {
+  last_error_ = error;
+  last_error_unix_ = error.empty() ? 0 : AgentClock::RealNow();
+  report_dirty_.store(true);
+}
+
+AgentError Replicator::LastError() {
+  AgentError e;
+  {
+    std::lock_guard lock(mu_);
+    e = {last_error_, last_error_unix_};
+  }
+  if (deps_.run_error_for) {
+    AgentError run = deps_.run_error_for(hub_);
+    if (!run.message.empty() && (e.message.empty() || run.unix >= e.unix)) e = std::move(run);
+  }
+  return e;
+}
+
+std::vector<mirror::linkpb::Envelope> Replicator::MaybeReport(Session& session) {
+  std::vector<mirror::linkpb::Envelope> out;
+  // A failover hub hears from its own replicator; this one reports to its
+  // hub only, and only to a hub that accepts reports (older hubs end the
+  // session on a message they do not know).
+  if (session.failover || !session.sender->PeerHas(mirror::kAgentReportCapability)) return out;
+  const auto now = std::chrono::steady_clock::now();
+  if (session.reported && now - session.last_report < kReportMinInterval) return out;
+  // Consumed only once a report may go out: a change during the interval
+  // is picked up when it ends.
+  const bool dirty = report_dirty_.exchange(false);
+  if (session.reported && !dirty && now - session.last_check < kReportRecheck) return out;
+  session.last_check = now;
+
+  mirror::linkpb::AgentReport report;
+  Result<std::vector<AgentState::Backlog>> backlogs = deps_.state->Backlogs();
+  if (!backlogs.ok()) {
+    log::Warn("report to {}: agent state: {}", hub_, backlogs.status().ToString());
+    report_dirty_.store(true);  // try again after the interval
+    session.reported = true;
+    session.last_report = now;
+    return out;
+  }
+  for (const AgentState::Backlog& b : *backlogs) {
+    if (b.target != hub_) continue;
+    report.set_pending_bytes(std::min<uint64_t>(b.bytes, INT64_MAX));
+    report.set_pending_snapshots(
+        static_cast<uint32_t>(std::min<uint64_t>(b.snapshots, UINT32_MAX)));
+  }
+  const AgentError error = LastError();
+  if (!error.message.empty()) {
+    report.set_last_error(mirror::BoundedUtf8(error.message, mirror::kMaxAgentReportErrorBytes));
+    report.set_last_error_unix(std::max<int64_t>(error.unix, 0));
+  }
+  if (session.reported && report.SerializeAsString() == session.last_sent.SerializeAsString()) {
+    return out;  // nothing new to say
+  }
+  session.last_sent = report;
+  session.reported = true;
+  session.last_report = now;
+  report.set_reported_unix(std::max<int64_t>(AgentClock::RealNow(), 0));
+  mirror::linkpb::Envelope e;
+  e.set_request_id(0);
+  *e.mutable_agent_report() = std::move(report);
+  out.push_back(std::move(e));
+  return out;
+}
+
+std::unique_ptr<Replicator::Session> Replicator::ConnectTo(const HubLink& link, bool failover) {
   mirror::transport::LinkClientOptions options;
   options.connect_timeout = std::chrono::seconds(10);
   auto connection =
@@ -109,6 +184,7 @@ std::unique_ptr<Replicator::Session> Replicator::ConnectTo(const HubLink& link) 
   }
   auto session = std::make_unique<Session>();
   session->link = link;
+  session->failover = failover;
   session->connection = *connection;
   session->channel = std::make_unique<mirror::LinkChannel>(session->connection);
   mirror::SenderOptions options_s;
@@ -118,6 +194,10 @@ std::unique_ptr<Replicator::Session> Replicator::ConnectTo(const HubLink& link) 
   options_s.on_policy_sync = [this, from](const mirror::linkpb::PolicySync& sync) {
     if (deps_.on_policy_sync) deps_.on_policy_sync(from, sync);
   };
+  // Asked by the sender between its frames, on this thread, while the
+  // session (which owns the sender) lives.
+  Session* raw = session.get();
+  options_s.unsolicited = [this, raw] { return MaybeReport(*raw); };
   session->sender =
       std::make_unique<mirror::ReplicationSender>(*session->channel, *deps_.outbox, options_s);
   if (Status s = session->sender->Hello(); !s.ok()) {
@@ -130,7 +210,7 @@ std::unique_ptr<Replicator::Session> Replicator::ConnectTo(const HubLink& link) 
 std::unique_ptr<Replicator::Session> Replicator::Connect() {
   const HubLink* primary = Find(hub_);
   if (primary != nullptr) {
-    if (auto s = ConnectTo(*primary)) {
+    if (auto s = ConnectTo(*primary, /*failover=*/false)) {
       std::lock_guard lock(mu_);
       if (down_since_ != 0) log::Info("hub {} is reachable again", hub_);
       down_since_ = 0;
@@ -164,12 +244,11 @@ std::unique_ptr<Replicator::Session> Replicator::Connect() {
       std::lock_guard lock(mu_);
       return last_error_;
     }();
-    if (auto s = ConnectTo(*link)) {
-      s->failover = true;
+    if (auto s = ConnectTo(*link, /*failover=*/true)) {
       std::lock_guard lock(mu_);
       endpoint_ = link->name;
-      last_error_ = "failing over to " + link->name + " (" + hub_ + " down for " +
-                    std::to_string(down_for) + " s: " + primary_error + ")";
+      SetErrorLocked("failing over to " + link->name + " (" + hub_ + " down for " +
+                     std::to_string(down_for) + " s: " + primary_error + ")");
       return s;
     }
   }
@@ -226,6 +305,7 @@ bool Replicator::Deliver(Session& session, const Delivery& d) {
       return false;
     }
     ++commits_;
+    report_dirty_.store(true);  // less is pending
     log::Info("snapshot {} of {} committed at {}: {} of {} chunks sent ({} bytes){}",
               id_hex.substr(0, 16), d.snapshot.dataset, session.link.name, report->chunks_sent,
               report->chunks_referenced, report->bytes_sent,
@@ -233,7 +313,7 @@ bool Replicator::Deliver(Session& session, const Delivery& d) {
     {
       std::lock_guard lock(mu_);
       backoff_ = deps_.config->replication.backoff_initial;
-      if (!session.failover) last_error_.clear();
+      if (!session.failover) SetErrorLocked("");
     }
     if (deps_.on_committed) deps_.on_committed();
     return !session.failover;  // after a failover delivery, try the hub again first
@@ -330,6 +410,7 @@ json::object Replicator::StatusJson() const {
   o["endpoint"] = endpoint_;
   o["state"] = state_;
   o["last_error"] = last_error_;
+  o["last_error_unix"] = last_error_unix_;
   o["down_since_unix"] = down_since_;
   if (!current_.empty()) {
     json::object current = current_;

@@ -16,11 +16,21 @@
 // attempt stays queued (never dropped) and is retried; its reason is shown in
 // the status.
 //
+// On each session with its own hub (not a failover hub) whose HelloAck lists
+// the "agent_report" capability, it reports what the hub cannot know: the
+// snapshots and bytes still to deliver to that hub and the agent's last error
+// (this replicator's, or a failed run of a policy that targets the hub,
+// whichever is newer). One report right after the HelloAck, then one
+// whenever the values change, at most one every kReportMinInterval
+// (coalesced), sent from this replicator's thread between the frames of the
+// session (docs/format/link.md, "Agent report").
+//
 // Thread-safety: thread-safe; one thread of its own.
 #pragma once
 
 #include <atomic>
 #include <boost/json.hpp>
+#include <chrono>
 #include <condition_variable>
 #include <functional>
 #include <memory>
@@ -46,6 +56,12 @@ struct HubLink {
   std::string fingerprint;
 };
 
+// An error with the time it happened (Unix seconds, real clock); empty = none.
+struct AgentError {
+  std::string message;
+  int64_t unix = 0;
+};
+
 struct ReplicatorDeps {
   const AgentConfig* config = nullptr;
   const mirror::StaticIdentity* identity = nullptr;
@@ -58,6 +74,9 @@ struct ReplicatorDeps {
   std::function<void()> on_committed;
   // The upload limit in force now for a policy's snapshots (0 = unlimited).
   std::function<uint64_t(const std::string& policy)> bandwidth_for;
+  // The newest failed run of a policy that targets `hub` and has not run
+  // well since (empty: none). Called on the replicator's thread. Optional.
+  std::function<AgentError(const std::string& hub)> run_error_for;
 };
 
 class Replicator {
@@ -76,9 +95,19 @@ class Replicator {
   void Wake();
   // Re-reads the bandwidth limit (windows change with the time of day).
   void RefreshBandwidth();
+  // Something the hub's report shows may have changed (a policy run failed
+  // or went well again): the next report is built within
+  // kReportMinInterval. Cheap; any thread.
+  void ReportChanged() { report_dirty_.store(true); }
+
+  // Reports are coalesced to at most one per this interval per session;
+  // without a known change they are rebuilt (and sent only if different)
+  // every kReportRecheck.
+  static constexpr std::chrono::milliseconds kReportMinInterval{2000};
+  static constexpr std::chrono::milliseconds kReportRecheck{30000};
 
   // {"hub", "connected", "endpoint", "state", "last_error", "down_since_unix",
-  //  "current": {...}, "commits", "bytes_sent", "reconnects"}
+  //  "last_error_unix", "current": {...}, "commits", "bytes_sent", "reconnects"}
   boost::json::object StatusJson() const;
   uint64_t bytes_sent() const { return bytes_sent_total_.load(); }
   uint64_t commits() const { return commits_.load(); }
@@ -90,11 +119,17 @@ class Replicator {
   // Connects to the hub, or to the failover hub when the hub has been down
   // long enough. Null on failure (status updated).
   std::unique_ptr<Session> Connect();
-  std::unique_ptr<Session> ConnectTo(const HubLink& link);
+  std::unique_ptr<Session> ConnectTo(const HubLink& link, bool failover);
   // Pushes one delivery. Returns false if the session must be dropped.
   bool Deliver(Session& session, const Delivery& delivery);
   void Backoff();
   void SetError(const std::string& error);
+  void SetErrorLocked(const std::string& error);  // mu_ held
+  // On this thread, from the sender (SenderOptions::unsolicited): the
+  // AgentReport to send on `session` now, if one is due and the values
+  // differ from the last one sent on it.
+  std::vector<mirror::linkpb::Envelope> MaybeReport(Session& session);
+  AgentError LastError();
   const HubLink* Find(const std::string& name) const;
 
   const ReplicatorDeps deps_;
@@ -108,6 +143,7 @@ class Replicator {
   std::string state_ = "starting";  // guarded by mu_
   std::string endpoint_;            // guarded by mu_
   std::string last_error_;          // guarded by mu_
+  int64_t last_error_unix_ = 0;     // guarded by mu_ (real Unix s; 0 with no error)
   int64_t down_since_ = 0;          // guarded by mu_ (real Unix s; 0 = up)
   std::string current_policy_;      // guarded by mu_
   boost::json::object current_;     // guarded by mu_
@@ -118,6 +154,7 @@ class Replicator {
   std::atomic<uint64_t> bytes_sent_total_{0};
   std::atomic<uint64_t> commits_{0};
   std::atomic<uint64_t> reconnects_{0};
+  std::atomic<bool> report_dirty_{true};
   std::thread thread_;
 };
 

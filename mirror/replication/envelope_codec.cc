@@ -1,6 +1,7 @@
 #include "mirror/replication/envelope_codec.h"
 
 #include <algorithm>
+#include <cstdint>
 #include <limits>
 
 namespace ferry::mirror {
@@ -69,6 +70,51 @@ Status StatusFromError(const linkpb::Error& error) {
   return Status(static_cast<StatusCode>(code), "peer: " + error.message());
 }
 
+std::string BoundedUtf8(std::string_view text, size_t max_bytes) {
+  std::string out;
+  out.reserve(std::min(text.size(), max_bytes));
+  size_t i = 0;
+  while (i < text.size()) {
+    const auto byte = [&](size_t k) { return static_cast<unsigned char>(text[k]); };
+    const unsigned char c = byte(i);
+    size_t n = 0;  // continuation bytes
+    uint32_t cp = 0;
+    if (c < 0x80) {
+      n = 0;
+      cp = c;
+    } else if (c >= 0xc2 && c <= 0xdf) {
+      n = 1;
+      cp = c & 0x1fu;
+    } else if (c >= 0xe0 && c <= 0xef) {
+      n = 2;
+      cp = c & 0x0fu;
+    } else if (c >= 0xf0 && c <= 0xf4) {
+      n = 3;
+      cp = c & 0x07u;
+    } else {
+      n = SIZE_MAX;  // never a valid first byte
+    }
+    bool valid = n != SIZE_MAX && i + n < text.size();
+    for (size_t k = 1; valid && k <= n; ++k) {
+      valid = (byte(i + k) & 0xc0u) == 0x80u;
+      cp = (cp << 6) | (byte(i + k) & 0x3fu);
+    }
+    valid = valid && !(n == 2 && cp < 0x800) && !(n == 3 && (cp < 0x10000 || cp > 0x10ffff)) &&
+            !(cp >= 0xd800 && cp <= 0xdfff);
+    // An invalid byte becomes '?' and is skipped alone; a valid sequence is
+    // kept whole or, when it does not fit, not at all.
+    const size_t len = valid ? n + 1 : 1;
+    if (out.size() + len > max_bytes) break;
+    if (valid) {
+      out.append(text.substr(i, len));
+    } else {
+      out += '?';
+    }
+    i += len;
+  }
+  return out;
+}
+
 const char* BodyName(const linkpb::Envelope& e) {
   switch (e.body_case()) {
     case linkpb::Envelope::kHello:
@@ -103,6 +149,8 @@ const char* BodyName(const linkpb::Envelope& e) {
       return "ping";
     case linkpb::Envelope::kPong:
       return "pong";
+    case linkpb::Envelope::kAgentReport:
+      return "agent_report";
     case linkpb::Envelope::BODY_NOT_SET:
       return "nothing";
   }

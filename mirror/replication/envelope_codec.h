@@ -2,6 +2,9 @@
 // frame gets before anything acts on it.
 #pragma once
 
+#include <string>
+#include <string_view>
+
 #include "core/bytes.h"
 #include "mirror/replication/frame_channel.h"
 
@@ -25,6 +28,13 @@ Result<linkpb::Envelope> DecodeEnvelope(ByteView frame, uint64_t max_frame_bytes
 linkpb::Envelope ErrorEnvelope(uint64_t request_id, const Status& status);
 // The Status an Error frame carries (kUnknown for an unrecognised code).
 Status StatusFromError(const linkpb::Error& error);
+
+// `text` as well-formed UTF-8 of at most `max_bytes` bytes: each byte that
+// is not part of a valid sequence (overlong forms, surrogates and code
+// points past U+10FFFF included) becomes '?', and the text is cut before the
+// first character that would not fit whole. For strings a peer must accept
+// (proto3 strings are UTF-8) under a size limit, e.g. AgentReport.last_error.
+std::string BoundedUtf8(std::string_view text, size_t max_bytes);
 
 // "missing_query" etc. for messages.
 const char* BodyName(const linkpb::Envelope& envelope);

@@ -1,6 +1,7 @@
 #include "mirror/replication/replication_receiver.h"
 
 #include <algorithm>
+#include <cstdint>
 
 #include "core/log.h"
 #include "core/version.h"
@@ -30,6 +31,21 @@ Status Violation(const std::string& what) {
 }
 
 }  // namespace
+
+Status ValidateAgentReport(const linkpb::AgentReport& r) {
+  if (r.last_error().size() > kMaxAgentReportErrorBytes) {
+    return InvalidArgumentError(
+        "agent_report.last_error of " + std::to_string(r.last_error().size()) +
+        " bytes exceeds the limit of " + std::to_string(kMaxAgentReportErrorBytes));
+  }
+  if (r.last_error_unix() < 0 || r.reported_unix() < 0) {
+    return InvalidArgumentError("agent_report: negative time");
+  }
+  if (r.pending_bytes() > static_cast<uint64_t>(INT64_MAX)) {
+    return InvalidArgumentError("agent_report.pending_bytes out of range");
+  }
+  return OkStatus();
+}
 
 ReplicationReceiver::ReplicationReceiver(snapshot::ChunkStore& store, ReceiverPolicy& policy,
                                          const sodium::PublicKey& peer, bool peer_enrolled,
@@ -93,6 +109,9 @@ Status ReplicationReceiver::Handle(const linkpb::Envelope& in, std::vector<linkp
       }
       case linkpb::Envelope::kPong:
         break;
+      case linkpb::Envelope::kAgentReport:
+        s = HandleAgentReport(in);
+        break;
       case linkpb::Envelope::kError:
         s = StatusFromError(in.error());
         if (s.ok()) s = AbortedError("peer sent an error without a code");
@@ -126,6 +145,7 @@ Status ReplicationReceiver::HandleHello(const linkpb::Envelope& in,
   ack->set_upload_window_bytes(options_.upload_window_bytes);
   ack->set_max_query_ids(options_.max_query_ids);
   ack->set_enrolled(peer_enrolled_);
+  ack->add_capabilities(std::string(kAgentReportCapability));
   out.push_back(std::move(e));
   return OkStatus();
 }
@@ -140,6 +160,14 @@ Status ReplicationReceiver::HandleEnroll(const linkpb::Envelope& in,
   out.push_back(std::move(e));
   // The session ends here: the now-enrolled key reconnects for real work.
   return CancelledError("enrolled; reconnect to replicate");
+}
+
+Status ReplicationReceiver::HandleAgentReport(const linkpb::Envelope& in) {
+  // Not answered: the sender does not wait for anything.
+  RETURN_IF_ERROR(ValidateAgentReport(in.agent_report()));
+  RETURN_IF_ERROR(policy_.OnAgentReport(in.agent_report()));
+  ++stats_.reports;
+  return OkStatus();
 }
 
 Status ReplicationReceiver::HandleQuery(const linkpb::Envelope& in,

@@ -18,6 +18,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "mirror/replication/frame_channel.h"
@@ -27,6 +28,16 @@
 namespace ferry::mirror {
 
 inline constexpr uint32_t kLinkProtocolVersion = 1;
+// HelloAck.capabilities entry of a receiver that accepts AgentReport.
+inline constexpr std::string_view kAgentReportCapability = "agent_report";
+// AgentReport.last_error: senders cut it to this many bytes (BoundedUtf8);
+// the receiver refuses a longer one.
+inline constexpr size_t kMaxAgentReportErrorBytes = 1024;
+
+// The checks a received AgentReport passes before anything stores it:
+// last_error at most kMaxAgentReportErrorBytes, times not negative,
+// pending_bytes at most INT64_MAX. kInvalidArgument naming the field.
+Status ValidateAgentReport(const linkpb::AgentReport& report);
 
 // What the receiving side allows a peer. The hub implements it with its
 // catalog (tenants, agents, tokens); tests and tools with something simpler.
@@ -44,6 +55,12 @@ class ReceiverPolicy {
   // Must be idempotent. An error is sent to the peer instead of the ack
   // (the sender retries; the snapshot is then already present).
   virtual Status OnCommitted(const snapshot::ParsedManifest& /*manifest*/) { return OkStatus(); }
+  // A valid AgentReport from the enrolled peer (ValidateAgentReport passed):
+  // e.g. the hub stores it as the agent's latest. Called on the session's
+  // thread. An error is sent to the peer and ends the session, so a policy
+  // that cannot store a report should log it and return OK (reports are
+  // best-effort; replication must not stop for them).
+  virtual Status OnAgentReport(const linkpb::AgentReport& /*report*/) { return OkStatus(); }
 };
 
 struct ReceiverOptions {
@@ -97,6 +114,7 @@ class ReplicationReceiver {
     uint64_t bytes_received = 0;  // sealed bytes in uploads
     uint64_t bytes_new = 0;       // sealed bytes of the chunks new to the store
     uint64_t commits = 0;
+    uint64_t reports = 0;  // AgentReports accepted
   };
   const Stats& stats() const { return stats_; }
   // Whether a commit is in progress (its refs arrive in parts).
@@ -110,6 +128,7 @@ class ReplicationReceiver {
   Status HandleQuery(const linkpb::Envelope& in, std::vector<linkpb::Envelope>& out);
   Status HandleUpload(const linkpb::Envelope& in, std::vector<linkpb::Envelope>& out);
   Status HandleCommit(const linkpb::Envelope& in, std::vector<linkpb::Envelope>& out);
+  Status HandleAgentReport(const linkpb::Envelope& in);
   Status FinishCommit(uint64_t request_id, std::vector<linkpb::Envelope>& out);
   void ResetCommit();
 

@@ -67,6 +67,22 @@ Status ReplicationSender::Hello() {
     return DataLossError("peer announced unusable limits (window, frame size or query size)");
   }
   hello_done_ = true;
+  // The session is open: e.g. the agent's first report goes out now.
+  return SendUnsolicited();
+}
+
+bool ReplicationSender::PeerHas(std::string_view capability) const {
+  if (!hello_done_) return false;
+  return std::any_of(peer_.capabilities().begin(), peer_.capabilities().end(),
+                     [&](const std::string& c) { return c == capability; });
+}
+
+Status ReplicationSender::SendUnsolicited() {
+  if (!options_.unsolicited || !hello_done_ || !peer_.enrolled()) return OkStatus();
+  for (linkpb::Envelope& e : options_.unsolicited()) {
+    e.set_request_id(0);
+    RETURN_IF_ERROR(Send(e));
+  }
   return OkStatus();
 }
 
@@ -135,6 +151,7 @@ Status ReplicationSender::Listen(std::chrono::milliseconds timeout) {
   const int64_t deadline = clock.MonotonicNanos() + std::chrono::nanoseconds(timeout).count();
   // A zero timeout still looks once at what has already arrived.
   for (bool first = true;; first = false) {
+    RETURN_IF_ERROR(SendUnsolicited());
     int64_t now = clock.MonotonicNanos();
     if (keepalive > 0 && now - last_send_nanos_ >= keepalive) {
       // The far side's idle timer counts frames it receives: a Ping (its
@@ -187,6 +204,7 @@ Status ReplicationSender::SendUpload(linkpb::Envelope upload) {
     (void)e;
   }
   if (options_.bandwidth != nullptr) options_.bandwidth->Acquire(size);
+  RETURN_IF_ERROR(SendUnsolicited());
   RETURN_IF_ERROR(Send(upload));
   window_used_ += size;
   ++uploads_pending_;
@@ -240,6 +258,7 @@ Result<PushReport> ReplicationSender::Push(const snapshot::SnapshotId& id) {
     if (query.missing_query().ids_size() == 0) break;
     report.chunks_referenced += static_cast<uint64_t>(query.missing_query().ids_size());
     ++report.queries;
+    RETURN_IF_ERROR(SendUnsolicited());
     RETURN_IF_ERROR(Send(query));
     ASSIGN_OR_RETURN(linkpb::Envelope reply, WaitFor(qid));
     if (!reply.has_missing_reply()) {

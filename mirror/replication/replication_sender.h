@@ -16,6 +16,9 @@
 // arrive between any two frames, also during Hello and Push; each one goes
 // to SenderOptions::on_policy_sync.
 //
+// Frames this side sends unasked (the agent's AgentReport) come from
+// SenderOptions::unsolicited, which the sender asks between its own frames.
+//
 // Errors: kUnavailable / kDeadlineExceeded when the link fails (retry with a
 // new session); the peer's typed errors as sent; local store errors.
 // Thread-safety: thread-compatible (one push at a time per sender).
@@ -23,6 +26,8 @@
 
 #include <chrono>
 #include <functional>
+#include <string_view>
+#include <vector>
 
 #include "mirror/replication/frame_channel.h"
 #include "mirror/replication/token_bucket.h"
@@ -52,6 +57,15 @@ struct SenderOptions {
   // idle session outlives the far side's idle timeout (the hub's is 120 s:
   // keep this at most a third of it). 0 = never. Default 30 s.
   std::chrono::milliseconds keepalive_interval = std::chrono::seconds(30);
+  // Frames to send unasked (request_id 0, nothing answers them), such as the
+  // agent's AgentReport. Asked on the calling thread once the far side has
+  // answered Hello and knows this key: right after the HelloAck, before each
+  // missing query and each upload of a Push, and in Listen before each wait.
+  // What it returns is sent at once, between two of the sender's own
+  // frames. It must be quick (it is asked often) and must not throw or call
+  // back into the sender. Check PeerHas() before sending optional messages.
+  // Null: nothing is sent unasked.
+  std::function<std::vector<linkpb::Envelope>()> unsolicited;
 };
 
 struct PushReport {
@@ -95,6 +109,8 @@ class ReplicationSender {
   Result<linkpb::EnrollResponse> Enroll(const linkpb::EnrollRequest& request);
 
   const linkpb::HelloAck& peer() const { return peer_; }
+  // Whether the far side's HelloAck lists `capability` (false before Hello).
+  bool PeerHas(std::string_view capability) const;
   // What the current or last push has done so far, also after it failed.
   const PushReport& progress() const { return progress_; }
 
@@ -111,6 +127,9 @@ class ReplicationSender {
   Result<std::optional<linkpb::Envelope>> Apply(linkpb::Envelope e, uint64_t want_request);
   Result<linkpb::Envelope> WaitFor(uint64_t request_id);
   Status DrainUploads();
+  // Sends what options_.unsolicited returns (after an answered Hello from a
+  // known key only).
+  Status SendUnsolicited();
   uint64_t NextId() { return ++next_request_id_; }
 
   FrameChannel& channel_;

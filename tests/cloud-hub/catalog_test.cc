@@ -4,6 +4,9 @@
 
 #include <gtest/gtest.h>
 
+#include <functional>
+#include <optional>
+
 #include "core/env.h"
 #include "core/sqlite.h"
 #include "tests/testing/test_util.h"
@@ -137,6 +140,71 @@ TEST_F(CatalogTest, ForeignDatabasesAreRefused) {
     EXPECT_EQ(c.status().code(), StatusCode::kFailedPrecondition);
     EXPECT_NE(c.status().message().find("not a ferry-hub catalog"), std::string::npos);
   }
+}
+
+// A catalog written by a hub of schema version 1 (the released step 1, as
+// that hub ran it) opens at the current version: migration 2 adds the
+// agent reports and, from each snapshot's ferry.policy label, its policy.
+// Everything version 1 held is still there.
+TEST_F(CatalogTest, VersionOneCatalogMigratesKeepingEverything) {
+  const std::string old_path = dir_.Sub("v1.db");
+  {
+    auto db = sqlite::Database::Open(old_path);
+    ASSERT_TRUE(db.ok()) << db.status().ToString();
+    ASSERT_TRUE(CreateCatalogSchemaForTest(**db, 1).ok());
+    EXPECT_EQ(*(*db)->UserVersion(), 1);
+    // Rows as a version-1 hub wrote them.
+    const std::string sql =
+        "INSERT INTO tenants (name, created_unix) VALUES ('acme', 100);"
+        "INSERT INTO agents (tenant, name, link_key, signing_key, labels_json, enrolled_unix) "
+        "VALUES ('acme', 'cam-1', zeroblob(32), randomblob(32), '{\"site\":\"shop\"}', 100);"
+        "INSERT INTO snapshots (tenant, id, agent, datasets_json, created_unix_ns, "
+        "committed_unix, chunks, sealed_bytes, logical_bytes, labels_json) VALUES "
+        "('acme', '" +
+        HexId('a') +
+        "', 'cam-1', '[\"vol\"]', 1000000000000, 1005, 1, 10, 10, "
+        "'{\"ferry.policy\":\"hourly\",\"ferry.cut\":\"c1\"}'),"
+        "('acme', '" +
+        HexId('b') +
+        "', 'cam-1', '[\"vol\"]', 2000000000000, 2005, 1, 10, 10, '{\"site\":\"shop\"}'),"
+        "('acme', '" +
+        HexId('c') +
+        "', 'cam-1', '[\"vol\"]', 3000000000000, 3005, 1, 10, 10, 'not json');"
+        "INSERT INTO snapshot_datasets (tenant, snapshot_id, dataset) VALUES "
+        "('acme', '" +
+        HexId('a') + "', 'vol'), ('acme', '" + HexId('b') + "', 'vol'), ('acme', '" + HexId('c') +
+        "', 'vol');";
+    ASSERT_TRUE((*db)->Exec(sql).ok());
+  }
+  Result<std::unique_ptr<Catalog>> c = Catalog::Open(old_path, &clock_);
+  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  Catalog& catalog = **c;
+  EXPECT_EQ(catalog.schema_version(), kCatalogSchemaVersion);
+  EXPECT_EQ(kCatalogSchemaVersion, 2);
+  Result<Agent> agent = catalog.GetAgent("acme", "cam-1");
+  ASSERT_TRUE(agent.ok()) << agent.status().ToString();
+  EXPECT_EQ(agent->labels.at("site"), "shop");
+  EXPECT_FALSE(agent->report.has_value()) << "no agent has reported yet";
+  EXPECT_EQ(catalog.ListSnapshots("acme", {})->size(), 3u);
+  // The policy was taken from the label; unlabelled and damaged rows have none.
+  Result<std::optional<SnapshotRecord>> hourly =
+      catalog.LastPolicySnapshot("acme", "cam-1", "hourly", "vol");
+  ASSERT_TRUE(hourly.ok()) << hourly.status().ToString();
+  ASSERT_TRUE(hourly->has_value());
+  EXPECT_EQ((*hourly)->id, HexId('a'));
+  // The unlabelled row and the one with damaged labels have the empty policy.
+  EXPECT_EQ(catalog.LastPolicySnapshot("acme", "cam-1", "", "vol")->value().id, HexId('c'));
+  // The new table works on the migrated file.
+  AgentReportRecord r;
+  r.pending_bytes = 42;
+  r.received_unix = 5000;
+  ASSERT_TRUE(catalog.SaveAgentReport("acme", "cam-1", r).ok());
+  EXPECT_EQ(catalog.GetAgent("acme", "cam-1")->report->pending_bytes, 42u);
+  c->reset();
+  // Opening again runs nothing more.
+  Result<std::unique_ptr<Catalog>> again = Catalog::Open(old_path, &clock_);
+  ASSERT_TRUE(again.ok()) << again.status().ToString();
+  EXPECT_EQ((*again)->GetAgent("acme", "cam-1")->report->pending_bytes, 42u);
 }
 
 // ---- names and tenants ----
@@ -435,7 +503,111 @@ TEST_F(CatalogTest, AgentsRevokeTouchAndLookup) {
   EXPECT_EQ(catalog_->ListAgents("nope").status().code(), StatusCode::kNotFound);
 }
 
+// ---- agent reports ----
+
+TEST_F(CatalogTest, AgentReportsAreKeptPerLiveAgent) {
+  ASSERT_TRUE(Enroll("acme", "cam-1", 1).ok());
+  ASSERT_TRUE(Enroll("acme", "cam-2", 2).ok());
+  EXPECT_FALSE(catalog_->GetAgent("acme", "cam-1")->report.has_value());
+
+  AgentReportRecord r;
+  r.pending_bytes = 1 << 20;
+  r.pending_snapshots = 2;
+  r.last_error = "push of 9f2c to cloud: UNAVAILABLE: connection reset";
+  r.last_error_unix = 1714564800;
+  r.reported_unix = 1714564805;
+  r.received_unix = 1714564806;
+  ASSERT_TRUE(catalog_->SaveAgentReport("acme", "cam-1", r).ok());
+  Result<Agent> a = catalog_->GetAgent("acme", "cam-1");
+  ASSERT_TRUE(a.ok() && a->report.has_value());
+  EXPECT_EQ(a->report->pending_bytes, uint64_t{1} << 20);
+  EXPECT_EQ(a->report->pending_snapshots, 2u);
+  EXPECT_EQ(a->report->last_error, r.last_error);
+  EXPECT_EQ(a->report->last_error_unix, 1714564800);
+  EXPECT_EQ(a->report->reported_unix, 1714564805);
+  EXPECT_EQ(a->report->received_unix, 1714564806);
+  EXPECT_EQ(a->last_seen_unix, 1714564806) << "a report is link activity";
+
+  // The latest replaces the previous; other agents are untouched.
+  AgentReportRecord later;
+  later.received_unix = 1714564900;
+  ASSERT_TRUE(catalog_->SaveAgentReport("acme", "cam-1", later).ok());
+  Result<std::vector<Agent>> list = catalog_->ListAgents("acme");
+  ASSERT_TRUE(list.ok());
+  ASSERT_EQ(list->size(), 2u);
+  ASSERT_TRUE((*list)[0].report.has_value());
+  EXPECT_EQ((*list)[0].report->pending_bytes, 0u);
+  EXPECT_EQ((*list)[0].report->last_error, "");
+  EXPECT_FALSE((*list)[1].report.has_value());
+  EXPECT_TRUE(catalog_->FindAgentByLinkKey(Key(1))->report.has_value());
+
+  // Bounds, as on the link.
+  struct Case {
+    const char* name;
+    std::function<void(AgentReportRecord&)> spoil;
+  };
+  const Case cases[] = {
+      {"last_error over 1 KiB",
+       [](AgentReportRecord& x) { x.last_error = std::string(kMaxReportErrorBytes + 1, 'e'); }},
+      {"last_error not UTF-8", [](AgentReportRecord& x) { x.last_error = "bad \xff byte"; }},
+      {"pending bytes past INT64_MAX",
+       [](AgentReportRecord& x) { x.pending_bytes = uint64_t{1} << 63; }},
+      {"negative time", [](AgentReportRecord& x) { x.reported_unix = -5; }},
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.name);
+    AgentReportRecord bad = r;
+    c.spoil(bad);
+    EXPECT_EQ(catalog_->SaveAgentReport("acme", "cam-2", bad).code(), StatusCode::kInvalidArgument);
+  }
+  AgentReportRecord exactly = r;
+  exactly.last_error = std::string(kMaxReportErrorBytes, 'e');
+  EXPECT_TRUE(catalog_->SaveAgentReport("acme", "cam-2", exactly).ok());
+
+  // Only a live agent reports; a new agent of a revoked name starts afresh.
+  EXPECT_EQ(catalog_->SaveAgentReport("acme", "cam-9", r).code(), StatusCode::kNotFound);
+  ASSERT_TRUE(catalog_->RevokeAgent("acme", "cam-1").ok());
+  EXPECT_EQ(catalog_->SaveAgentReport("acme", "cam-1", r).code(), StatusCode::kNotFound);
+  ASSERT_TRUE(Enroll("acme", "cam-1", 7).ok());
+  EXPECT_FALSE(catalog_->GetAgent("acme", "cam-1")->report.has_value());
+  EXPECT_EQ(catalog_->SaveAgentReport("globex", "cam-2", r).code(), StatusCode::kNotFound);
+}
+
 // ---- snapshots ----
+
+TEST_F(CatalogTest, LastPolicySnapshotIsTheNewestOfThatPolicyAndDataset) {
+  auto snap = [&](char id, const std::string& agent, int64_t created_s, const std::string& policy,
+                  std::vector<std::string> datasets) {
+    SnapshotRecord s = Snap(id, agent, created_s, std::move(datasets));
+    if (!policy.empty()) s.labels[std::string(kPolicyLabel)] = policy;
+    EXPECT_TRUE(catalog_->RecordSnapshot(s).ok());
+  };
+  snap('1', "cam-1", 100, "hourly", {"videos"});
+  snap('2', "cam-1", 110, "hourly", {"events"});
+  snap('3', "cam-1", 200, "hourly", {"videos"});
+  snap('4', "cam-1", 300, "daily", {"videos"});
+  snap('5', "cam-1", 400, "", {"videos"});
+  snap('6', "cam-2", 500, "hourly", {"videos"});
+  auto last = [&](const std::string& agent, const std::string& policy,
+                  const std::string& dataset) -> std::string {
+    Result<std::optional<SnapshotRecord>> r =
+        catalog_->LastPolicySnapshot("acme", agent, policy, dataset);
+    EXPECT_TRUE(r.ok()) << r.status().ToString();
+    return r.ok() && r->has_value() ? std::string(1, (*r)->id[0]) : "-";
+  };
+  EXPECT_EQ(last("cam-1", "hourly", "videos"), "3");
+  EXPECT_EQ(last("cam-1", "hourly", "events"), "2");
+  EXPECT_EQ(last("cam-1", "hourly", ""), "3") << "any dataset";
+  EXPECT_EQ(last("cam-1", "daily", "events"), "-");
+  EXPECT_EQ(last("cam-1", "weekly", "videos"), "-");
+  EXPECT_EQ(last("cam-2", "hourly", "videos"), "6");
+  EXPECT_EQ(last("cam-3", "hourly", "videos"), "-");
+  Result<std::optional<SnapshotRecord>> newest = catalog_->LastAgentSnapshot("acme", "cam-1");
+  ASSERT_TRUE(newest.ok() && newest->has_value());
+  EXPECT_EQ((*newest)->id, HexId('5'));
+  EXPECT_FALSE(catalog_->LastAgentSnapshot("acme", "cam-3")->has_value());
+  EXPECT_FALSE(catalog_->LastAgentSnapshot("globex", "cam-1")->has_value());
+}
 
 TEST_F(CatalogTest, RecordingASnapshotIsIdempotent) {
   SnapshotRecord s = Snap('a', "cam-1", 1000, {"videos", "events"});

@@ -70,6 +70,7 @@ class RestApiTest : public ::testing::Test {
     ctx.metrics = &metrics_;
     ctx.hub_fingerprint = "fry1:testfingerprint";
     ctx.public_link_url = "ws://hub.example:7443/v1/link";
+    ctx.clock = &clock_;
     ctx.on_policy_change = [this](const std::string& tenant) {
       policy_changes_.push_back(tenant);
       if (throw_on_policy_change_) throw std::runtime_error("listener broke");
@@ -415,6 +416,210 @@ TEST_F(RestApiTest, AgentsListShowAndRevoke) {
             http::status::not_found);
 }
 
+// What an agent reported over the link shows in its agent object; every
+// report field is null until it first reports.
+TEST_F(RestApiTest, AgentsShowTheirLastReport) {
+  Result<NewJoinToken> t = catalog_->CreateJoinToken("acme", 60);
+  ASSERT_TRUE(catalog_->RedeemJoinToken(t->token, "cam-1", Key(1), Key(2), {}).ok());
+  json::value a = Json(Get("/v1/tenants/acme/agents/cam-1", reader_));
+  for (const char* key :
+       {"pending_bytes", "pending_snapshots", "last_error", "last_error_at", "reported_at"}) {
+    SCOPED_TRACE(key);
+    ASSERT_TRUE(a.as_object().contains(key)) << a;
+    EXPECT_TRUE(a.at(key).is_null()) << a;
+  }
+
+  AgentReportRecord r;
+  r.pending_bytes = 3 << 20;
+  r.pending_snapshots = 2;
+  r.last_error = "push of 9f2c4a1b to hub-a: UNAVAILABLE: connection reset";
+  r.last_error_unix = 1'714'564'800;
+  r.reported_unix = 1'714'564'805;
+  r.received_unix = 1'714'564'806;
+  ASSERT_TRUE(catalog_->SaveAgentReport("acme", "cam-1", r).ok());
+  for (const json::value& got :
+       {Json(Get("/v1/tenants/acme/agents/cam-1", reader_)),
+        Json(Get("/v1/tenants/acme/agents", reader_)).at("agents").at(0)}) {
+    EXPECT_EQ(got.at("pending_bytes").to_number<int64_t>(), 3 << 20) << got;
+    EXPECT_EQ(got.at("pending_snapshots").to_number<int64_t>(), 2) << got;
+    EXPECT_EQ(got.at("last_error"), json::value(r.last_error));
+    EXPECT_EQ(got.at("last_error_at"), "2024-05-01T12:00:00Z");
+    EXPECT_EQ(got.at("reported_at"), "2024-05-01T12:00:06Z");
+    EXPECT_EQ(got.at("last_seen_unix").to_number<int64_t>(), 1'714'564'806);
+  }
+  // A report without an error: the error fields are null, the rest is kept.
+  r.last_error.clear();
+  r.last_error_unix = 0;
+  r.pending_bytes = 0;
+  ASSERT_TRUE(catalog_->SaveAgentReport("acme", "cam-1", r).ok());
+  a = Json(Get("/v1/tenants/acme/agents/cam-1", reader_));
+  EXPECT_EQ(a.at("pending_bytes").to_number<int64_t>(), 0);
+  EXPECT_TRUE(a.at("last_error").is_null());
+  EXPECT_TRUE(a.at("last_error_at").is_null());
+  EXPECT_FALSE(a.at("reported_at").is_null());
+}
+
+// GET /v1/tenants/{t}/status: per policy, each live agent it selects, with
+// the newest snapshot of that policy's run and its age against the RPO;
+// per agent, its policies. The hub's clock moves on (a fake clock here):
+// an RPO met turns into one missed, and a fresh snapshot meets it again.
+TEST_F(RestApiTest, StatusShowsEveryPolicysAgentsAgainstTheRpo) {
+  auto enroll = [&](const std::string& name, uint8_t key, const std::string& site) {
+    Result<NewJoinToken> t = catalog_->CreateJoinToken("acme", 60, "", {{"site", site}});
+    ASSERT_TRUE(t.ok());
+    ASSERT_TRUE(catalog_->RedeemJoinToken(t->token, name, Key(key), Key(key + 100), {}).ok());
+  };
+  enroll("cam-1", 1, "shop");
+  enroll("cam-2", 2, "shop");
+  enroll("dc-1", 3, "dc");
+  enroll("cam-old", 4, "shop");
+  ASSERT_TRUE(catalog_->RevokeAgent("acme", "cam-old").ok());
+  auto put = [&](const std::string& name, const std::string& spec) {
+    const std::string doc = "apiVersion: ferry/v1\nkind: MirrorPolicy\nmetadata: {name: " + name +
+                            "}\nspec:\n" + spec +
+                            "  schedule: {every: 10m}\n  targets: [{hub: cloud}]\n";
+    HttpResponse r = Send(http::verb::put, "/v1/tenants/acme/policies/" + name, operator_, doc,
+                          "application/yaml");
+    ASSERT_EQ(r.result(), http::status::created) << r.body();
+  };
+  put("shop-hourly",
+      "  agents: {matchLabels: {site: shop}}\n  datasets: [videos, events]\n"
+      "  rpo: 1h\n");
+  put("all-daily", "  datasets: [videos]\n");
+  const int64_t now = clock_.NowUnixNanos() / kSecond;
+  int serial = 0;
+  auto snap = [&](const std::string& agent, const std::string& policy, const std::string& dataset,
+                  int64_t created) {
+    SnapshotRecord s;
+    s.id = HexEncode(sodium::RandomArray<32>());
+    s.tenant = "acme";
+    s.agent = agent;
+    s.datasets = {dataset};
+    s.created_unix_ns = created * kSecond + (++serial);
+    s.committed_unix = created + 2;
+    s.labels = {{"ferry.policy", policy}, {"ferry.cut", "c"}};
+    EXPECT_TRUE(catalog_->RecordSnapshot(s).ok());
+    return s.id;
+  };
+  snap("cam-1", "shop-hourly", "videos", now - 600);
+  const std::string bound = snap("cam-1", "shop-hourly", "events", now - 900);
+  snap("cam-2", "shop-hourly", "videos", now - 60);  // but no "events" yet: no recovery point
+  snap("cam-old", "shop-hourly", "videos", now - 60);
+  AgentReportRecord report;
+  report.pending_bytes = 777;
+  report.pending_snapshots = 1;
+  report.last_error = "pre-hook of dataset events: exit 3";
+  report.last_error_unix = now - 30;
+  report.received_unix = now - 5;
+  ASSERT_TRUE(catalog_->SaveAgentReport("acme", "cam-2", report).ok());
+
+  auto row = [](const json::value& rows, const std::string& agent) -> json::value {
+    for (const json::value& r : rows.as_array()) {
+      if (r.at("agent") == json::value(agent)) return r;
+    }
+    return nullptr;
+  };
+  HttpResponse res = Get("/v1/tenants/acme/status", reader_);
+  ASSERT_EQ(res.result(), http::status::ok) << res.body();
+  json::value st = Json(res);
+  EXPECT_EQ(st.at("generated_at"), "2023-11-14T22:13:20Z");
+  EXPECT_EQ(st.at("truncated"), false);
+  const json::array& policies = st.at("policies").as_array();
+  ASSERT_EQ(policies.size(), 2u);
+  // all-daily: no matchLabels (every live agent), no RPO.
+  EXPECT_EQ(policies[0].at("policy"), "all-daily");
+  EXPECT_TRUE(policies[0].at("rpo_seconds").is_null());
+  ASSERT_EQ(policies[0].at("agents").as_array().size(), 3u) << "the revoked agent is left out";
+  for (const json::value& r : policies[0].at("agents").as_array()) {
+    EXPECT_TRUE(r.at("rpo_met").is_null()) << r;
+    EXPECT_TRUE(r.at("last_snapshot").is_null()) << "no run of all-daily yet: " << r;
+  }
+  // shop-hourly: the shop agents, live ones only.
+  EXPECT_EQ(policies[1].at("policy"), "shop-hourly");
+  EXPECT_EQ(policies[1].at("rpo_seconds").to_number<int64_t>(), 3600);
+  ASSERT_EQ(policies[1].at("agents").as_array().size(), 2u);
+  json::value cam1 = row(policies[1].at("agents"), "cam-1");
+  ASSERT_TRUE(cam1.is_object()) << st;
+  EXPECT_EQ(cam1.at("last_snapshot").at("id"), json::value(bound))
+      << "the oldest dataset's newest snapshot bounds the recovery point";
+  EXPECT_EQ(cam1.at("last_snapshot").at("committed_unix").to_number<int64_t>(), now - 898);
+  EXPECT_EQ(cam1.at("last_snapshot").at("created").as_string().subview().substr(0, 19),
+            "2023-11-14T21:58:20");
+  EXPECT_EQ(cam1.at("age_seconds").to_number<int64_t>(), 900);
+  EXPECT_EQ(cam1.at("rpo_met"), true);
+  EXPECT_TRUE(cam1.at("pending_bytes").is_null()) << "never reported";
+  EXPECT_TRUE(cam1.at("last_error").is_null());
+  json::value cam2 = row(policies[1].at("agents"), "cam-2");
+  ASSERT_TRUE(cam2.is_object()) << st;
+  EXPECT_TRUE(cam2.at("last_snapshot").is_null());
+  EXPECT_TRUE(cam2.at("age_seconds").is_null());
+  EXPECT_EQ(cam2.at("rpo_met"), false) << "no snapshot of every dataset: the RPO is missed";
+  EXPECT_EQ(cam2.at("pending_bytes").to_number<int64_t>(), 777);
+  EXPECT_EQ(cam2.at("pending_snapshots").to_number<int64_t>(), 1);
+  EXPECT_EQ(cam2.at("last_error"), "pre-hook of dataset events: exit 3");
+  EXPECT_EQ(cam2.at("last_error_at"), "2023-11-14T22:12:50Z");
+  EXPECT_EQ(cam2.at("reported_at"), "2023-11-14T22:13:15Z");
+  EXPECT_EQ(cam2.at("last_seen"), "2023-11-14T22:13:15Z");
+  // Per agent: its policies and the RPOs over all of them.
+  const json::array& agents = st.at("agents").as_array();
+  ASSERT_EQ(agents.size(), 3u);
+  json::value a1 = row(st.at("agents"), "cam-1");
+  EXPECT_EQ(a1.at("policies"), json::parse(R"(["all-daily","shop-hourly"])"));
+  EXPECT_EQ(a1.at("rpo_met"), true);
+  EXPECT_EQ(a1.at("age_seconds").to_number<int64_t>(), 600) << "its newest snapshot of any policy";
+  EXPECT_EQ(row(st.at("agents"), "cam-2").at("rpo_met"), false);
+  json::value dc = row(st.at("agents"), "dc-1");
+  EXPECT_EQ(dc.at("policies"), json::parse(R"(["all-daily"])"));
+  EXPECT_TRUE(dc.at("rpo_met").is_null()) << "none of its policies has an RPO";
+  EXPECT_TRUE(dc.at("last_seen").is_null());
+  EXPECT_TRUE(row(st.at("agents"), "cam-old").is_null());
+
+  std::string metrics = Get("/metrics", "").body();
+  EXPECT_NE(metrics.find("ferry_hub_policy_rpo_met{tenant=\"acme\",policy=\"shop-hourly\","
+                         "agent=\"cam-1\"} 1\n"),
+            std::string::npos)
+      << metrics;
+  EXPECT_NE(metrics.find("ferry_hub_policy_rpo_met{tenant=\"acme\",policy=\"shop-hourly\","
+                         "agent=\"cam-2\"} 0\n"),
+            std::string::npos);
+  EXPECT_NE(metrics.find("ferry_hub_policy_last_snapshot_age_seconds{tenant=\"acme\",policy="
+                         "\"shop-hourly\",agent=\"cam-1\"} 900\n"),
+            std::string::npos);
+  EXPECT_NE(metrics.find("ferry_hub_agent_pending_bytes{tenant=\"acme\",agent=\"cam-2\"} 777\n"),
+            std::string::npos);
+  EXPECT_EQ(metrics.find("ferry_hub_policy_rpo_met{tenant=\"acme\",policy=\"all-daily\""),
+            std::string::npos)
+      << "no RPO, no series";
+
+  // An hour later cam-1's snapshots are older than the RPO ...
+  clock_.Advance(3600 * kSecond);
+  st = Json(Get("/v1/tenants/acme/status", reader_));
+  cam1 = row(st.at("policies").at(1).at("agents"), "cam-1");
+  EXPECT_EQ(cam1.at("rpo_met"), false) << cam1;
+  EXPECT_EQ(cam1.at("age_seconds").to_number<int64_t>(), 4500);
+  EXPECT_EQ(row(st.at("agents"), "cam-1").at("rpo_met"), false);
+  // ... until a fresh run of both datasets lands.
+  const int64_t later = clock_.NowUnixNanos() / kSecond;
+  snap("cam-1", "shop-hourly", "videos", later - 20);
+  snap("cam-1", "shop-hourly", "events", later - 10);
+  st = Json(Get("/v1/tenants/acme/status", reader_));
+  cam1 = row(st.at("policies").at(1).at("agents"), "cam-1");
+  EXPECT_EQ(cam1.at("rpo_met"), true) << cam1;
+  EXPECT_EQ(cam1.at("age_seconds").to_number<int64_t>(), 20);
+
+  // Tenant scope and roles: readers of the tenant and of every tenant only.
+  EXPECT_EQ(Get("/v1/tenants/acme/status", globex_reader_).result(), http::status::forbidden);
+  EXPECT_EQ(ErrorCode(Get("/v1/tenants/acme/status", globex_admin_)), "PERMISSION_DENIED");
+  EXPECT_EQ(Get("/v1/tenants/acme/status", root_).result(), http::status::ok);
+  EXPECT_EQ(Get("/v1/tenants/acme/status", "").result(), http::status::unauthorized);
+  EXPECT_EQ(Get("/v1/tenants/nope/status", root_).result(), http::status::not_found);
+  EXPECT_EQ(Send(http::verb::post, "/v1/tenants/acme/status", admin_).result(),
+            http::status::method_not_allowed);
+  json::value empty = Json(Get("/v1/tenants/globex/status", globex_reader_));
+  EXPECT_TRUE(empty.at("policies").as_array().empty());
+  EXPECT_TRUE(empty.at("agents").as_array().empty());
+}
+
 // ---- snapshots, chunks and keys ----
 
 TEST_F(RestApiTest, SnapshotsManifestsRefsChunksAndKeys) {
@@ -539,7 +744,7 @@ TEST_F(RestApiTest, SnapshotQueries) {
   for (const char* bad :
        {"?limit=0", "?limit=1001", "?limit=x", "?since=yesterday", "?since=2024-02-30T00:00:00Z",
         "?since=2024-01-01T00:00:00", "?until=2024-13-01", "?agent=CAM", "?color=red",
-        "?limit=1&limit=2", "?since=%zz"}) {
+        "?limit=1&limit=2", "?since=%zz", "?since=2999-01-01", "?until=9999999999"}) {
     SCOPED_TRACE(bad);
     EXPECT_EQ(count(bad), -400);
   }

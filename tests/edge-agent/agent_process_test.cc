@@ -265,6 +265,144 @@ TEST_F(AgentProcessTest, PicksUpHubPolicyReplicatesAndRestoresByteIdentical) {
   StopAgent();
 }
 
+// The hub shows what only the agent knows, from the agent's reports over the
+// link: while the hub refuses the agent's commits (the agent signs with
+// another keyset's key than the one it enrolled with), its snapshot stays
+// pending there and the refusal is its last error; the status page flags
+// the policy's RPO as missed. Once the device is enrolled again with its
+// new key, the snapshot lands, nothing is pending, the error is gone and
+// the RPO is met.
+TEST_F(AgentProcessTest, HubShowsPendingBytesLastErrorAndRpoFromTheAgentsReports) {
+  WriteVolumeFiles(3, 200 << 10, 61);
+  StartHub();
+  WriteConfig({});
+  CreateTenantAndEnroll();
+  // From now on the agent signs with another keyset's key.
+  const std::string other_keyset = dir_.Sub("other.keyset");
+  ASSERT_EQ(RunCommand({ctl_, "keys", "init", "--out", other_keyset, "--argon2-memory", "8",
+                        "--argon2-ops", "1"},
+                       {"FERRY_PASSPHRASE=pw"})
+                .exit_code,
+            0);
+  agent_keys_ = dir_.Sub("other.agent.keys");
+  ASSERT_EQ(
+      RunCommand({ctl_, "keys", "export-agent", "--keyset", other_keyset, "--out", agent_keys_})
+          .exit_code,
+      0);
+  WriteConfig({});
+  HttpResult put =
+      HubApi("PUT", "/v1/tenants/edge/policies/shop-vol", kHubPolicy, "application/yaml");
+  ASSERT_EQ(put.status, 201) << put.body;
+
+  // Polls the hub's view of the agent (the agent reports on its own schedule).
+  auto wait_for_hub = [&](const std::function<bool(const json::value&)>& pred,
+                          const std::string& what) {
+    const auto deadline = std::chrono::steady_clock::now() + seconds(60);
+    json::value last;
+    while (std::chrono::steady_clock::now() < deadline) {
+      HttpResult r = HubApi("GET", "/v1/tenants/edge/agents/cam-1");
+      last = r.status == 200 ? Parse(r.body) : json::value();
+      if (last.is_object() && pred(last)) return last;
+      std::this_thread::sleep_for(milliseconds(50));
+    }
+    ADD_FAILURE() << "timed out waiting for: " << what << "\nlast: " << json::serialize(last)
+                  << "\nagent log:\n"
+                  << (agent_ ? agent_->Log() : "");
+    return last;
+  };
+  auto contains = [](const json::value& v, const std::string& text) {
+    return v.is_string() && std::string(v.as_string()).find(text) != std::string::npos;
+  };
+
+  StartAgent();
+  json::value refused = wait_for_hub(
+      [&](const json::value& a) {
+        return a.at("pending_snapshots").is_number() &&
+               a.at("pending_snapshots").to_number<int64_t>() >= 1 &&
+               contains(a.at("last_error"), "signed by");
+      },
+      "the agent reports its refused snapshot as pending, and the refusal");
+  EXPECT_GT(refused.at("pending_bytes").to_number<int64_t>(), 0) << json::serialize(refused);
+  EXPECT_TRUE(contains(refused.at("last_error"), "PERMISSION_DENIED")) << json::serialize(refused);
+  EXPECT_TRUE(refused.at("last_error_at").is_string());
+  EXPECT_TRUE(refused.at("reported_at").is_string());
+  EXPECT_TRUE(HubSnapshots().empty());
+
+  HttpResult status = HubApi("GET", "/v1/tenants/edge/status");
+  ASSERT_EQ(status.status, 200) << status.body;
+  json::value st = Parse(status.body);
+  ASSERT_EQ(st.at("policies").as_array().size(), 1u) << status.body;
+  const json::value& policy = st.at("policies").at(0);
+  EXPECT_EQ(policy.at("policy"), "shop-vol");
+  EXPECT_EQ(policy.at("rpo_seconds").to_number<int64_t>(), 7200);
+  ASSERT_EQ(policy.at("agents").as_array().size(), 1u);
+  json::value row = policy.at("agents").at(0);
+  EXPECT_EQ(row.at("agent"), "cam-1");
+  EXPECT_TRUE(row.at("last_snapshot").is_null()) << status.body;
+  EXPECT_EQ(row.at("rpo_met"), false) << "no snapshot at the hub: the RPO is missed";
+  EXPECT_GT(row.at("pending_bytes").to_number<int64_t>(), 0);
+  EXPECT_TRUE(contains(row.at("last_error"), "signed by"));
+  EXPECT_TRUE(row.at("last_seen").is_string());
+  EXPECT_EQ(st.at("agents").at(0).at("policies"), json::parse(R"(["shop-vol"])"));
+  EXPECT_NE(HubMetrics().find(
+                "ferry_hub_policy_rpo_met{tenant=\"edge\",policy=\"shop-vol\",agent=\"cam-1\"} 0"),
+            std::string::npos);
+
+  // Another tenant's token sees nothing of this one.
+  ASSERT_EQ(HubApi("POST", "/v1/tenants", R"({"name":"other"})").status, 201);
+  HttpResult other = HubApi("POST", "/v1/tenants/other/tokens", R"({"role":"reader"})");
+  ASSERT_EQ(other.status, 201) << other.body;
+  const std::string other_token = std::string(Parse(other.body).at("token").as_string());
+  HttpResult denied = HttpRequest(hub_port_, "GET", "/v1/tenants/edge/status", "", other_token);
+  EXPECT_EQ(denied.status, 403) << denied.body;
+  EXPECT_EQ(HttpRequest(hub_port_, "GET", "/v1/tenants/other/status", "", other_token).status, 200);
+
+  // The operator's fix: the device gets a new identity, enrolled (as
+  // cam-1 again, after revoking the old one) with the key it signs with.
+  // The queued snapshot then lands.
+  StopAgent();
+  HttpResult revoked = HubApi("POST", "/v1/tenants/edge/agents/cam-1/revoke", "{}");
+  ASSERT_EQ(revoked.status, 200) << revoked.body;
+  ASSERT_EQ(std::remove(dir_.Sub("agent-state/agent.key").c_str()), 0);
+  HttpResult token = HubApi("POST", "/v1/tenants/edge/enrollment-tokens", "{}");
+  ASSERT_EQ(token.status, 201) << token.body;
+  CommandResult enroll =
+      RunCommand({agent_bin_, "enroll", "--config", config_, "--hub", HubUrl(), "--hub-key",
+                  fingerprint_, "--token", std::string(Parse(token.body).at("token").as_string())});
+  ASSERT_EQ(enroll.exit_code, 0) << enroll.err << enroll.out;
+  EXPECT_TRUE(
+      Parse(HubApi("GET", "/v1/tenants/edge/agents/cam-1").body).at("reported_at").is_null())
+      << "the new agent has not reported yet";
+  StartAgent();
+  json::value landed = wait_for_hub(
+      [](const json::value& a) {
+        return a.at("pending_snapshots").is_number() &&
+               a.at("pending_snapshots").to_number<int64_t>() == 0 && a.at("last_error").is_null();
+      },
+      "the agent reports nothing pending and no error once its snapshot landed");
+  EXPECT_EQ(landed.at("pending_bytes").to_number<int64_t>(), 0);
+  // (A second scheduled run may land if the test crosses the hour.)
+  const std::vector<std::string> at_hub = HubSnapshots();
+  ASSERT_FALSE(at_hub.empty());
+
+  st = Parse(HubApi("GET", "/v1/tenants/edge/status").body);
+  row = st.at("policies").at(0).at("agents").at(0);
+  EXPECT_EQ(row.at("rpo_met"), true) << json::serialize(st);
+  ASSERT_TRUE(row.at("last_snapshot").is_object()) << json::serialize(st);
+  const std::string last_id = std::string(row.at("last_snapshot").at("id").as_string());
+  EXPECT_NE(std::find(at_hub.begin(), at_hub.end(), last_id), at_hub.end()) << last_id;
+  EXPECT_GE(row.at("age_seconds").to_number<int64_t>(), 0);
+  EXPECT_LT(row.at("age_seconds").to_number<int64_t>(), 7200);
+  EXPECT_EQ(row.at("pending_bytes").to_number<int64_t>(), 0);
+  EXPECT_TRUE(row.at("last_error").is_null());
+  ASSERT_EQ(st.at("agents").as_array().size(), 1u) << "the revoked identity is left out";
+  EXPECT_EQ(st.at("agents").at(0).at("rpo_met"), true);
+  EXPECT_NE(HubMetrics().find(
+                "ferry_hub_policy_rpo_met{tenant=\"edge\",policy=\"shop-vol\",agent=\"cam-1\"} 1"),
+            std::string::npos);
+  StopAgent();
+}
+
 TEST_F(AgentProcessTest, OnePercentChangeSendsOnlyTheNewChunks) {
   WriteVolumeFiles(20, 1 << 20, 100);  // 20 MiB of incompressible data
   StartHub();

@@ -48,8 +48,13 @@ class TestPolicy : public ReceiverPolicy {
     resp.set_agent_name(r.agent_name());
     return resp;
   }
+  Status OnAgentReport(const linkpb::AgentReport& r) override {
+    reports.push_back(r);  // the session's thread; read once it ended
+    return OkStatus();
+  }
   std::optional<sodium::PublicKey> refuse_signer;
   bool token_used = false;
+  std::vector<linkpb::AgentReport> reports;
 };
 
 // A Hello for this side's protocol version, request id 1.
@@ -524,6 +529,27 @@ TEST_F(ReplicationTest, MalformedFramesEndTheSession) {
          return e;
        },
        StatusCode::kInvalidArgument},
+      {"an agent report with a last_error over 1 KiB",
+       [] {
+         linkpb::Envelope e;
+         e.mutable_agent_report()->set_last_error(std::string(kMaxAgentReportErrorBytes + 1, 'e'));
+         return e;
+       },
+       StatusCode::kInvalidArgument},
+      {"an agent report with a negative time",
+       [] {
+         linkpb::Envelope e;
+         e.mutable_agent_report()->set_reported_unix(-1);
+         return e;
+       },
+       StatusCode::kInvalidArgument},
+      {"an agent report with pending bytes past INT64_MAX",
+       [] {
+         linkpb::Envelope e;
+         e.mutable_agent_report()->set_pending_bytes(uint64_t{1} << 63);
+         return e;
+       },
+       StatusCode::kInvalidArgument},
   };
   for (const Case& c : cases) {
     SCOPED_TRACE(c.name);
@@ -541,6 +567,7 @@ TEST_F(ReplicationTest, MalformedFramesEndTheSession) {
   Result<snapshot::StoreStats> stats = target_->Stats();
   ASSERT_TRUE(stats.ok());
   EXPECT_EQ(stats->chunks, 0u);
+  EXPECT_TRUE(policy_.reports.empty()) << "a refused report reaches no policy";
 }
 
 // ---- policy sync, Listen and keepalive ----
@@ -680,6 +707,108 @@ TEST_F(ReplicationTest, PolicySyncIsDeliveredDuringPush) {
   EXPECT_EQ(log.syncs[1].policies_size(), 0) << "an empty set means no policies";
   EndSession(*session);
   ExpectRestoresFromTarget(id, tree);
+}
+
+// ---- agent reports ----
+
+linkpb::Envelope ReportEnvelope(uint64_t pending_bytes, const std::string& error) {
+  linkpb::Envelope e;
+  e.mutable_agent_report()->set_pending_bytes(pending_bytes);
+  e.mutable_agent_report()->set_pending_snapshots(pending_bytes > 0 ? 1 : 0);
+  e.mutable_agent_report()->set_last_error(error);
+  e.mutable_agent_report()->set_last_error_unix(error.empty() ? 0 : 1714564800);
+  e.mutable_agent_report()->set_reported_unix(1714564805);
+  return e;
+}
+
+// The receiver announces the agent_report capability; the sender sends what
+// `unsolicited` returns right after the HelloAck and between the frames of a
+// push (here once at the start and once mid-push); the receiver hands each
+// report to its policy, answers nothing, and the push completes.
+TEST_F(ReplicationTest, AgentReportsGoOutAfterHelloAndBetweenTheFramesOfAPush) {
+  const std::string tree = MakeTree("tree", 20, 50000, 14);
+  const snapshot::SnapshotId id = Capture(tree);
+  auto session = StartSession();
+  int asked = 0;  // sender's thread only
+  SenderOptions options;
+  options.upload_batch_bytes = 64 << 10;  // many frames
+  ReplicationSender* sender_ptr = nullptr;
+  options.unsolicited = [&] {
+    std::vector<linkpb::Envelope> out;
+    ++asked;
+    EXPECT_TRUE(sender_ptr->PeerHas(kAgentReportCapability));
+    if (asked == 1) out.push_back(ReportEnvelope(5000, "push of abc failed"));
+    if (asked == 4) out.push_back(ReportEnvelope(0, ""));
+    return out;
+  };
+  ReplicationSender sender(*session->sender_end, *source_, options);
+  sender_ptr = &sender;
+  ASSERT_TRUE(sender.Hello().ok());
+  EXPECT_EQ(asked, 1) << "asked once the HelloAck is in";
+  Result<PushReport> r = sender.Push(id);
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_GT(asked, 4) << "asked between the push's frames";
+  EndSession(*session);
+  ASSERT_EQ(policy_.reports.size(), 2u);
+  EXPECT_EQ(policy_.reports[0].pending_bytes(), 5000u);
+  EXPECT_EQ(policy_.reports[0].pending_snapshots(), 1u);
+  EXPECT_EQ(policy_.reports[0].last_error(), "push of abc failed");
+  EXPECT_EQ(policy_.reports[0].last_error_unix(), 1714564800);
+  EXPECT_EQ(policy_.reports[1].pending_bytes(), 0u);
+  EXPECT_EQ(policy_.reports[1].last_error(), "");
+  EXPECT_EQ(session->receiver->stats().reports, 2u);
+  EXPECT_EQ(session->receiver->stats().commits, 1u);
+  ExpectRestoresFromTarget(id, tree);
+}
+
+// Nothing goes out unasked before the far side knows this key (an
+// enrollment session), and a far side whose HelloAck does not list the
+// capability (a hub older than reports, which would end the session on a
+// message it does not know) is not sent reports.
+TEST_F(ReplicationTest, ReportsNeedAnEnrolledKeyAndThePeersCapability) {
+  {
+    SCOPED_TRACE("unenrolled key");
+    auto session = StartSession(/*enrolled=*/false);
+    int asked = 0;
+    SenderOptions options;
+    options.unsolicited = [&] {
+      ++asked;
+      return std::vector<linkpb::Envelope>{ReportEnvelope(1, "")};
+    };
+    ReplicationSender sender(*session->sender_end, *source_, options);
+    ASSERT_TRUE(sender.Hello().ok());
+    EXPECT_FALSE(sender.peer().enrolled());
+    EXPECT_EQ(asked, 0);
+    EndSession(*session);
+  }
+  {
+    SCOPED_TRACE("a peer without the capability");
+    auto [sender_end, peer_end] = InMemoryChannel::CreatePair();
+    ReplicationReceiver receiver(*target_, policy_, peer_key_, true);
+    std::vector<linkpb::Envelope> out;
+    ASSERT_TRUE(receiver.Handle(HelloEnvelope(), out).ok());
+    ASSERT_EQ(out.size(), 1u);
+    ASSERT_EQ(out[0].hello_ack().capabilities_size(), 1);
+    EXPECT_EQ(out[0].hello_ack().capabilities(0), kAgentReportCapability);
+    out[0].mutable_hello_ack()->clear_capabilities();  // as an older hub answers
+    ASSERT_TRUE(peer_end->Send(out[0]).ok());
+    SenderOptions options;
+    ReplicationSender* sender_ptr = nullptr;
+    options.unsolicited = [&] {
+      // What the agent's replicator does.
+      std::vector<linkpb::Envelope> frames;
+      if (sender_ptr->PeerHas(kAgentReportCapability)) frames.push_back(ReportEnvelope(1, ""));
+      return frames;
+    };
+    ReplicationSender sender(*sender_end, *source_, options);
+    sender_ptr = &sender;
+    ASSERT_TRUE(sender.Hello().ok());
+    EXPECT_FALSE(sender.PeerHas(kAgentReportCapability));
+    Result<linkpb::Envelope> hello = peer_end->Receive(std::chrono::seconds(10));
+    ASSERT_TRUE(hello.ok() && hello->has_hello());
+    Result<linkpb::Envelope> more = peer_end->Receive(std::chrono::milliseconds(50));
+    EXPECT_EQ(more.status().code(), StatusCode::kDeadlineExceeded) << "nothing after the hello";
+  }
 }
 
 TEST_F(ReplicationTest, ListenReturnsOkWhenNothingArrives) {
