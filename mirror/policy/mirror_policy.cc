@@ -608,7 +608,7 @@ Result<MirrorPolicy> ParseDocument(const YAML::Node& root) {
     ASSIGN_OR_RETURN(p.bandwidth, ParseBandwidth(*bandwidth));
   }
   if (const Field* rpo = spec.Get("rpo")) {
-    ASSIGN_OR_RETURN(p.rpo_seconds, DurationField(*rpo, kMinEverySeconds));
+    ASSIGN_OR_RETURN(p.rpo_seconds, DurationField(*rpo, kMinRpoSeconds));
   }
   return p;
 }

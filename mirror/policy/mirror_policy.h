@@ -41,7 +41,10 @@ namespace ferry::mirror {
 inline constexpr size_t kMaxPolicyBytes = size_t{1} << 20;  // refused before parsing
 inline constexpr size_t kMaxPolicyListLength = 64;          // datasets, targets, windows, labels
 inline constexpr int64_t kMaxDurationSeconds = int64_t{366} * 86400;
-inline constexpr int64_t kMinEverySeconds = 60;                        // schedule.every, rpo
+// schedule.every: an unchanged volume costs one stat per file, so short
+// intervals are affordable for small volumes (and demos).
+inline constexpr int64_t kMinEverySeconds = 10;
+inline constexpr int64_t kMinRpoSeconds = 60;                          // spec.rpo
 inline constexpr uint64_t kMaxBytesPerSecond = 1'000'000'000'000'000;  // 1 PB/s
 
 // A cron schedule: five fields (minute hour day-of-month month day-of-week),

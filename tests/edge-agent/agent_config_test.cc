@@ -296,8 +296,8 @@ TEST(AgentConfigTest, HubNamedTwiceIsRefused) {
 TEST(AgentConfigTest, PolicyErrorIsPrefixedAndPointsIntoTheFile) {
   // The policy parser's own message, under policies[0] and with the line and
   // column of the value in this file.
-  EXPECT_EQ(ErrorOf(Replace(kBase, "{every: 1h}", "{every: 30s}")),
-            "policies[0].spec.schedule.every: must be at least 1m, got \"30s\" "
+  EXPECT_EQ(ErrorOf(Replace(kBase, "{every: 1h}", "{every: 5s}")),
+            "policies[0].spec.schedule.every: must be at least 10s, got \"5s\" "
             "(line 21, column 25)");
   EXPECT_EQ(ErrorOf(Replace(kBase, "kind: MirrorPolicy", "kind: Policy")),
             "policies[0].kind: must be MirrorPolicy, got \"Policy\" (line 17, column 11)");

@@ -281,7 +281,7 @@ TEST(MirrorPolicyTest, EveryKindOfErrorNamesItsField) {
       {"\"*/15 * * * *\"", "\"61 * * * *\"", "spec.schedule: cron \"61 * * * *\": minute field"},
       {"\"*/15 * * * *\"", "\"0 0 30 Feb *\"", "spec.schedule: cron \"0 0 30 Feb *\": never fires"},
       {"\"*/15 * * * *\"", "10m", "for an interval write every: 10m"},
-      {"\"*/15 * * * *\"", "{every: 30s}", "spec.schedule.every: must be at least 1m, got \"30s\""},
+      {"\"*/15 * * * *\"", "{every: 5s}", "spec.schedule.every: must be at least 10s, got \"5s\""},
       {"\"*/15 * * * *\"", "{every: 10x}", "spec.schedule.every: duration \"10x\": unknown unit"},
       {"\"*/15 * * * *\"", "{every: 600}", "spec.schedule.every: duration \"600\": missing unit"},
       {"\"*/15 * * * *\"", "{}", "spec.schedule.every: required"},
