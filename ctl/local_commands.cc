@@ -22,13 +22,6 @@ namespace json = boost::json;
 using snapshot::Keyset;
 using snapshot::LocalStore;
 
-namespace {
-
-int Fail(const std::string& what, const Status& s) {
-  std::cerr << "ferryctl: " << what << ": " << s.message() << "\n";
-  return kExitError;
-}
-
 Result<std::unique_ptr<Keyset>> LoadKeyset(const std::string& path) {
   Result<std::unique_ptr<Keyset>> ks = Keyset::Load(*Env::Default(), path);
   if (!ks.ok() && ks.status().code() == StatusCode::kNotFound) {
@@ -49,6 +42,11 @@ Result<std::unique_ptr<Keyset>> LoadUnlockedKeyset(const std::string& path,
   ASSIGN_OR_RETURN(std::string pass, ReadPassphrase(passphrase_file, /*confirm=*/false));
   Status s = ks->Unlock(pass);
   WipeString(pass);
+  if (s.code() == StatusCode::kPermissionDenied) {
+    return PermissionDeniedError(s.message() +
+                                 ": give the passphrase chosen at `ferryctl keys init` with "
+                                 "FERRY_PASSPHRASE, --passphrase-file or at the prompt");
+  }
   RETURN_IF_ERROR(s);
   return ks;
 }
@@ -58,6 +56,8 @@ Result<std::unique_ptr<LocalStore>> OpenStore(const std::string& dir, LocalStore
   options.pin_reads = true;  // one command, one consistent view, fast lookups
   return LocalStore::Open(dir, mode, options);
 }
+
+namespace {
 
 json::object ManifestJson(const snapshot::SnapshotId& id, const snapshot::pb::Manifest& m) {
   json::object o;
@@ -266,81 +266,6 @@ int SnapshotShow(const SnapshotShowArgs& args) {
   }
   std::cout << "chunks     " << Count(b.refs().count()) << " ("
             << HumanBytes(b.refs().sealed_bytes()) << " sealed)\n";
-  return kExitOk;
-}
-
-int Restore(const RestoreArgs& args) {
-  Result<std::unique_ptr<Keyset>> ks = LoadUnlockedKeyset(args.keyset, args.passphrase_file);
-  if (!ks.ok()) return Fail("restore", ks.status());
-  Result<std::unique_ptr<LocalStore>> store = OpenStore(args.store, LocalStore::Mode::kReadOnly);
-  if (!store.ok()) return Fail("restore", store.status());
-  Result<snapshot::SnapshotId> id = (*store)->ResolveSnapshot(args.snapshot);
-  if (!id.ok()) return Fail("restore", id.status());
-  snapshot::RestoreOptions options;
-  options.sub_path = args.path;
-  options.force = args.force;
-  options.allow_external_symlinks = args.allow_external_symlinks;
-  options.workers = args.workers;
-  options.on_warning = [](const std::string& w) { std::cerr << "warning: " << w << "\n"; };
-  Result<snapshot::RestoreReport> r =
-      snapshot::RestoreSnapshot(**store, **ks, *id, args.to, options);
-  if (!r.ok()) return Fail("restore " + HexEncode(*id).substr(0, 12), r.status());
-  for (const auto& w : r->warnings) std::cerr << "warning: " << w << "\n";
-  if (args.json) {
-    json::object o;
-    o["id"] = HexEncode(*id);
-    o["files"] = r->files;
-    o["directories"] = r->directories;
-    o["symlinks"] = r->symlinks;
-    o["hardlinks"] = r->hardlinks;
-    o["bytes"] = r->bytes;
-    o["seconds"] = r->seconds;
-    json::array refused;
-    for (const auto& x : r->refused) refused.push_back(json::string(x));
-    o["refused"] = std::move(refused);
-    std::cout << json::serialize(o) << "\n";
-  } else {
-    std::cerr << "restored " << HexEncode(*id).substr(0, 12) << " into " << args.to << ": "
-              << Count(r->files) << " files, " << Count(r->directories) << " directories, "
-              << Count(r->symlinks) << " symlinks, " << HumanBytes(r->bytes) << " in "
-              << Seconds(r->seconds) << "\n";
-  }
-  if (!r->refused.empty()) {
-    std::cerr << "ferryctl: restore: " << r->refused.size()
-              << " entries were refused (see above); everything else was restored\n";
-    return kExitError;
-  }
-  return kExitOk;
-}
-
-int Verify(const VerifyArgs& args) {
-  Result<std::unique_ptr<Keyset>> ks = LoadUnlockedKeyset(args.keyset, args.passphrase_file);
-  if (!ks.ok()) return Fail("verify", ks.status());
-  Result<std::unique_ptr<LocalStore>> store = OpenStore(args.store, LocalStore::Mode::kReadOnly);
-  if (!store.ok()) return Fail("verify", store.status());
-  Result<snapshot::SnapshotId> id = (*store)->ResolveSnapshot(args.snapshot);
-  if (!id.ok()) return Fail("verify", id.status());
-  Result<snapshot::VerifyReport> r = snapshot::VerifySnapshot(**store, **ks, *id, args.workers);
-  if (!r.ok()) return Fail("verify " + HexEncode(*id).substr(0, 12), r.status());
-  if (args.json) {
-    json::object o;
-    o["id"] = HexEncode(*id);
-    o["ok"] = true;
-    o["files"] = r->files;
-    o["directories"] = r->directories;
-    o["chunks_read"] = r->chunks_read;
-    o["bytes_read"] = r->bytes_read;
-    o["refs_checked"] = r->refs_checked;
-    o["packs_checked"] = r->packs_checked;
-    o["seconds"] = r->seconds;
-    std::cout << json::serialize(o) << "\n";
-  } else {
-    std::cout << "snapshot " << HexEncode(*id).substr(0, 12)
-              << " is intact: " << Count(r->chunks_read) << " chunks (" << HumanBytes(r->bytes_read)
-              << ") decrypted and checked, " << Count(r->files) << " files, "
-              << Count(r->refs_checked) << " references present, " << Count(r->packs_checked)
-              << " packs with intact indexes\n";
-  }
   return kExitOk;
 }
 

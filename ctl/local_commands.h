@@ -1,21 +1,19 @@
 // ferryctl commands that work on a local store and keyset files.
 //
-// Every command returns its process exit code: 0 ok, 1 error, 3 when a
-// snapshot completed but listed files it could not read consistently (or
-// could not read at all). Errors are printed to stderr as
-// "ferryctl: <what failed>: <why>".
+// Every command returns its process exit code (ctl/exit_codes.h). Errors are
+// printed to stderr as "ferryctl: <what failed>: <why>".
 #pragma once
 
 #include <map>
+#include <memory>
 #include <string>
 #include <vector>
 
-namespace ferry::ctl {
+#include "ctl/exit_codes.h"
+#include "snapshot/keyset.h"
+#include "snapshot/local_store.h"
 
-inline constexpr int kExitOk = 0;
-inline constexpr int kExitError = 1;
-inline constexpr int kExitUsage = 2;
-inline constexpr int kExitIncomplete = 3;
+namespace ferry::ctl {
 
 struct KeysInitArgs {
   std::string out;
@@ -56,28 +54,14 @@ struct SnapshotShowArgs {
 };
 int SnapshotShow(const SnapshotShowArgs& args);
 
-struct RestoreArgs {
-  std::string store;
-  std::string keyset;
-  std::string snapshot;
-  std::string to;
-  std::string path;
-  std::string passphrase_file;
-  bool force = false;
-  bool allow_external_symlinks = false;
-  bool json = false;
-  size_t workers = 0;
-};
-int Restore(const RestoreArgs& args);
-
-struct VerifyArgs {
-  std::string store;
-  std::string keyset;
-  std::string snapshot;
-  std::string passphrase_file;
-  bool json = false;
-  size_t workers = 0;
-};
-int Verify(const VerifyArgs& args);
+// Shared with restore_commands.cc.
+// A keyset or agent key file (kNotFound naming the file when absent).
+Result<std::unique_ptr<snapshot::Keyset>> LoadKeyset(const std::string& path);
+// A tenant keyset unlocked with the passphrase (ReadPassphrase's sources).
+Result<std::unique_ptr<snapshot::Keyset>> LoadUnlockedKeyset(const std::string& path,
+                                                             const std::string& passphrase_file);
+// A local store opened for one command (pinned reads).
+Result<std::unique_ptr<snapshot::LocalStore>> OpenStore(const std::string& dir,
+                                                        snapshot::LocalStore::Mode mode);
 
 }  // namespace ferry::ctl

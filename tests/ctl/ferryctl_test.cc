@@ -431,7 +431,7 @@ TEST_F(FerryctlTest, KeysInitRefusesAnEmptyPassphrase) {
   CommandResult r =
       Ctl({"keys", "init", "--out", Path("k"), "--argon2-memory", "8", "--argon2-ops", "1"},
           {"FERRY_PASSPHRASE="});
-  EXPECT_EQ(r.exit_code, 1) << Describe(r);
+  EXPECT_EQ(r.exit_code, 2) << Describe(r);
   EXPECT_THAT(r.err, HasSubstr("empty"));
   EXPECT_FALSE(Exists(Path("k")));
 
@@ -439,7 +439,7 @@ TEST_F(FerryctlTest, KeysInitRefusesAnEmptyPassphrase) {
   WriteText(Path("pass"), "\n");
   r = Ctl({"keys", "init", "--out", Path("k"), "--passphrase-file", Path("pass"), "--argon2-memory",
            "8", "--argon2-ops", "1"});
-  EXPECT_EQ(r.exit_code, 1) << Describe(r);
+  EXPECT_EQ(r.exit_code, 2) << Describe(r);
   EXPECT_THAT(r.err, HasSubstr("empty"));
   EXPECT_FALSE(Exists(Path("k")));
 }
@@ -448,7 +448,7 @@ TEST_F(FerryctlTest, KeysInitWithoutAnyPassphraseSourceFailsClearly) {
   // No FERRY_PASSPHRASE, no --passphrase-file, no terminal (stdin is a pipe).
   CommandResult r =
       Ctl({"keys", "init", "--out", Path("k"), "--argon2-memory", "8", "--argon2-ops", "1"});
-  EXPECT_EQ(r.exit_code, 1) << Describe(r);
+  EXPECT_EQ(r.exit_code, 2) << Describe(r);
   EXPECT_THAT(r.err, HasSubstr("FERRY_PASSPHRASE"));
   EXPECT_THAT(r.err, HasSubstr("--passphrase-file"));
   EXPECT_FALSE(Exists(Path("k")));
@@ -470,7 +470,7 @@ TEST_F(FerryctlTest, KeysInitReadsThePassphraseFileWithoutItsTrailingNewline) {
   EXPECT_EQ(r.exit_code, 0) << Describe(r);
   // ... and the newline is not part of it.
   r = Ctl({"verify", "--store", Store(), "--keyset", Path("k"), id}, {PassEnv("from a file\n")});
-  EXPECT_EQ(r.exit_code, 1) << Describe(r);
+  EXPECT_EQ(r.exit_code, 5) << Describe(r);
   EXPECT_THAT(r.err, HasSubstr("wrong passphrase"));
 }
 
@@ -488,7 +488,7 @@ TEST_F(FerryctlTest, ExportAgentWritesAnOwnerOnlyAgentFileWithoutAPassphrase) {
 TEST_F(FerryctlTest, ExportAgentFromAnAgentFileFails) {
   const std::string agent = AgentFile();
   CommandResult r = Ctl({"keys", "export-agent", "--keyset", agent, "--out", Path("again.key")});
-  EXPECT_EQ(r.exit_code, 1) << Describe(r);
+  EXPECT_EQ(r.exit_code, 2) << Describe(r);
   EXPECT_THAT(r.err, HasSubstr("agent key file"));
   EXPECT_FALSE(Exists(Path("again.key")));
 }
@@ -609,19 +609,19 @@ TEST_F(FerryctlTest, CreateRejectsALabelWithoutEquals) {
 TEST_F(FerryctlTest, CreateOfAPathThatIsNotADirectoryFails) {
   WriteText(Path("file"), "just a file\n");
   CommandResult r = Create(Path("file"));
-  EXPECT_EQ(r.exit_code, 1) << Describe(r);
+  EXPECT_EQ(r.exit_code, 2) << Describe(r);
   EXPECT_THAT(r.err, HasSubstr("not a directory"));
   EXPECT_TRUE(r.out.empty()) << r.out;
 
   r = Create(Path("missing"));
-  EXPECT_EQ(r.exit_code, 1) << Describe(r);
+  EXPECT_EQ(r.exit_code, 4) << Describe(r);
   EXPECT_THAT(r.err, HasSubstr("No such file or directory"));
   EXPECT_TRUE(r.out.empty()) << r.out;
 }
 
 TEST_F(FerryctlTest, CreateWithAMissingKeysetFails) {
   CommandResult r = Create(SmallTree(), {}, Path("no.keyset"));
-  EXPECT_EQ(r.exit_code, 1) << Describe(r);
+  EXPECT_EQ(r.exit_code, 4) << Describe(r);
   EXPECT_THAT(r.err, HasSubstr("does not exist"));
 }
 
@@ -746,7 +746,7 @@ TEST_F(FerryctlTest, ListShowsSnapshotsOldestFirst) {
 TEST_F(FerryctlTest, ListOfAnEmptyOrMissingStore) {
   Snapshot(SmallTree());  // creates the store
   CommandResult r = Ctl({"snapshot", "list", "--store", Path("nowhere")});
-  EXPECT_EQ(r.exit_code, 1) << Describe(r);
+  EXPECT_EQ(r.exit_code, 4) << Describe(r);
   EXPECT_THAT(r.err, HasSubstr("nowhere"));
 }
 
@@ -836,22 +836,22 @@ TEST_F(FerryctlTest, AmbiguousOrTooShortPrefixIsAnError) {
   ASSERT_EQ(prefix.size(), 4u);
 
   CommandResult r = Ctl({"snapshot", "show", "--store", Store(), prefix});
-  EXPECT_EQ(r.exit_code, 1) << Describe(r);
+  EXPECT_EQ(r.exit_code, 2) << Describe(r);
   EXPECT_THAT(r.err, HasSubstr("ambiguous"));
   EXPECT_TRUE(r.out.empty()) << r.out;
   r = Restore(prefix, Path("out"));
-  EXPECT_EQ(r.exit_code, 1) << Describe(r);
+  EXPECT_EQ(r.exit_code, 2) << Describe(r);
   EXPECT_THAT(r.err, HasSubstr("ambiguous"));
   EXPECT_FALSE(Exists(Path("out")));
   r = Verify(prefix);
-  EXPECT_EQ(r.exit_code, 1) << Describe(r);
+  EXPECT_EQ(r.exit_code, 2) << Describe(r);
   EXPECT_THAT(r.err, HasSubstr("ambiguous"));
 
   r = Ctl({"snapshot", "show", "--store", Store(), id.substr(0, 3)});
-  EXPECT_EQ(r.exit_code, 1) << Describe(r);
+  EXPECT_EQ(r.exit_code, 2) << Describe(r);
   EXPECT_THAT(r.err, HasSubstr("too short"));
   r = Ctl({"snapshot", "show", "--store", Store(), ""});
-  EXPECT_EQ(r.exit_code, 1) << Describe(r);
+  EXPECT_EQ(r.exit_code, 2) << Describe(r);
 }
 
 TEST_F(FerryctlTest, UnknownSnapshotIsAnError) {
@@ -861,11 +861,11 @@ TEST_F(FerryctlTest, UnknownSnapshotIsAnError) {
   for (const std::string& spec : {other, other.substr(0, 10), std::string("zzzz")}) {
     SCOPED_TRACE(spec);
     CommandResult r = Ctl({"snapshot", "show", "--store", Store(), spec});
-    EXPECT_EQ(r.exit_code, 1) << Describe(r);
+    EXPECT_EQ(r.exit_code, 4) << Describe(r);
     EXPECT_THAT(r.err, HasSubstr("no snapshot matches"));
   }
   CommandResult r = Restore(other, Path("out"));
-  EXPECT_EQ(r.exit_code, 1) << Describe(r);
+  EXPECT_EQ(r.exit_code, 4) << Describe(r);
   EXPECT_THAT(r.err, HasSubstr("no snapshot matches"));
   EXPECT_FALSE(Exists(Path("out")));
 }
@@ -959,7 +959,7 @@ TEST_F(FerryctlTest, RestoreOfOneFile) {
   EXPECT_EQ(ReadFileOrDie(Path("big/big.bin")), ReadFileOrDie(src + "/big.bin"));
 
   r = Restore(id, Path("none"), {"--path", "docs/nothing-here"});
-  EXPECT_EQ(r.exit_code, 1) << Describe(r);
+  EXPECT_EQ(r.exit_code, 4) << Describe(r);
   EXPECT_THAT(r.err, HasSubstr("not in the snapshot"));
 }
 
@@ -1063,18 +1063,18 @@ TEST_F(FerryctlTest, WrongPassphraseIsAClearError) {
   CommandResult r =
       Ctl({"restore", "--store", Store(), "--keyset", Keyset(), id, "--to", Path("out")},
           {PassEnv("not the passphrase")});
-  EXPECT_EQ(r.exit_code, 1) << Describe(r);
+  EXPECT_EQ(r.exit_code, 5) << Describe(r);
   EXPECT_THAT(r.err, HasSubstr("wrong passphrase"));
   EXPECT_FALSE(Exists(Path("out")));
 
   r = Ctl({"verify", "--store", Store(), "--keyset", Keyset(), id},
           {PassEnv("not the passphrase")});
-  EXPECT_EQ(r.exit_code, 1) << Describe(r);
+  EXPECT_EQ(r.exit_code, 5) << Describe(r);
   EXPECT_THAT(r.err, HasSubstr("wrong passphrase"));
 
   // No passphrase at all (and no terminal): says how to give one.
   r = Ctl({"restore", "--store", Store(), "--keyset", Keyset(), id, "--to", Path("out")});
-  EXPECT_EQ(r.exit_code, 1) << Describe(r);
+  EXPECT_EQ(r.exit_code, 2) << Describe(r);
   EXPECT_THAT(r.err, HasSubstr("FERRY_PASSPHRASE"));
   EXPECT_FALSE(Exists(Path("out")));
 }
@@ -1111,20 +1111,25 @@ TEST_F(FerryctlTest, DamagedKeysetIsRefused) {
   WriteText(Path("garbage.keyset"), "this is not a keyset at all\n", 0600);
   WriteText(Path("empty.keyset"), "", 0600);
 
+  // Damaged keysets are damaged data (7); what is not a keyset at all is bad input (2).
   for (const char* name :
        {"flipped.keyset", "truncated.keyset", "garbage.keyset", "empty.keyset"}) {
     SCOPED_TRACE(name);
+    const int expected_exit =
+        std::string(name).rfind("flipped", 0) == 0 || std::string(name).rfind("truncated", 0) == 0
+            ? 7
+            : 2;
     CommandResult r = CtlWithPass(
         {"restore", "--store", Store(), "--keyset", Path(name), id, "--to", Path("out")});
-    EXPECT_EQ(r.exit_code, 1) << Describe(r);
+    EXPECT_EQ(r.exit_code, expected_exit) << Describe(r);
     EXPECT_THAT(r.err, HasSubstr(name));
     EXPECT_FALSE(Exists(Path("out")));
     r = CtlWithPass({"verify", "--store", Store(), "--keyset", Path(name), id});
-    EXPECT_EQ(r.exit_code, 1) << Describe(r);
+    EXPECT_EQ(r.exit_code, expected_exit) << Describe(r);
     r = Create(Path("src"), {}, Path(name));
-    EXPECT_EQ(r.exit_code, 1) << Describe(r);
+    EXPECT_EQ(r.exit_code, expected_exit) << Describe(r);
     r = Ctl({"keys", "export-agent", "--keyset", Path(name), "--out", Path("agent-of-damaged")});
-    EXPECT_EQ(r.exit_code, 1) << Describe(r);
+    EXPECT_EQ(r.exit_code, expected_exit) << Describe(r);
     EXPECT_FALSE(Exists(Path("agent-of-damaged")));
   }
   CommandResult r = CtlWithPass(
@@ -1164,7 +1169,7 @@ TEST_F(FerryctlTest, FlippedByteInAPackFailsVerifyAndRestore) {
 
   CommandResult r = Verify(id);
   EXPECT_EQ(r.signal, 0) << Describe(r);
-  EXPECT_EQ(r.exit_code, 1) << Describe(r);
+  EXPECT_EQ(r.exit_code, 7) << Describe(r);
   EXPECT_THAT(r.err, HasSubstr("chunk"));
   EXPECT_THAT(r.err, AnyOf(HasSubstr("does not verify"), HasSubstr("damaged"),
                            HasSubstr("does not match")));
@@ -1172,7 +1177,7 @@ TEST_F(FerryctlTest, FlippedByteInAPackFailsVerifyAndRestore) {
 
   r = Restore(id, Path("out"));
   EXPECT_EQ(r.signal, 0) << Describe(r);
-  EXPECT_EQ(r.exit_code, 1) << Describe(r);
+  EXPECT_EQ(r.exit_code, 7) << Describe(r);
   EXPECT_THAT(r.err, HasSubstr("chunk"));
   EXPECT_THAT(r.err, AnyOf(HasSubstr("does not verify"), HasSubstr("damaged"),
                            HasSubstr("does not match")));
@@ -1193,7 +1198,7 @@ TEST_F(FerryctlTest, DamagedPackTrailerFailsVerify) {
 
   CommandResult r = Verify(id);
   EXPECT_EQ(r.signal, 0) << Describe(r);
-  EXPECT_EQ(r.exit_code, 1) << Describe(r);
+  EXPECT_EQ(r.exit_code, 7) << Describe(r);
   EXPECT_THAT(r.err, HasSubstr("pack"));
   EXPECT_THAT(r.out, Not(HasSubstr("intact")));
 }
@@ -1213,13 +1218,13 @@ TEST_F(FerryctlTest, TruncatedPackFailsVerifyAndRestore) {
 
   CommandResult r = Verify(id);
   EXPECT_EQ(r.signal, 0) << Describe(r);
-  EXPECT_EQ(r.exit_code, 1) << Describe(r);
+  EXPECT_EQ(r.exit_code, 7) << Describe(r);
   EXPECT_THAT(r.err, HasSubstr("ferryctl: verify"));
   EXPECT_THAT(r.out, Not(HasSubstr("intact")));
 
   r = Restore(id, Path("out"));
   EXPECT_EQ(r.signal, 0) << Describe(r);
-  EXPECT_EQ(r.exit_code, 1) << Describe(r);
+  EXPECT_EQ(r.exit_code, 7) << Describe(r);
   EXPECT_THAT(r.err, HasSubstr("ferryctl: restore"));
 }
 
@@ -1292,7 +1297,24 @@ TEST_F(FerryctlTest, HelpOfEverySubcommandHasAnExample) {
                                              {"snapshot", "list"},
                                              {"snapshot", "show"},
                                              {"restore"},
-                                             {"verify"}}) {
+                                             {"verify"},
+                                             {"config", "add-hub"},
+                                             {"config", "use"},
+                                             {"config", "list"},
+                                             {"tenant", "create"},
+                                             {"tenant", "list"},
+                                             {"agent", "enroll-token"},
+                                             {"agent", "list"},
+                                             {"agent", "show"},
+                                             {"agent", "revoke"},
+                                             {"policy", "apply"},
+                                             {"policy", "list"},
+                                             {"policy", "get"},
+                                             {"policy", "delete"},
+                                             {"token", "create"},
+                                             {"token", "list"},
+                                             {"token", "revoke"},
+                                             {"status"}}) {
     std::vector<std::string> args = cmd;
     args.push_back("--help");
     SCOPED_TRACE(args[0] + " " + (args.size() > 2 ? args[1] : ""));
@@ -1327,7 +1349,7 @@ TEST_F(FerryctlTest, UsageErrorsExit2) {
            {"restore", "--store", store, "--keyset", k, "latest"},
            {"restore", "--store", store, "--keyset", k, "--to", Path("out")},
            {"verify", "--store", store, "latest"},
-           {"verify", "--keyset", k, "latest"}}) {
+           {"verify", "--keyset", k, "latest", "--store"}}) {
     std::string joined;
     for (const auto& a : args) joined += a + " ";
     SCOPED_TRACE(joined);

@@ -138,6 +138,13 @@ std::string BinDir() {
   return dir;
 }
 
+std::string SourceDir() {
+  const char* src = std::getenv("FERRY_SOURCE_DIR");
+  if (src != nullptr && *src != '\0') return src;
+  const std::string here = __FILE__;  // <repo>/tests/testing/test_util.cc
+  return here.substr(0, here.rfind('/')) + "/../..";
+}
+
 namespace {
 
 void DrainInto(int fd, std::string& out, bool& open) {

@@ -58,6 +58,8 @@ HubInit InitHub(const std::string& data_dir);
 
 // The directory holding Ferry's built binaries (FERRY_BIN_DIR, set by CTest).
 std::string BinDir();
+// The repository root: $FERRY_SOURCE_DIR, else found from this file's path.
+std::string SourceDir();
 
 struct CommandResult {
   int exit_code = -1;  // -1 when killed by a signal

@@ -1,0 +1,179 @@
+#include "ctl/restore_commands.h"
+
+#include <boost/json.hpp>
+#include <iostream>
+
+#include "ctl/format.h"
+#include "ctl/hub_chunk_source.h"
+#include "ctl/local_commands.h"
+#include "snapshot/restorer.h"
+
+namespace ferry::ctl {
+
+namespace json = boost::json;
+
+namespace {
+
+// Fetching from a hub is latency-bound, not CPU-bound: more requests in
+// flight than cores.
+constexpr size_t kDefaultHubWorkers = 8;
+
+// Where the snapshot comes from: a local store or a hub.
+struct Source {
+  std::unique_ptr<snapshot::LocalStore> store;
+  Result<HubCall> call = FailedPreconditionError("no hub");
+  std::unique_ptr<HubChunkSource> hub;
+  snapshot::SnapshotId id{};
+  std::string where;  // for messages and the summary
+  OutputFormat format = OutputFormat::kTable;
+
+  snapshot::ChunkSource& source() {
+    return store ? static_cast<snapshot::ChunkSource&>(*store) : *hub;
+  }
+};
+
+Status OpenSource(const std::string& store_dir, const HubArgs& hub_args,
+                  const HubSnapshotFilter& filter, const std::string& snapshot, bool json,
+                  Source& out) {
+  if (!store_dir.empty()) {
+    ASSIGN_OR_RETURN(out.format, ParseOutputFormat(json ? "json" : hub_args.output));
+    ASSIGN_OR_RETURN(out.store, OpenStore(store_dir, snapshot::LocalStore::Mode::kReadOnly));
+    ASSIGN_OR_RETURN(out.id, out.store->ResolveSnapshot(snapshot));
+    out.where = store_dir;
+    return OkStatus();
+  }
+  HubArgs args = hub_args;
+  if (json) args.output = "json";
+  out.call = OpenHub(args);
+  RETURN_IF_ERROR(out.call.status());
+  out.format = out.call->format;
+  ASSIGN_OR_RETURN(std::string tenant, out.call->Tenant());
+  ASSIGN_OR_RETURN(std::string hex, ResolveHubSnapshot(*out.call, snapshot, filter));
+  ASSIGN_OR_RETURN(Bytes raw, HexDecode(hex));
+  if (raw.size() != out.id.size()) return DataLossError("the hub listed a malformed id " + hex);
+  std::copy(raw.begin(), raw.end(), out.id.begin());
+  out.hub = std::make_unique<HubChunkSource>(*out.call->client, tenant);
+  out.where = out.call->client->url().text + " (tenant " + tenant + ")";
+  return OkStatus();
+}
+
+// The total for the progress line: the datasets' logical size.
+Result<uint64_t> LogicalBytes(snapshot::ChunkSource& source, const snapshot::SnapshotId& id) {
+  ASSIGN_OR_RETURN(snapshot::ParsedManifest m, source.LoadManifest(id));
+  uint64_t total = 0;
+  for (const auto& d : m.body.datasets()) total += d.stats().bytes();
+  return total;
+}
+
+}  // namespace
+
+int Restore(const RestoreArgs& args) {
+  Result<std::unique_ptr<snapshot::Keyset>> ks =
+      LoadUnlockedKeyset(args.keyset, args.passphrase_file);
+  if (!ks.ok()) return Fail("restore", ks.status());
+  Source src;
+  if (Status s = OpenSource(args.store, args.hub, args.filter, args.snapshot, args.json, src);
+      !s.ok()) {
+    return Fail("restore", s);
+  }
+  const std::string short_id = HexEncode(src.id).substr(0, 12);
+  Result<uint64_t> total = LogicalBytes(src.source(), src.id);
+  if (!total.ok()) return Fail("restore " + short_id, total.status());
+  Progress progress("restore " + short_id, *total);
+  snapshot::RestoreOptions options;
+  options.sub_path = args.path;
+  options.force = args.force;
+  options.allow_external_symlinks = args.allow_external_symlinks;
+  options.workers = args.workers != 0 ? args.workers : (src.hub ? kDefaultHubWorkers : 0);
+  options.on_warning = [&progress](const std::string& w) {
+    progress.Finish();
+    std::cerr << "warning: " << w << "\n";
+  };
+  options.on_progress = [&progress](uint64_t bytes) { progress.Add(bytes); };
+  Result<snapshot::RestoreReport> r =
+      snapshot::RestoreSnapshot(src.source(), **ks, src.id, args.to, options);
+  progress.Finish();
+  if (!r.ok()) return Fail("restore " + short_id + " from " + src.where, r.status());
+  for (const auto& w : r->warnings) std::cerr << "warning: " << w << "\n";
+  const uint64_t downloaded = src.hub ? src.hub->bytes_downloaded() : 0;
+  if (src.format != OutputFormat::kTable) {
+    json::object o;
+    o["id"] = HexEncode(src.id);
+    o["files"] = r->files;
+    o["directories"] = r->directories;
+    o["symlinks"] = r->symlinks;
+    o["hardlinks"] = r->hardlinks;
+    o["bytes"] = r->bytes;
+    o["seconds"] = r->seconds;
+    o["source"] = src.where;
+    if (src.hub) o["bytes_downloaded"] = downloaded;
+    json::array refused;
+    for (const auto& x : r->refused) refused.push_back(json::string(x));
+    o["refused"] = std::move(refused);
+    PrintValue(o, src.format);
+  } else {
+    std::cerr << "restored " << short_id << " from " << src.where << " into " << args.to << ": "
+              << Count(r->files) << " files, " << Count(r->directories) << " directories, "
+              << Count(r->symlinks) << " symlinks, " << HumanBytes(r->bytes) << " in "
+              << Seconds(r->seconds);
+    if (src.hub) std::cerr << " (" << HumanBytes(downloaded) << " downloaded)";
+    std::cerr << "\n";
+  }
+  if (!r->refused.empty()) {
+    std::cerr << "ferryctl: restore: " << r->refused.size()
+              << " entries were refused (see above); everything else was restored\n";
+    return kExitError;
+  }
+  return kExitOk;
+}
+
+int Verify(const VerifyArgs& args) {
+  Result<std::unique_ptr<snapshot::Keyset>> ks =
+      LoadUnlockedKeyset(args.keyset, args.passphrase_file);
+  if (!ks.ok()) return Fail("verify", ks.status());
+  Source src;
+  if (Status s = OpenSource(args.store, args.hub, args.filter, args.snapshot, args.json, src);
+      !s.ok()) {
+    return Fail("verify", s);
+  }
+  const std::string short_id = HexEncode(src.id).substr(0, 12);
+  Result<uint64_t> total = LogicalBytes(src.source(), src.id);
+  if (!total.ok()) return Fail("verify " + short_id, total.status());
+  Progress progress("verify " + short_id, *total);
+  auto on_progress = [&progress](uint64_t bytes) { progress.Add(bytes); };
+  Result<snapshot::VerifyReport> r =
+      src.store ? snapshot::VerifySnapshot(*src.store, **ks, src.id, args.workers, on_progress)
+                : snapshot::VerifySnapshot(src.source(), **ks, src.id,
+                                           args.workers != 0 ? args.workers : kDefaultHubWorkers,
+                                           on_progress);
+  progress.Finish();
+  if (!r.ok()) return Fail("verify " + short_id + " at " + src.where, r.status());
+  if (src.format != OutputFormat::kTable) {
+    json::object o;
+    o["id"] = HexEncode(src.id);
+    o["ok"] = true;
+    o["files"] = r->files;
+    o["directories"] = r->directories;
+    o["chunks_read"] = r->chunks_read;
+    o["bytes_read"] = r->bytes_read;
+    o["refs_checked"] = r->refs_checked;
+    o["packs_checked"] = r->packs_checked;
+    o["seconds"] = r->seconds;
+    o["source"] = src.where;
+    PrintValue(o, src.format);
+  } else {
+    std::cout << "snapshot " << short_id << " at " << src.where
+              << " is intact: " << Count(r->chunks_read) << " chunks (" << HumanBytes(r->bytes_read)
+              << ") decrypted and checked, " << Count(r->files) << " files, "
+              << Count(r->refs_checked) << " references present";
+    if (!r->remote) {
+      std::cout << ", " << Count(r->packs_checked) << " packs with intact indexes";
+    } else {
+      std::cout << " (pack checks run at the hub's side)";
+    }
+    std::cout << "\n";
+  }
+  return kExitOk;
+}
+
+}  // namespace ferry::ctl
