@@ -20,66 +20,62 @@ constexpr size_t kDefaultHubWorkers = 8;
 
 // Where the snapshot comes from: a local store or a hub.
 struct Source {
+  std::unique_ptr<snapshot::Keyset> keyset;  // unlocked
   std::unique_ptr<snapshot::LocalStore> store;
   Result<HubCall> call = FailedPreconditionError("no hub");
   std::unique_ptr<HubChunkSource> hub;
   snapshot::SnapshotId id{};
   std::string where;  // for messages and the summary
   OutputFormat format = OutputFormat::kTable;
+  uint64_t logical_bytes = 0;  // the datasets' size: the progress line's total
 
   snapshot::ChunkSource& source() {
     return store ? static_cast<snapshot::ChunkSource&>(*store) : *hub;
   }
 };
 
-Status OpenSource(const std::string& store_dir, const HubArgs& hub_args,
+// Unlocks the keyset, opens the store or the hub, resolves the snapshot and
+// reads its size.
+Status OpenSource(const std::string& keyset, const std::string& passphrase_file,
+                  const std::string& store_dir, const HubArgs& hub_args,
                   const HubSnapshotFilter& filter, const std::string& snapshot, bool json,
                   Source& out) {
+  ASSIGN_OR_RETURN(out.keyset, LoadUnlockedKeyset(keyset, passphrase_file));
   if (!store_dir.empty()) {
     ASSIGN_OR_RETURN(out.format, ParseOutputFormat(json ? "json" : hub_args.output));
     ASSIGN_OR_RETURN(out.store, OpenStore(store_dir, snapshot::LocalStore::Mode::kReadOnly));
     ASSIGN_OR_RETURN(out.id, out.store->ResolveSnapshot(snapshot));
     out.where = store_dir;
-    return OkStatus();
+  } else {
+    HubArgs args = hub_args;
+    if (json) args.output = "json";
+    out.call = OpenHub(args);
+    RETURN_IF_ERROR(out.call.status());
+    out.format = out.call->format;
+    ASSIGN_OR_RETURN(std::string tenant, out.call->Tenant());
+    ASSIGN_OR_RETURN(std::string hex, ResolveHubSnapshot(*out.call, snapshot, filter));
+    ASSIGN_OR_RETURN(Bytes raw, HexDecode(hex));
+    if (raw.size() != out.id.size()) return DataLossError("the hub listed a malformed id " + hex);
+    std::copy(raw.begin(), raw.end(), out.id.begin());
+    out.hub = std::make_unique<HubChunkSource>(*out.call->client, tenant);
+    out.where = out.call->client->url().text + " (tenant " + tenant + ")";
   }
-  HubArgs args = hub_args;
-  if (json) args.output = "json";
-  out.call = OpenHub(args);
-  RETURN_IF_ERROR(out.call.status());
-  out.format = out.call->format;
-  ASSIGN_OR_RETURN(std::string tenant, out.call->Tenant());
-  ASSIGN_OR_RETURN(std::string hex, ResolveHubSnapshot(*out.call, snapshot, filter));
-  ASSIGN_OR_RETURN(Bytes raw, HexDecode(hex));
-  if (raw.size() != out.id.size()) return DataLossError("the hub listed a malformed id " + hex);
-  std::copy(raw.begin(), raw.end(), out.id.begin());
-  out.hub = std::make_unique<HubChunkSource>(*out.call->client, tenant);
-  out.where = out.call->client->url().text + " (tenant " + tenant + ")";
+  ASSIGN_OR_RETURN(snapshot::ParsedManifest m, out.source().LoadManifest(out.id));
+  for (const auto& d : m.body.datasets()) out.logical_bytes += d.stats().bytes();
   return OkStatus();
-}
-
-// The total for the progress line: the datasets' logical size.
-Result<uint64_t> LogicalBytes(snapshot::ChunkSource& source, const snapshot::SnapshotId& id) {
-  ASSIGN_OR_RETURN(snapshot::ParsedManifest m, source.LoadManifest(id));
-  uint64_t total = 0;
-  for (const auto& d : m.body.datasets()) total += d.stats().bytes();
-  return total;
 }
 
 }  // namespace
 
 int Restore(const RestoreArgs& args) {
-  Result<std::unique_ptr<snapshot::Keyset>> ks =
-      LoadUnlockedKeyset(args.keyset, args.passphrase_file);
-  if (!ks.ok()) return Fail("restore", ks.status());
   Source src;
-  if (Status s = OpenSource(args.store, args.hub, args.filter, args.snapshot, args.json, src);
+  if (Status s = OpenSource(args.keyset, args.passphrase_file, args.store, args.hub, args.filter,
+                            args.snapshot, args.json, src);
       !s.ok()) {
     return Fail("restore", s);
   }
   const std::string short_id = HexEncode(src.id).substr(0, 12);
-  Result<uint64_t> total = LogicalBytes(src.source(), src.id);
-  if (!total.ok()) return Fail("restore " + short_id, total.status());
-  Progress progress("restore " + short_id, *total);
+  Progress progress("restore " + short_id, src.logical_bytes);
   snapshot::RestoreOptions options;
   options.sub_path = args.path;
   options.force = args.force;
@@ -91,7 +87,7 @@ int Restore(const RestoreArgs& args) {
   };
   options.on_progress = [&progress](uint64_t bytes) { progress.Add(bytes); };
   Result<snapshot::RestoreReport> r =
-      snapshot::RestoreSnapshot(src.source(), **ks, src.id, args.to, options);
+      snapshot::RestoreSnapshot(src.source(), *src.keyset, src.id, args.to, options);
   progress.Finish();
   if (!r.ok()) return Fail("restore " + short_id + " from " + src.where, r.status());
   for (const auto& w : r->warnings) std::cerr << "warning: " << w << "\n";
@@ -128,24 +124,21 @@ int Restore(const RestoreArgs& args) {
 }
 
 int Verify(const VerifyArgs& args) {
-  Result<std::unique_ptr<snapshot::Keyset>> ks =
-      LoadUnlockedKeyset(args.keyset, args.passphrase_file);
-  if (!ks.ok()) return Fail("verify", ks.status());
   Source src;
-  if (Status s = OpenSource(args.store, args.hub, args.filter, args.snapshot, args.json, src);
+  if (Status s = OpenSource(args.keyset, args.passphrase_file, args.store, args.hub, args.filter,
+                            args.snapshot, args.json, src);
       !s.ok()) {
     return Fail("verify", s);
   }
   const std::string short_id = HexEncode(src.id).substr(0, 12);
-  Result<uint64_t> total = LogicalBytes(src.source(), src.id);
-  if (!total.ok()) return Fail("verify " + short_id, total.status());
-  Progress progress("verify " + short_id, *total);
+  Progress progress("verify " + short_id, src.logical_bytes);
   auto on_progress = [&progress](uint64_t bytes) { progress.Add(bytes); };
   Result<snapshot::VerifyReport> r =
-      src.store ? snapshot::VerifySnapshot(*src.store, **ks, src.id, args.workers, on_progress)
-                : snapshot::VerifySnapshot(src.source(), **ks, src.id,
-                                           args.workers != 0 ? args.workers : kDefaultHubWorkers,
-                                           on_progress);
+      src.store
+          ? snapshot::VerifySnapshot(*src.store, *src.keyset, src.id, args.workers, on_progress)
+          : snapshot::VerifySnapshot(src.source(), *src.keyset, src.id,
+                                     args.workers != 0 ? args.workers : kDefaultHubWorkers,
+                                     on_progress);
   progress.Finish();
   if (!r.ok()) return Fail("verify " + short_id + " at " + src.where, r.status());
   if (src.format != OutputFormat::kTable) {

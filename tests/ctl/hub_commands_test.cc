@@ -65,14 +65,20 @@ class FerryctlHubTest : public ::testing::Test {
     fingerprint_ = init.fingerprint;
     admin_ = init.admin_token;
     ASSERT_FALSE(admin_.empty());
-    const std::string port_file = dir_.Sub("hub.port");
-    hub_ = std::make_unique<ChildProcess>(
-        std::vector<std::string>{BinDir() + "/ferry-hub", "run", "--data-dir", data_, "--listen",
-                                 "127.0.0.1:0", "--port-file", port_file, "--log-format", "text"},
-        dir_.Sub("hub.log"));
-    port_ = std::stoi(WaitForFile(port_file, hub_.get()));
+    StartHub(0, "hub");
     url_ = "http://127.0.0.1:" + std::to_string(port_);
     config_ = dir_.Sub("ferryctl.yaml");
+  }
+
+  // ferry-hub run on 127.0.0.1:`port` (0: any), logging to <name>.log.
+  void StartHub(int port, const std::string& name) {
+    const std::string port_file = dir_.Sub(name + ".port");
+    hub_ = std::make_unique<ChildProcess>(
+        std::vector<std::string>{BinDir() + "/ferry-hub", "run", "--data-dir", data_, "--listen",
+                                 "127.0.0.1:" + std::to_string(port), "--port-file", port_file,
+                                 "--log-format", "text"},
+        dir_.Sub(name + ".log"));
+    port_ = std::stoi(WaitForFile(port_file, hub_.get()));
   }
 
   // ferryctl with its hub list in the test's folder and no inherited
@@ -516,13 +522,7 @@ TEST_F(FerryctlHubTest, VerifyFromTheHubCatchesADamagedChunk) {
     b[b.size() / 2] ^= 0x40;
     WriteFileOrDie(f, b);
   }
-  const std::string port_file = dir_.Sub("hub2.port");
-  hub_ = std::make_unique<ChildProcess>(
-      std::vector<std::string>{BinDir() + "/ferry-hub", "run", "--data-dir", data_, "--listen",
-                               "127.0.0.1:" + std::to_string(port_), "--port-file", port_file,
-                               "--log-format", "text"},
-      dir_.Sub("hub2.log"));
-  WaitForFile(port_file, hub_.get());
+  StartHub(port_, "hub2");  // the same port: the saved hub URL stays right
   CommandResult verify = Ctl({"verify", "--keyset", Keyset(), id});
   EXPECT_EQ(verify.exit_code, 7) << Describe(verify);
   CommandResult restore = Ctl({"restore", "--keyset", Keyset(), id, "--to", dir_.Sub("r")});
