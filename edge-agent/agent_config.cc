@@ -12,12 +12,11 @@
 #include <sstream>
 #include <utility>
 
-#include <yaml-cpp/depthguard.h>  // YAML::DeepRecursion
-#include <yaml-cpp/eventhandler.h>
 #include <yaml-cpp/yaml.h>
 
 #include "core/env.h"
 #include "mirror/identity.h"
+#include "mirror/policy/yaml_fields.h"
 #include "mirror/transport/link_client.h"
 
 namespace ferry::agent {
@@ -34,8 +33,6 @@ constexpr size_t kMaxHookArguments = 256;
 constexpr size_t kMaxPathLength = 4096;  // PATH_MAX
 constexpr size_t kMaxStringLength = 4096;
 constexpr size_t kMaxUnixSocketPath = 107;  // sockaddr_un::sun_path less its NUL
-constexpr size_t kMaxNameLength = 63;
-constexpr size_t kMaxLabelPrefixLength = 253;
 constexpr size_t kMaxEnvNameLength = 255;
 constexpr uint64_t kMinMemoryBytes = uint64_t{32} << 20;
 constexpr size_t kMaxWorkers = 64;
@@ -55,157 +52,25 @@ bool IsDigit(char c) { return c >= '0' && c <= '9'; }
 bool IsLowerAlnum(char c) { return IsDigit(c) || (c >= 'a' && c <= 'z'); }
 bool IsAlnum(char c) { return IsLowerAlnum(c) || (c >= 'A' && c <= 'Z'); }
 
-// A user's text for an error message: printable ASCII kept, other bytes as
-// \xNN, cut after 64 characters (as the policy parser shows it).
-std::string Sanitize(std::string_view s) {
-  std::string out;
-  size_t n = 0;
-  for (char ch : s) {
-    if (n++ == 64) {
-      out += "...";
-      break;
-    }
-    const auto c = static_cast<unsigned char>(ch);
-    if (c == '"' || c == '\\') {
-      out += '\\';
-      out += ch;
-    } else if (c >= 0x20 && c < 0x7f) {
-      out += ch;
-    } else {
-      char buf[16];
-      std::snprintf(buf, sizeof buf, "\\x%02x", c);
-      out += buf;
-    }
-  }
-  return out;
-}
+using mirror::yaml_fields::Child;
+using mirror::yaml_fields::Describe;
+using mirror::yaml_fields::Field;
+using mirror::yaml_fields::FieldError;
+using mirror::yaml_fields::Index;
+using mirror::yaml_fields::LineColumn;
+using mirror::yaml_fields::List;
+using mirror::yaml_fields::Mapping;
+using mirror::yaml_fields::PathKey;
+using mirror::yaml_fields::Quote;
+using mirror::yaml_fields::Sanitize;
+using mirror::yaml_fields::Where;
 
-std::string Quote(std::string_view s) { return "\"" + Sanitize(s) + "\""; }
+// Every key of an agent config is called a "key" in messages.
+constexpr const char* kNoun = "key";
 
-// A key as it appears in a path: as is when it is tame, quoted otherwise.
-std::string PathKey(std::string_view key) {
-  const bool tame =
-      !key.empty() && key.size() <= 64 && std::all_of(key.begin(), key.end(), [](char c) {
-        return IsAlnum(c) || c == '-' || c == '_' || c == '.' || c == '/';
-      });
-  return tame ? std::string(key) : Quote(key);
-}
-
-std::string LineColumn(const YAML::Mark& mark) {
-  return "line " + std::to_string(mark.line + 1) + ", column " + std::to_string(mark.column + 1);
-}
-
-std::string Where(const YAML::Mark& mark) {
-  if (mark.is_null() || mark.line < 0) return "";
-  return " (" + LineColumn(mark) + ")";
-}
-
-Status KeyError(std::string_view path, const YAML::Mark& mark, std::string_view message) {
-  return InvalidArgumentError((path.empty() ? std::string("document") : std::string(path)) + ": " +
-                              std::string(message) + Where(mark));
-}
-
-std::string Child(std::string_view parent, std::string_view name) {
-  return parent.empty() ? std::string(name) : std::string(parent) + "." + std::string(name);
-}
-
-std::string Index(std::string_view parent, size_t i) {
-  return std::string(parent) + "[" + std::to_string(i) + "]";
-}
-
-// What a node is, for "got ..." in messages.
-std::string Describe(const YAML::Node& node) {
-  switch (node.Type()) {
-    case YAML::NodeType::Null:
-      return "null";
-    case YAML::NodeType::Scalar:
-      // A quoted scalar is shown quoted: "4" is a string, 4 a number.
-      return node.Tag() == "!" ? Quote(node.Scalar()) : Sanitize(node.Scalar());
-    case YAML::NodeType::Sequence:
-      return "a list";
-    case YAML::NodeType::Map:
-      return "a mapping";
-    default:
-      return "nothing";
-  }
-}
-
-// One value of the document and where it came from.
-struct Field {
-  YAML::Node node;
-  std::string path;  // "datasets[1].path"
-  YAML::Mark mark;   // of the value; of its key when the value is null
-
-  Status Error(std::string_view message) const { return KeyError(path, mark, message); }
-};
-
-// A mapping's keys, checked against the names it may have: unknown and
-// repeated keys are errors.
-class Mapping {
- public:
-  static Result<Mapping> Open(const Field& field, std::initializer_list<std::string_view> known) {
-    std::string known_list;
-    for (std::string_view k : known)
-      known_list += (known_list.empty() ? "" : ", ") + std::string(k);
-    if (!field.node.IsMap()) {
-      return field.Error("must be a mapping (" + known_list + "), got " + Describe(field.node));
-    }
-    Mapping m;
-    m.path_ = field.path;
-    m.mark_ = field.mark;
-    // Copies: a yaml-cpp iterator's pair is a temporary (`it->first` dangles).
-    for (auto it = field.node.begin(); it != field.node.end(); ++it) {
-      const YAML::Node key = it->first;
-      const YAML::Node value = it->second;
-      if (!key.IsScalar()) return KeyError(field.path, key.Mark(), "keys must be strings");
-      const std::string& name = key.Scalar();
-      const std::string path = Child(field.path, PathKey(name));
-      if (std::find(known.begin(), known.end(), name) == known.end()) {
-        return KeyError(path, key.Mark(), "unknown key (known: " + known_list + ")");
-      }
-      if (m.fields_.count(name) != 0) return KeyError(path, key.Mark(), "given twice");
-      const YAML::Mark mark = value.IsNull() ? key.Mark() : value.Mark();
-      m.fields_.emplace(name, Field{value, path, mark});
-    }
-    return m;
-  }
-
-  const Field* Get(std::string_view name) const {
-    auto it = fields_.find(name);
-    return it == fields_.end() ? nullptr : &it->second;
-  }
-
-  Result<const Field*> Require(std::string_view name, std::string_view what) const {
-    if (const Field* f = Get(name)) return f;
-    return KeyError(Child(path_, name), mark_, "required: " + std::string(what));
-  }
-
- private:
-  std::string path_;
-  YAML::Mark mark_;
-  std::map<std::string, Field, std::less<>> fields_;
-};
-
-Result<std::vector<Field>> List(const Field& field, size_t min, size_t max, std::string_view what) {
-  if (!field.node.IsSequence()) {
-    return field.Error("must be a list of " + std::string(what) + ", got " + Describe(field.node));
-  }
-  const size_t n = field.node.size();
-  if (n < min) return field.Error("must list at least one of " + std::string(what));
-  if (n > max) {
-    return field.Error("at most " + std::to_string(max) + " " + std::string(what) + ", got " +
-                       std::to_string(n));
-  }
-  std::vector<Field> items;
-  size_t i = 0;
-  for (auto it = field.node.begin(); it != field.node.end(); ++it, ++i) {
-    const YAML::Node item = *it;
-    items.push_back(Field{item, Index(field.path, i), item.IsNull() ? field.mark : item.Mark()});
-  }
-  return items;
-}
-
-Result<std::string> String(const Field& field) {
+// A string within the config's bounds: paths, argv and names all end up as
+// C strings, so no NUL either.
+Result<std::string> ConfigString(const Field& field) {
   if (!field.node.IsScalar()) return field.Error("must be a string, got " + Describe(field.node));
   const std::string& s = field.node.Scalar();
   if (s.size() > kMaxStringLength) {
@@ -217,27 +82,22 @@ Result<std::string> String(const Field& field) {
 }
 
 Result<std::string> NonEmptyString(const Field& field) {
-  ASSIGN_OR_RETURN(std::string s, String(field));
+  ASSIGN_OR_RETURN(std::string s, ConfigString(field));
   if (s.empty()) return field.Error("must not be empty");
   return s;
 }
 
 // The hub/policy name rule (mirror_policy.h: ValidateName rules).
 Result<std::string> Name(const Field& field) {
-  ASSIGN_OR_RETURN(std::string name, String(field));
-  const bool ok =
-      !name.empty() && name.size() <= kMaxNameLength && IsLowerAlnum(name[0]) &&
-      std::all_of(name.begin(), name.end(), [](char c) { return IsLowerAlnum(c) || c == '-'; });
-  if (!ok) {
-    return field.Error(
-        "must be 1-63 characters of a-z, 0-9 and '-', starting with a letter or digit, got " +
-        Quote(name));
+  ASSIGN_OR_RETURN(std::string name, ConfigString(field));
+  if (std::string problem = mirror::yaml_fields::NameProblem(name); !problem.empty()) {
+    return field.Error(problem);
   }
   return name;
 }
 
 Result<std::string> AbsolutePath(const Field& field, size_t max_length = kMaxPathLength) {
-  ASSIGN_OR_RETURN(std::string path, String(field));
+  ASSIGN_OR_RETURN(std::string path, ConfigString(field));
   if (path.empty() || path.front() != '/') {
     return field.Error("must be an absolute path, got " + Quote(path));
   }
@@ -346,63 +206,8 @@ Result<int64_t> DurationMillis(const Field& field, int64_t min_ms, int64_t max_m
   return ms;
 }
 
-// --- labels: the policy parser's rules (docs/policies.md, "Labels") ---
-
-bool LabelNameOk(std::string_view s, bool allow_empty) {
-  if (s.empty()) return allow_empty;
-  if (s.size() > kMaxNameLength || !IsAlnum(s.front()) || !IsAlnum(s.back())) return false;
-  return std::all_of(s.begin(), s.end(),
-                     [](char c) { return IsAlnum(c) || c == '-' || c == '_' || c == '.'; });
-}
-
-bool LabelKeyOk(std::string_view key) {
-  const size_t slash = key.find('/');
-  if (slash == std::string_view::npos) return LabelNameOk(key, false);
-  const std::string_view prefix = key.substr(0, slash);
-  if (prefix.empty() || prefix.size() > kMaxLabelPrefixLength || !IsLowerAlnum(prefix.front()) ||
-      !IsLowerAlnum(prefix.back()) || !std::all_of(prefix.begin(), prefix.end(), [](char c) {
-        return IsLowerAlnum(c) || c == '-' || c == '.';
-      })) {
-    return false;
-  }
-  return LabelNameOk(key.substr(slash + 1), false);
-}
-
 Result<std::map<std::string, std::string>> Labels(const Field& field) {
-  if (!field.node.IsMap()) {
-    return field.Error("must be a mapping of label names to values, got " + Describe(field.node));
-  }
-  if (field.node.size() > kMaxLabels) {
-    return field.Error("at most " + std::to_string(kMaxLabels) + " labels, got " +
-                       std::to_string(field.node.size()));
-  }
-  std::map<std::string, std::string> labels;
-  for (auto it = field.node.begin(); it != field.node.end(); ++it) {
-    const YAML::Node key = it->first;
-    const YAML::Node node = it->second;
-    if (!key.IsScalar()) return KeyError(field.path, key.Mark(), "label names must be strings");
-    const std::string& name = key.Scalar();
-    const std::string path = Child(field.path, PathKey(name));
-    if (!LabelKeyOk(name)) {
-      return KeyError(path, key.Mark(),
-                      "invalid label name " + Quote(name) +
-                          ": 1-63 characters of letters, digits, '-', '_' and '.', starting "
-                          "and ending with a letter or digit, optionally after a DNS prefix "
-                          "and '/' (\"example.com/site\")");
-    }
-    const Field value{node, path, node.IsNull() ? key.Mark() : node.Mark()};
-    ASSIGN_OR_RETURN(std::string v, String(value));
-    if (!LabelNameOk(v, true)) {
-      return value.Error(
-          "invalid label value " + Quote(v) +
-          ": at most 63 characters of letters, digits, '-', '_' and '.', starting and ending "
-          "with a letter or digit");
-    }
-    if (!labels.emplace(name, std::move(v)).second) {
-      return KeyError(path, key.Mark(), "given twice");
-    }
-  }
-  return labels;
+  return mirror::yaml_fields::Labels(field, kMaxLabels);
 }
 
 // --- sections ---
@@ -423,7 +228,7 @@ Result<HubEndpoint> ParseHub(const Field& field) {
   Result<mirror::transport::LinkUrl> parsed = mirror::transport::LinkClient::ParseUrl(hub.url);
   if (!parsed.ok()) return url->Error(parsed.status().message());
   if (const Field* fingerprint = m.Get("fingerprint")) {
-    ASSIGN_OR_RETURN(std::string text, String(*fingerprint));
+    ASSIGN_OR_RETURN(std::string text, ConfigString(*fingerprint));
     // Empty: not pinned yet (`enroll` saves it).
     if (!text.empty()) {
       Result<mirror::FingerprintDigest> digest = mirror::ParseFingerprint(text);
@@ -444,7 +249,7 @@ Result<Hook> ParseHook(const Field& field) {
   for (size_t i = 0; i < argv.size(); ++i) {
     if (i == 0) {
       // Run without a shell and without PATH lookup: the program is named.
-      ASSIGN_OR_RETURN(std::string program, String(argv[0]));
+      ASSIGN_OR_RETURN(std::string program, ConfigString(argv[0]));
       if (program.empty() || program.front() != '/') {
         return argv[0].Error(
             "must be the program's absolute path (hooks run without a shell), got " +
@@ -452,7 +257,7 @@ Result<Hook> ParseHook(const Field& field) {
       }
       hook.command.push_back(std::move(program));
     } else {
-      ASSIGN_OR_RETURN(std::string arg, String(argv[i]));
+      ASSIGN_OR_RETURN(std::string arg, ConfigString(argv[i]));
       hook.command.push_back(std::move(arg));
     }
   }
@@ -474,7 +279,7 @@ Result<DatasetConfig> ParseDataset(const Field& field) {
   ASSIGN_OR_RETURN(const Field* name, m.Require("name", "the dataset's name, as policies name it"));
   ASSIGN_OR_RETURN(d.name, Name(*name));
   if (const Field* kind = m.Get("kind")) {
-    ASSIGN_OR_RETURN(d.kind, String(*kind));
+    ASSIGN_OR_RETURN(d.kind, ConfigString(*kind));
     if (d.kind == "stream" || d.kind == "table") {
       return kind->Error(Quote(d.kind) +
                          " is not supported yet (a later release adds streams and tables)");
@@ -521,7 +326,7 @@ Result<KeysetConfig> ParseKeyset(const Field& field) {
     ASSIGN_OR_RETURN(k.passphrase_file, AbsolutePath(*passphrase_file));
   }
   if (passphrase_env != nullptr) {
-    ASSIGN_OR_RETURN(k.passphrase_env, String(*passphrase_env));
+    ASSIGN_OR_RETURN(k.passphrase_env, ConfigString(*passphrase_env));
     const std::string& e = k.passphrase_env;
     const bool ok = !e.empty() && e.size() <= kMaxEnvNameLength && !IsDigit(e.front()) &&
                     std::all_of(e.begin(), e.end(), [](char c) { return IsAlnum(c) || c == '_'; });
@@ -557,7 +362,7 @@ Result<Limits> ParseLimits(const Field& field) {
 
 // "127.0.0.1:7071", "[::1]:7071", "localhost:7071" -> address and port.
 Status ParseListen(const Field& field, ApiConfig* api) {
-  ASSIGN_OR_RETURN(const std::string listen, String(field));
+  ASSIGN_OR_RETURN(const std::string listen, ConfigString(field));
   const std::string usage =
       "must be HOST:PORT on a loopback address (\"127.0.0.1:7071\", \"[::1]:7071\" or "
       "\"localhost:7071\"), got " +
@@ -686,7 +491,7 @@ Status EmitNode(const YAML::Node& node, const Field& policy, YAML::Emitter& out,
       for (auto it = node.begin(); it != node.end(); ++it) {
         const YAML::Node key = it->first;
         if (!key.IsScalar()) {
-          return KeyError(policy.path, key.Mark(), "keys must be strings");
+          return FieldError(policy.path, key.Mark(), "keys must be strings");
         }
         out << YAML::Key;
         RETURN_IF_ERROR(EmitNode(key, policy, out, budget));
@@ -797,8 +602,8 @@ Status CheckPolicyReferences(const mirror::MirrorPolicy& policy, const Field& fi
   for (size_t i = 0; i < policy.datasets.size(); ++i) {
     if (config.FindDataset(policy.datasets[i]) != nullptr) continue;
     const YAML::Node item = datasets.IsSequence() && i < datasets.size() ? datasets[i] : spec;
-    return KeyError(Index(field.path + ".spec.datasets", i), item.Mark(),
-                    "no dataset named " + Quote(policy.datasets[i]) + " in datasets");
+    return FieldError(Index(field.path + ".spec.datasets", i), item.Mark(),
+                      "no dataset named " + Quote(policy.datasets[i]) + " in datasets");
   }
   const YAML::Node targets = Get(spec, "targets");
   for (size_t i = 0; i < policy.targets.size(); ++i) {
@@ -808,8 +613,8 @@ Status CheckPolicyReferences(const mirror::MirrorPolicy& policy, const Field& fi
       const YAML::Node hub = Get(targets[i], "hub");
       at = hub.IsDefined() ? hub : targets[i];
     }
-    return KeyError(Index(field.path + ".spec.targets", i) + ".hub", at.Mark(),
-                    "no hub named " + Quote(policy.targets[i]) + " in hubs");
+    return FieldError(Index(field.path + ".spec.targets", i) + ".hub", at.Mark(),
+                      "no hub named " + Quote(policy.targets[i]) + " in hubs");
   }
   return OkStatus();
 }
@@ -822,7 +627,7 @@ Result<AgentConfig> ParseDocument(const YAML::Node& root) {
     return InvalidArgumentError(
         "document: empty; an agent config needs at least agent.name, stateDir and keyset.file");
   }
-  ASSIGN_OR_RETURN(Mapping doc, Mapping::Open(Field{root, "", root.Mark()},
+  ASSIGN_OR_RETURN(Mapping doc, Mapping::Open(Field{root, "", root.Mark(), kNoun},
                                               {"agent", "stateDir", "hubs", "datasets", "keyset",
                                                "limits", "api", "replication", "policies"}));
 
@@ -844,8 +649,8 @@ Result<AgentConfig> ParseDocument(const YAML::Node& root) {
       ASSIGN_OR_RETURN(HubEndpoint hub, ParseHub(item));
       if (c.FindHub(hub.name) != nullptr) {
         const YAML::Node n = Get(item.node, "name");
-        return KeyError(item.path + ".name", n.Mark(),
-                        "hub " + Quote(hub.name) + " is configured twice");
+        return FieldError(item.path + ".name", n.Mark(),
+                          "hub " + Quote(hub.name) + " is configured twice");
       }
       c.hubs.push_back(std::move(hub));
     }
@@ -857,8 +662,8 @@ Result<AgentConfig> ParseDocument(const YAML::Node& root) {
       ASSIGN_OR_RETURN(DatasetConfig dataset, ParseDataset(item));
       if (c.FindDataset(dataset.name) != nullptr) {
         const YAML::Node n = Get(item.node, "name");
-        return KeyError(item.path + ".name", n.Mark(),
-                        "dataset " + Quote(dataset.name) + " is configured twice");
+        return FieldError(item.path + ".name", n.Mark(),
+                          "dataset " + Quote(dataset.name) + " is configured twice");
       }
       c.datasets.push_back(std::move(dataset));
     }
@@ -885,8 +690,8 @@ Result<AgentConfig> ParseDocument(const YAML::Node& root) {
       for (const mirror::MirrorPolicy& other : c.policies) {
         if (other.name != policy.name) continue;
         const YAML::Node n = Get(Get(item.node, "metadata"), "name");
-        return KeyError(item.path + ".metadata.name", n.IsDefined() ? n.Mark() : item.mark,
-                        "policy " + Quote(policy.name) + " is defined twice");
+        return FieldError(item.path + ".metadata.name", n.IsDefined() ? n.Mark() : item.mark,
+                          "policy " + Quote(policy.name) + " is defined twice");
       }
       RETURN_IF_ERROR(CheckPolicyReferences(policy, item, c));
       c.policies.push_back(std::move(policy));
@@ -895,57 +700,19 @@ Result<AgentConfig> ParseDocument(const YAML::Node& root) {
   return c;
 }
 
-// Counts the documents of a YAML stream without building them (as the
-// policy parser does: YAML::LoadAll can loop on malformed input).
-class DocumentCounter : public YAML::EventHandler {
- public:
-  YAML::Mark second_start;  // where the second document starts, if any
-
-  void OnDocumentStart(const YAML::Mark& mark) override {
-    if (++documents_ == 2) second_start = mark;
-  }
-  void OnDocumentEnd() override {}
-  void OnNull(const YAML::Mark&, YAML::anchor_t) override {}
-  void OnAlias(const YAML::Mark&, YAML::anchor_t) override {}
-  void OnScalar(const YAML::Mark&, const std::string&, YAML::anchor_t,
-                const std::string&) override {}
-  void OnSequenceStart(const YAML::Mark&, const std::string&, YAML::anchor_t,
-                       YAML::EmitterStyle::value) override {}
-  void OnSequenceEnd() override {}
-  void OnMapStart(const YAML::Mark&, const std::string&, YAML::anchor_t,
-                  YAML::EmitterStyle::value) override {}
-  void OnMapEnd() override {}
-
- private:
-  int documents_ = 0;
-};
-
 Result<AgentConfig> Parse(std::string_view yaml) {
   if (yaml.size() > kMaxConfigBytes) {
     return InvalidArgumentError("document: " + std::to_string(yaml.size()) +
                                 " bytes; an agent config is at most " +
                                 std::to_string(kMaxConfigBytes) + " bytes (1 MiB)");
   }
-  const std::string owned(yaml);
-  YAML::Node root;
-  DocumentCounter counter;
-  int documents = 0;
-  try {
-    std::istringstream in(owned);
-    YAML::Parser parser(in);
-    while (documents < 2 && parser.HandleNextDocument(counter)) ++documents;
-    if (documents == 1) root = YAML::Load(owned);
-  } catch (const YAML::DeepRecursion& e) {
-    return InvalidArgumentError("document: YAML nested too deeply at " + LineColumn(e.mark));
-  } catch (const YAML::Exception& e) {
-    std::string message = "YAML syntax error";
-    if (!e.mark.is_null()) message += " at " + LineColumn(e.mark);
-    return InvalidArgumentError(message + ": " + e.msg);
+  ASSIGN_OR_RETURN(mirror::yaml_fields::LoadedDocument loaded,
+                   mirror::yaml_fields::LoadDocument(yaml));
+  if (loaded.documents > 1) {
+    return FieldError("document", loaded.second_start,
+                      "more than one YAML document (a \"---\" separator?); an agent config is one");
   }
-  if (documents > 1) {
-    return KeyError("document", counter.second_start,
-                    "more than one YAML document (a \"---\" separator?); an agent config is one");
-  }
+  const YAML::Node& root = loaded.root;
   try {
     return ParseDocument(root);
   } catch (const YAML::Exception& e) {
