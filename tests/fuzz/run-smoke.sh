@@ -16,7 +16,7 @@ src=${1:?usage: run-smoke.sh <source dir> <sub-build dir>}
 build=${2:?usage: run-smoke.sh <source dir> <sub-build dir>}
 seconds=${FERRY_FUZZ_SECONDS:-20}
 jobs=${FERRY_FUZZ_JOBS:-2}
-targets=(record_reader_fuzz link_envelope_fuzz)
+targets=(record_reader_fuzz link_envelope_fuzz stream_log_fuzz)
 
 skip() {
   echo "SKIPPED: $*" >&2
