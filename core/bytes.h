@@ -34,6 +34,8 @@ inline std::string ToString(ByteView b) { return std::string(AsStringView(b)); }
 
 // Lowercase hex.
 std::string HexEncode(ByteView data);
+// Well-formed UTF-8 (RFC 3629: no overlong forms, no surrogates, at most U+10FFFF).
+bool IsValidUtf8(std::string_view s);
 // Accepts upper and lower case; fails on odd length or a non-hex character.
 Result<Bytes> HexDecode(std::string_view hex);
 // Lowercase RFC 4648 base32 ("a-z2-7"), without padding (fingerprints,

@@ -287,4 +287,12 @@ bool ConstantTimeEqual(ByteView a, ByteView b) {
   return sodium_memcmp(a.data(), b.data(), a.size()) == 0;
 }
 
+std::string Base64Encode(ByteView data) {
+  const size_t len = sodium_base64_encoded_len(data.size(), sodium_base64_VARIANT_ORIGINAL);
+  std::string out(len, '\0');
+  sodium_bin2base64(out.data(), len, data.data(), data.size(), sodium_base64_VARIANT_ORIGINAL);
+  out.resize(len - 1);  // the encoded length counts the terminating NUL
+  return out;
+}
+
 }  // namespace ferry::sodium

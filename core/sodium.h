@@ -141,4 +141,7 @@ Status ChaChaPolyIetfOpen(const SecretBytes& key, ByteView nonce12, ByteView aad
 // Constant-time comparison of equal-length buffers (false if lengths differ).
 bool ConstantTimeEqual(ByteView a, ByteView b);
 
+// Standard base64 (RFC 4648 section 4, with padding), via libsodium.
+std::string Base64Encode(ByteView data);
+
 }  // namespace ferry::sodium

@@ -118,6 +118,7 @@ Status Agent::Init() {
   ASSIGN_OR_RETURN(state_, AgentState::Open(paths_.Database()));
   ASSIGN_OR_RETURN(
       outbox_, snapshot::LocalStore::OpenOrCreate(paths_.Outbox(), OutboxOptions(config_.limits)));
+  ASSIGN_OR_RETURN(streams_, Streams::Open(config_));
   RETURN_IF_ERROR(Reconcile());
 
   if (options_.replicate) {
@@ -206,6 +207,9 @@ Status Agent::Stop() {
   }
   request_done_.notify_all();
   Status s = outbox_ ? outbox_->Flush() : OkStatus();
+  if (streams_) {
+    if (Status c = streams_->Close(); s.ok()) s = c;
+  }
   if (lock_fd_ >= 0) {
     ::close(lock_fd_);
     lock_fd_ = -1;
@@ -830,6 +834,15 @@ json::object Agent::StatusJson() {
   json::array hubs;
   for (auto& r : replicators_) hubs.push_back(r->StatusJson());
   o["hubs"] = std::move(hubs);
+
+  json::array streams;
+  for (const Streams::Info& i : streams_->List()) {
+    streams.push_back(json::object{{"name", i.name},
+                                   {"start_offset", i.start_offset},
+                                   {"end_offset", i.end_offset},
+                                   {"durable_end_offset", i.durable_end_offset}});
+  }
+  o["streams"] = std::move(streams);
 
   json::array deliveries;
   if (Result<std::vector<Delivery>> recent = state_->RecentDeliveries(50); recent.ok()) {

@@ -35,6 +35,7 @@
 #include "edge-agent/agent_config.h"
 #include "edge-agent/agent_state.h"
 #include "edge-agent/replicator.h"
+#include "edge-agent/streams.h"
 #include "mirror/identity.h"
 #include "mirror/policy/mirror_policy.h"
 #include "snapshot/keyset.h"
@@ -94,6 +95,8 @@ class Agent {
   boost::json::object StatusJson();
   std::string MetricsText();
   const AgentConfig& config() const { return config_; }
+  // The configured streams (empty when agent.yaml declares none).
+  Streams& streams() { return *streams_; }
 
  private:
   struct PolicyEntry {
@@ -135,6 +138,7 @@ class Agent {
   std::unique_ptr<snapshot::Keyset> keyset_;
   std::unique_ptr<AgentState> state_;
   std::unique_ptr<snapshot::LocalStore> outbox_;
+  std::unique_ptr<Streams> streams_;
   std::vector<std::unique_ptr<Replicator>> replicators_;
 
   std::mutex mu_;

@@ -26,6 +26,13 @@ namespace {
 constexpr size_t kMaxConfigBytes = size_t{1} << 20;  // refused before parsing
 constexpr size_t kMaxHubs = 64;
 constexpr size_t kMaxDatasets = 256;
+constexpr size_t kMaxStreams = 256;
+constexpr uint64_t kMaxStreamRecordBytes = uint64_t{16} << 20;
+constexpr uint64_t kMinSegmentBytes = uint64_t{64} << 10;
+constexpr uint64_t kMaxSegmentBytes = uint64_t{1} << 30;
+constexpr int64_t kMinFsyncIntervalMs = 10;
+constexpr int64_t kMaxFsyncIntervalMs = 10'000;
+constexpr int64_t kMaxRetentionAgeSeconds = int64_t{3660} * 86400;
 constexpr size_t kMaxPolicies = 64;
 constexpr size_t kMaxLabels = 64;
 constexpr size_t kMaxExcludes = 1024;
@@ -309,6 +316,53 @@ Result<DatasetConfig> ParseDataset(const Field& field) {
     ASSIGN_OR_RETURN(d.post_hook, ParseHook(*hook));
   }
   return d;
+}
+
+Result<StreamConfig> ParseStream(const Field& field) {
+  ASSIGN_OR_RETURN(Mapping m, Mapping::Open(field, {"name", "fsync", "maxRecordSize", "segmentSize",
+                                                    "retention"}));
+  StreamConfig st;
+  ASSIGN_OR_RETURN(const Field* name, m.Require("name", "the stream's name"));
+  ASSIGN_OR_RETURN(st.name, Name(*name));
+  if (const Field* fsync = m.Get("fsync")) {
+    if (fsync->node.IsScalar() && fsync->node.Scalar() == "batch") {
+      st.fsync_every_batch = true;
+    } else {
+      Result<int64_t> ms = DurationMillis(*fsync, kMinFsyncIntervalMs, kMaxFsyncIntervalMs);
+      if (!ms.ok()) {
+        return fsync->Error(
+            "must be \"batch\" (every append fsync'd before it is answered) or "
+            "an interval from 10ms to 10s, got " +
+            Describe(fsync->node));
+      }
+      st.fsync_every_batch = false;
+      st.fsync_interval_ms = static_cast<uint32_t>(*ms);
+    }
+  }
+  if (const Field* max = m.Get("maxRecordSize")) {
+    ASSIGN_OR_RETURN(uint64_t bytes, SizeField(*max, 1));
+    if (bytes > kMaxStreamRecordBytes) {
+      return max->Error("must be at most 16MiB, got " + Quote(max->node.Scalar()));
+    }
+    st.max_record_bytes = static_cast<uint32_t>(bytes);
+  }
+  if (const Field* seg = m.Get("segmentSize")) {
+    ASSIGN_OR_RETURN(st.segment_bytes, SizeField(*seg, kMinSegmentBytes));
+    if (st.segment_bytes > kMaxSegmentBytes) {
+      return seg->Error("must be at most 1GiB, got " + Quote(seg->node.Scalar()));
+    }
+  }
+  if (const Field* retention = m.Get("retention")) {
+    ASSIGN_OR_RETURN(Mapping r, Mapping::Open(*retention, {"age", "size"}));
+    if (const Field* age = r.Get("age")) {
+      ASSIGN_OR_RETURN(int64_t secs, DurationSeconds(*age, 1, kMaxRetentionAgeSeconds));
+      st.retention_age = std::chrono::seconds(secs);
+    }
+    if (const Field* size = r.Get("size")) {
+      ASSIGN_OR_RETURN(st.retention_bytes, SizeField(*size, 1));
+    }
+  }
+  return st;
 }
 
 Result<KeysetConfig> ParseKeyset(const Field& field) {
@@ -627,9 +681,10 @@ Result<AgentConfig> ParseDocument(const YAML::Node& root) {
     return InvalidArgumentError(
         "document: empty; an agent config needs at least agent.name, stateDir and keyset.file");
   }
-  ASSIGN_OR_RETURN(Mapping doc, Mapping::Open(Field{root, "", root.Mark(), kNoun},
-                                              {"agent", "stateDir", "hubs", "datasets", "keyset",
-                                               "limits", "api", "replication", "policies"}));
+  ASSIGN_OR_RETURN(Mapping doc,
+                   Mapping::Open(Field{root, "", root.Mark(), kNoun},
+                                 {"agent", "stateDir", "hubs", "datasets", "streams", "keyset",
+                                  "limits", "api", "replication", "policies"}));
 
   ASSIGN_OR_RETURN(const Field* agent_field, doc.Require("agent", "{name: ..., labels: {...}}"));
   ASSIGN_OR_RETURN(Mapping agent, Mapping::Open(*agent_field, {"name", "labels"}));
@@ -666,6 +721,24 @@ Result<AgentConfig> ParseDocument(const YAML::Node& root) {
                           "dataset " + Quote(dataset.name) + " is configured twice");
       }
       c.datasets.push_back(std::move(dataset));
+    }
+  }
+
+  if (const Field* streams = doc.Get("streams")) {
+    ASSIGN_OR_RETURN(std::vector<Field> items, List(*streams, 0, kMaxStreams, "streams"));
+    for (const Field& item : items) {
+      ASSIGN_OR_RETURN(StreamConfig stream, ParseStream(item));
+      const YAML::Node n = Get(item.node, "name");
+      if (c.FindStream(stream.name) != nullptr) {
+        return FieldError(item.path + ".name", n.Mark(),
+                          "stream " + Quote(stream.name) + " is configured twice");
+      }
+      if (c.FindDataset(stream.name) != nullptr) {
+        return FieldError(
+            item.path + ".name", n.Mark(),
+            Quote(stream.name) + " is already a dataset's name; streams and datasets share names");
+      }
+      c.streams.push_back(std::move(stream));
     }
   }
 
@@ -726,6 +799,13 @@ Result<AgentConfig> Parse(std::string_view yaml) {
 const HubEndpoint* AgentConfig::FindHub(std::string_view hub_name) const {
   for (const HubEndpoint& hub : hubs) {
     if (hub.name == hub_name) return &hub;
+  }
+  return nullptr;
+}
+
+const StreamConfig* AgentConfig::FindStream(std::string_view stream_name) const {
+  for (const StreamConfig& s : streams) {
+    if (s.name == stream_name) return &s;
   }
   return nullptr;
 }

@@ -12,6 +12,8 @@
 //       chunkSize: 64KiB                     # average content-defined chunk
 //       preHook: {command: [/usr/local/bin/freeze], timeout: 30s}
 //       postHook: {command: [/usr/local/bin/thaw], timeout: 30s}
+//   streams:                                 # append-only logs, written through the local API
+//     - {name: events, fsync: batch, maxRecordSize: 1MiB, retention: {age: 1d, size: 1GiB}}
 //   keyset: {file: /etc/ferry/agent.key}     # agent key file (or a tenant keyset)
 //   limits: {memory: 256MiB, workers: 2, outboxQuota: 10GiB, bandwidth: 0}
 //   api: {listen: "127.0.0.1:7071"}          # or {unixSocket: /run/ferry-agent.sock}
@@ -62,6 +64,23 @@ struct DatasetConfig {
   std::optional<Hook> post_hook;
 };
 
+// An append-only stream (docs/api.md "Streams"): records get dense offsets
+// and are durable per `fsync` before an append is answered.
+struct StreamConfig {
+  std::string name;  // ValidateName rules; distinct from every dataset's name
+  // "fsync": "batch" (every append is fsync'd before it is answered; the
+  // default) or an interval ("10ms" to "10s"): appends are answered once the
+  // next sync, at most that long after them, made them durable (group commit).
+  bool fsync_every_batch = true;
+  uint32_t fsync_interval_ms = 0;
+  uint32_t max_record_bytes = 1u << 20;         // "maxRecordSize", 1 B .. 16 MiB
+  uint64_t segment_bytes = uint64_t{16} << 20;  // "segmentSize", 64KiB .. 1GiB
+  // Local retention once replicated: segments older than `age` or beyond
+  // `size` may go (0 = no limit of that kind). Never before replication.
+  std::chrono::seconds retention_age{0};  // "retention.age"
+  uint64_t retention_bytes = 0;           // "retention.size"
+};
+
 struct KeysetConfig {
   std::string file;  // absolute: an agent key file or a tenant keyset
   // Where a tenant keyset's passphrase comes from (not needed for capture:
@@ -99,6 +118,7 @@ struct AgentConfig {
   std::string state_dir;  // absolute
   std::vector<HubEndpoint> hubs;
   std::vector<DatasetConfig> datasets;
+  std::vector<StreamConfig> streams;
   KeysetConfig keyset;
   Limits limits;
   ApiConfig api;
@@ -107,6 +127,7 @@ struct AgentConfig {
 
   const HubEndpoint* FindHub(std::string_view hub_name) const;
   const DatasetConfig* FindDataset(std::string_view dataset_name) const;
+  const StreamConfig* FindStream(std::string_view stream_name) const;
 };
 
 // Parses a config document. `origin` names it in messages.

@@ -3,16 +3,23 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 
+#include <atomic>
 #include <boost/asio.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 #include <boost/json.hpp>
+#include <cerrno>
+#include <cstdlib>
+#include <limits>
 #include <list>
+#include <memory>
 #include <mutex>
+#include <optional>
 #include <set>
 
 #include "core/env.h"
 #include "core/log.h"
+#include "core/sodium.h"
 
 namespace ferry::agent {
 
@@ -26,6 +33,14 @@ using local = asio::local::stream_protocol;
 namespace {
 
 constexpr size_t kMaxBody = 64 << 10;
+constexpr size_t kMaxConnections = 64;
+// A stream append's body: a batch of records.
+constexpr size_t kMaxStreamBody = 32 << 20;
+// A stream read's answer: at most this many records and payload bytes.
+constexpr size_t kMaxReadRecords = 10'000;
+constexpr size_t kDefaultReadRecords = 1'000;
+constexpr size_t kMaxReadBytes = 16 << 20;
+constexpr char kStreamsPrefix[] = "/v1/streams/";
 
 http::response<http::string_body> JsonReply(http::status status, const json::value& v) {
   http::response<http::string_body> res{status, 11};
@@ -43,6 +58,7 @@ http::response<http::string_body> ErrorReply(http::status status, const std::str
 http::status HttpStatusFor(const Status& s) {
   switch (s.code()) {
     case StatusCode::kInvalidArgument:
+    case StatusCode::kOutOfRange:
       return http::status::bad_request;
     case StatusCode::kNotFound:
       return http::status::not_found;
@@ -93,6 +109,192 @@ http::response<http::string_body> RunSnapshots(Agent& agent, const std::string& 
                    RunResultsJson(*runs));
 }
 
+http::response<http::string_body> StatusReply(const Status& s) {
+  return ErrorReply(HttpStatusFor(s), std::string(StatusCodeName(s.code())), s.message());
+}
+
+void PutBigEndian(std::string& out, uint64_t v, int bytes) {
+  for (int i = bytes - 1; i >= 0; --i) out += static_cast<char>((v >> (8 * i)) & 0xff);
+}
+
+// The records of an append body, as views into it. Binary
+// (application/octet-stream): each record is a 4-byte big-endian length and
+// that many bytes. Otherwise JSON lines: one JSON value per line, empty
+// lines skipped. Every record is checked before any is stored.
+Result<std::vector<ByteView>> SplitRecords(const std::string& content_type, const std::string& body,
+                                           uint32_t max_record) {
+  std::vector<ByteView> records;
+  const auto* data = reinterpret_cast<const uint8_t*>(body.data());
+  auto too_big = [&](size_t n, size_t at, size_t len) {
+    return ResourceExhaustedError("record " + std::to_string(n) + " (at byte " +
+                                  std::to_string(at) + ") is " + std::to_string(len) +
+                                  " bytes; this stream's maxRecordSize is " +
+                                  std::to_string(max_record));
+  };
+  const std::string type = content_type.substr(0, content_type.find(';'));
+  if (type == "application/octet-stream") {
+    size_t pos = 0;
+    while (pos < body.size()) {
+      if (body.size() - pos < 4) {
+        return InvalidArgumentError("bad length prefix: " + std::to_string(body.size() - pos) +
+                                    " bytes left at byte " + std::to_string(pos) +
+                                    ", a record starts with a 4-byte big-endian length");
+      }
+      const uint32_t len = (uint32_t{data[pos]} << 24) | (uint32_t{data[pos + 1]} << 16) |
+                           (uint32_t{data[pos + 2]} << 8) | uint32_t{data[pos + 3]};
+      if (len > max_record) return too_big(records.size(), pos, len);
+      if (body.size() - pos - 4 < len) {
+        return InvalidArgumentError("bad length prefix: record " + std::to_string(records.size()) +
+                                    " at byte " + std::to_string(pos) + " claims " +
+                                    std::to_string(len) + " bytes but only " +
+                                    std::to_string(body.size() - pos - 4) + " follow");
+      }
+      records.emplace_back(data + pos + 4, len);
+      pos += 4 + size_t{len};
+    }
+  } else if (type.empty() || type == "application/x-ndjson" || type == "application/jsonl" ||
+             type == "application/json" || type == "text/plain") {
+    size_t pos = 0;
+    size_t line = 0;
+    while (pos < body.size()) {
+      size_t end = body.find('\n', pos);
+      if (end == std::string::npos) end = body.size();
+      ++line;
+      size_t len = end - pos;
+      if (len > 0 && body[pos + len - 1] == '\r') --len;
+      if (len > 0) {
+        if (len > max_record) return too_big(records.size(), pos, len);
+        boost::system::error_code ec;
+        json::parse(std::string_view(body.data() + pos, len), ec);
+        if (ec) {
+          return InvalidArgumentError("line " + std::to_string(line) + " is not JSON (" +
+                                      ec.message() +
+                                      "); send JSON lines, or binary records with "
+                                      "Content-Type: application/octet-stream");
+        }
+        records.emplace_back(data + pos, len);
+      }
+      pos = end + 1;
+    }
+  } else {
+    return UnimplementedError("Content-Type " + type +
+                              ": send JSON lines (application/x-ndjson) or length-prefixed "
+                              "records (application/octet-stream)");
+  }
+  if (records.empty()) return InvalidArgumentError("no records in the body");
+  return records;
+}
+
+// A query parameter as an unsigned integer in [min, max].
+Result<uint64_t> QueryNumber(const std::string& query, const std::string& name, uint64_t fallback,
+                             uint64_t min, uint64_t max) {
+  size_t pos = 0;
+  std::optional<std::string> value;
+  while (pos <= query.size()) {
+    size_t end = query.find('&', pos);
+    if (end == std::string::npos) end = query.size();
+    const std::string pair = query.substr(pos, end - pos);
+    const size_t eq = pair.find('=');
+    const std::string key = pair.substr(0, eq);
+    if (!key.empty() && key != "from" && key != "max") {
+      return InvalidArgumentError("unknown query parameter '" + key + "' (known: from, max)");
+    }
+    if (key == name) value = eq == std::string::npos ? "" : pair.substr(eq + 1);
+    pos = end + 1;
+  }
+  if (!value) return fallback;
+  const bool digits = !value->empty() && value->size() <= 20 &&
+                      value->find_first_not_of("0123456789") == std::string::npos;
+  errno = 0;
+  const unsigned long long v = digits ? std::strtoull(value->c_str(), nullptr, 10) : 0;
+  if (!digits || errno == ERANGE || v < min || v > max) {
+    return InvalidArgumentError(name + "=" + value->substr(0, 32) + ": must be an integer from " +
+                                std::to_string(min) + " to " + std::to_string(max));
+  }
+  return static_cast<uint64_t>(v);
+}
+
+http::response<http::string_body> StreamRecords(Agent& agent,
+                                                const http::request<http::string_body>& req,
+                                                const std::string& stream,
+                                                const std::string& query) {
+  Streams& streams = agent.streams();
+  const StreamConfig* config = streams.Config(stream);
+  if (config == nullptr) {
+    // The list of known streams is in Read's message.
+    return StatusReply(streams.Read(stream, 0, 1, 1).status());
+  }
+  if (req.method() == http::verb::post) {
+    if (!query.empty()) {
+      return ErrorReply(http::status::bad_request, "INVALID_ARGUMENT",
+                        "POST takes no query parameters");
+    }
+    Result<std::vector<ByteView>> records = SplitRecords(
+        std::string(req[http::field::content_type]), req.body(), config->max_record_bytes);
+    if (!records.ok()) {
+      const http::status code = records.status().code() == StatusCode::kResourceExhausted
+                                    ? http::status::payload_too_large
+                                : records.status().code() == StatusCode::kUnimplemented
+                                    ? http::status::unsupported_media_type
+                                    : http::status::bad_request;
+      return ErrorReply(code, std::string(StatusCodeName(records.status().code())),
+                        records.status().message() + "; nothing was stored");
+    }
+    Result<snapshot::AppendResult> r = streams.Append(stream, *records);
+    if (!r.ok()) return StatusReply(r.status());
+    return JsonReply(http::status::ok, json::object{{"stream", stream},
+                                                    {"first", r->first},
+                                                    {"last", r->last},
+                                                    {"count", records->size()}});
+  }
+  if (req.method() != http::verb::get) {
+    return ErrorReply(http::status::method_not_allowed, "INVALID_ARGUMENT", "use GET or POST");
+  }
+  Result<uint64_t> from = QueryNumber(query, "from", 0, 0, std::numeric_limits<uint64_t>::max());
+  if (!from.ok()) return StatusReply(from.status());
+  Result<uint64_t> max = QueryNumber(query, "max", kDefaultReadRecords, 1, kMaxReadRecords);
+  if (!max.ok()) return StatusReply(max.status());
+  uint64_t end = 0;
+  for (const Streams::Info& i : streams.List()) {
+    if (i.name == stream) end = i.end_offset;
+  }
+  if (*from > end) {
+    return ErrorReply(http::status::bad_request, "OUT_OF_RANGE",
+                      "from=" + std::to_string(*from) + " is past the end of stream " + stream +
+                          " (next offset " + std::to_string(end) + ")");
+  }
+  Result<std::vector<snapshot::StreamRecord>> records =
+      streams.Read(stream, *from, static_cast<size_t>(*max), kMaxReadBytes);
+  if (!records.ok()) return StatusReply(records.status());
+  const uint64_t next = records->empty() ? *from : records->back().offset + 1;
+  const std::string accept(req[http::field::accept]);
+  if (accept.find("application/octet-stream") != std::string::npos) {
+    // Binary: per record an 8-byte offset, a 4-byte length and the bytes.
+    http::response<http::string_body> res{http::status::ok, 11};
+    res.set(http::field::content_type, "application/octet-stream");
+    res.set("Ferry-Next-Offset", std::to_string(next));
+    std::string body;
+    for (const snapshot::StreamRecord& r : *records) {
+      PutBigEndian(body, r.offset, 8);
+      PutBigEndian(body, r.data.size(), 4);
+      body.append(reinterpret_cast<const char*>(r.data.data()), r.data.size());
+    }
+    res.body() = std::move(body);
+    return res;
+  }
+  json::array out;
+  for (const snapshot::StreamRecord& r : *records) {
+    const std::string_view text = AsStringView(r.data);
+    if (IsValidUtf8(text)) {
+      out.push_back(json::object{{"offset", r.offset}, {"text", text}});
+    } else {
+      out.push_back(json::object{{"offset", r.offset}, {"base64", sodium::Base64Encode(r.data)}});
+    }
+  }
+  return JsonReply(http::status::ok,
+                   json::object{{"stream", stream}, {"records", std::move(out)}, {"next", next}});
+}
+
 http::response<http::string_body> Dispatch(Agent& agent,
                                            const http::request<http::string_body>& req) {
   const std::string target(req.target());
@@ -116,15 +318,27 @@ http::response<http::string_body> Dispatch(Agent& agent,
     if (!get) return ErrorReply(http::status::method_not_allowed, "INVALID_ARGUMENT", "use GET");
     return JsonReply(http::status::ok, agent.StatusJson());
   }
+  if (path.rfind(kStreamsPrefix, 0) == 0) {
+    // /v1/streams/{name}/records
+    const std::string rest = path.substr(sizeof(kStreamsPrefix) - 1);
+    const size_t slash = rest.find('/');
+    if (slash != std::string::npos && rest.substr(slash) == "/records" && slash > 0) {
+      const size_t q = target.find('?');
+      return StreamRecords(agent, req, rest.substr(0, slash),
+                           q == std::string::npos ? "" : target.substr(q + 1));
+    }
+  }
   if (path == "/v1/snapshots") {
     if (req.method() != http::verb::post) {
       return ErrorReply(http::status::method_not_allowed, "INVALID_ARGUMENT", "use POST");
     }
     return RunSnapshots(agent, req.body());
   }
-  return ErrorReply(http::status::not_found, "NOT_FOUND",
-                    "no such endpoint: " + path +
-                        " (known: POST /v1/snapshots, GET /v1/status, /metrics, /healthz)");
+  return ErrorReply(
+      http::status::not_found, "NOT_FOUND",
+      "no such endpoint: " + path +
+          " (known: POST /v1/snapshots, GET|POST /v1/streams/{name}/records, GET /v1/status, "
+          "/metrics, /healthz)");
 }
 
 void SetTimeout(int fd, int seconds) {
@@ -140,12 +354,24 @@ void ServeConnection(Agent& agent, Socket& socket) {
   while (true) {
     http::request_parser<http::string_body> parser;
     parser.header_limit(8 << 10);
-    parser.body_limit(kMaxBody);
+    // The parser's own limit is the largest body of any endpoint; the
+    // endpoint's is checked once the header says which one it is.
+    parser.body_limit(kMaxStreamBody);
     boost::system::error_code ec;
-    http::read(socket, buffer, parser, ec);
+    http::read_header(socket, buffer, parser, ec);
+    // Stream appends carry batches of records; everything else is small.
+    const bool stream_post = !ec && parser.get().method() == http::verb::post &&
+                             parser.get().target().starts_with(kStreamsPrefix);
+    const size_t limit = stream_post ? kMaxStreamBody : kMaxBody;
+    if (!ec && parser.content_length() && *parser.content_length() > limit) {
+      ec = http::error::body_limit;
+    }
+    if (!ec) http::read(socket, buffer, parser, ec);
+    if (!ec && parser.get().body().size() > limit) ec = http::error::body_limit;  // chunked
     if (ec == http::error::body_limit) {
-      auto res = ErrorReply(http::status::payload_too_large, "RESOURCE_EXHAUSTED",
-                            "request body over " + std::to_string(kMaxBody) + " bytes");
+      auto res =
+          ErrorReply(http::status::payload_too_large, "RESOURCE_EXHAUSTED",
+                     "request body over " + std::to_string(limit) + " bytes; nothing was stored");
       res.keep_alive(false);
       res.prepare_payload();
       http::write(socket, res, ec);
@@ -189,7 +415,11 @@ struct LocalApi::Impl {
   std::mutex mu;
   bool stopping = false;
   std::set<int> open_fds;
-  std::list<std::thread> workers;
+  struct Worker {
+    std::thread thread;
+    std::shared_ptr<std::atomic<bool>> done;
+  };
+  std::list<Worker> workers;  // guarded by mu
 
   explicit Impl(Agent& a) : agent(a) {}
 
@@ -197,28 +427,48 @@ struct LocalApi::Impl {
     return tcp_acceptor ? tcp_acceptor->native_handle() : unix_acceptor->native_handle();
   }
 
+  // One thread per connection, at most kMaxConnections at once; finished
+  // threads are joined by the next Spawn, outside the lock (a finishing
+  // thread takes `mu` to leave: joining it under `mu` would deadlock).
   template <typename Socket>
   void Spawn(Socket socket) {
-    std::lock_guard lock(mu);
-    if (stopping) return;
-    const int fd = socket.native_handle();
-    open_fds.insert(fd);
-    workers.emplace_back([this, s = std::move(socket), fd]() mutable {
-      try {
-        ServeConnection(agent, s);
-      } catch (const std::exception& e) {
-        log::Warn("local API connection: {}", e.what());
+    std::list<Worker> finished;
+    {
+      std::lock_guard lock(mu);
+      for (auto it = workers.begin(); it != workers.end();) {
+        if (it->done->load()) {
+          finished.splice(finished.end(), workers, it++);
+        } else {
+          ++it;
+        }
       }
-      std::lock_guard l(mu);
-      open_fds.erase(fd);
-      boost::system::error_code ec;
-      s.close(ec);
-    });
-    // Finished threads are reaped lazily: at most a few are ever alive.
-    if (workers.size() > 64) {
-      workers.front().join();
-      workers.pop_front();
+      if (stopping) return;
+      if (workers.size() >= kMaxConnections) {
+        log::Warn("local API: {} connections already open; refusing one more", kMaxConnections);
+        boost::system::error_code ec;
+        socket.close(ec);
+      } else {
+        const int fd = socket.native_handle();
+        open_fds.insert(fd);
+        auto done = std::make_shared<std::atomic<bool>>(false);
+        workers.push_back({std::thread([this, s = std::move(socket), fd, done]() mutable {
+                             try {
+                               ServeConnection(agent, s);
+                             } catch (const std::exception& e) {
+                               log::Warn("local API connection: {}", e.what());
+                             }
+                             {
+                               std::lock_guard l(mu);
+                               open_fds.erase(fd);
+                               boost::system::error_code ec;
+                               s.close(ec);
+                             }
+                             done->store(true);
+                           }),
+                           done});
+      }
     }
+    for (Worker& w : finished) w.thread.join();
   }
 
   void AcceptLoop() {
@@ -294,12 +544,12 @@ void LocalApi::Stop() {
     for (int fd : impl_->open_fds) ::shutdown(fd, SHUT_RDWR);
   }
   if (impl_->accept_thread.joinable()) impl_->accept_thread.join();
-  std::list<std::thread> workers;
+  std::list<Impl::Worker> workers;
   {
     std::lock_guard lock(impl_->mu);
     workers.swap(impl_->workers);
   }
-  for (std::thread& t : workers) t.join();
+  for (Impl::Worker& w : workers) w.thread.join();
   if (!impl_->unix_path.empty()) ::unlink(impl_->unix_path.c_str());
 }
 

@@ -9,6 +9,29 @@
 namespace ferry {
 namespace {
 
+TEST(Utf8Test, AcceptsWellFormedText) {
+  EXPECT_TRUE(IsValidUtf8(""));
+  EXPECT_TRUE(IsValidUtf8("plain ascii {\"json\": 1}"));
+  EXPECT_TRUE(IsValidUtf8("caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80"));  // é € 😀
+  EXPECT_TRUE(IsValidUtf8(std::string_view("nul\0inside", 11)));
+}
+
+TEST(Utf8Test, RefusesMalformedSequences) {
+  for (const std::string_view bad : {
+           std::string_view("\xff"),              // never valid
+           std::string_view("\xc3"),              // truncated
+           std::string_view("\xe2\x82"),          // truncated
+           std::string_view("\xc0\xaf"),          // overlong '/'
+           std::string_view("\xe0\x80\xaf"),      // overlong
+           std::string_view("\xed\xa0\x80"),      // surrogate U+D800
+           std::string_view("\xf4\x90\x80\x80"),  // past U+10FFFF
+           std::string_view("a\x80"
+                            "b"),  // stray continuation byte
+       }) {
+    EXPECT_FALSE(IsValidUtf8(bad)) << HexEncode(AsBytes(bad));
+  }
+}
+
 TEST(HexTest, RoundTripsEveryByteValue) {
   Bytes all;
   for (int i = 0; i < 256; ++i) all.push_back(static_cast<uint8_t>(i));

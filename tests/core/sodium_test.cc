@@ -36,6 +36,17 @@ TEST(RandomTest, FillsTheBufferWithFreshBytes) {
 // -------------------------------------------------------------------- BLAKE2b
 
 // Reference digests from Python's hashlib.blake2b(data, digest_size=32).
+TEST(Base64Test, MatchesRfc4648Vectors) {
+  // RFC 4648 section 10.
+  EXPECT_EQ(Base64Encode(AsBytes("")), "");
+  EXPECT_EQ(Base64Encode(AsBytes("f")), "Zg==");
+  EXPECT_EQ(Base64Encode(AsBytes("fo")), "Zm8=");
+  EXPECT_EQ(Base64Encode(AsBytes("foo")), "Zm9v");
+  EXPECT_EQ(Base64Encode(AsBytes("foobar")), "Zm9vYmFy");
+  const uint8_t binary[] = {0x00, 0xff, 0x10};
+  EXPECT_EQ(Base64Encode(ByteView(binary, 3)), "AP8Q");
+}
+
 TEST(Blake2bTest, MatchesReferenceDigests) {
   EXPECT_EQ(HexEncode(Blake2b256(ByteView{})),
             "0e5751c026e543b2e8ab2eb06099daa1d1e5df47778f7787faab45cdf12fe3a8");

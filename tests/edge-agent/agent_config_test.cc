@@ -117,6 +117,43 @@ TEST(AgentConfigTest, SampleConfigParses) {
   EXPECT_EQ(c->policies[0].tenant, "");
 }
 
+TEST(AgentConfigTest, StreamsAreParsedWithTheirDefaults) {
+  Result<AgentConfig> c = ParseAgentConfig(
+      Replace(kMinimal, "",
+              "streams:\n  - {name: logs}\n  - {name: metrics, fsync: 50ms, maxRecordSize: 4KiB, "
+              "segmentSize: 1MiB, retention: {age: 1d, size: 2GiB}}\n"),
+      "");
+  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  ASSERT_EQ(c->streams.size(), 2u);
+  const StreamConfig defaults;
+  EXPECT_TRUE(c->streams[0].fsync_every_batch);
+  EXPECT_EQ(c->streams[0].max_record_bytes, defaults.max_record_bytes);
+  EXPECT_EQ(c->streams[0].segment_bytes, defaults.segment_bytes);
+  EXPECT_FALSE(c->streams[1].fsync_every_batch);
+  EXPECT_EQ(c->streams[1].fsync_interval_ms, 50u);
+  EXPECT_EQ(c->streams[1].max_record_bytes, 4096u);
+  EXPECT_EQ(c->streams[1].segment_bytes, uint64_t{1} << 20);
+  EXPECT_EQ(c->streams[1].retention_age, std::chrono::seconds(86400));
+  EXPECT_EQ(c->streams[1].retention_bytes, uint64_t{2} << 30);
+  EXPECT_NE(c->FindStream("metrics"), nullptr);
+  EXPECT_EQ(c->FindStream("videos"), nullptr);
+}
+
+TEST(AgentConfigTest, BadStreamsNameTheKeyAndLine) {
+  EXPECT_EQ(ErrorOf(Replace(kMinimal, "", "streams:\n  - {name: a}\n  - {name: a}\n")),
+            "streams[1].name: stream \"a\" is configured twice (line 6, column 12)");
+  EXPECT_EQ(ErrorOf(Replace(kBase, "keyset:", "streams: [{name: videos}]\nkeyset:")),
+            "streams[0].name: \"videos\" is already a dataset's name; streams and datasets "
+            "share names (line 14, column 18)");
+  EXPECT_EQ(ErrorOf(Replace(kMinimal, "", "streams: [{name: a, fsync: always}]\n")),
+            "streams[0].fsync: must be \"batch\" (every append fsync'd before it is answered) "
+            "or an interval from 10ms to 10s, got always (line 4, column 28)");
+  EXPECT_EQ(ErrorOf(Replace(kMinimal, "", "streams: [{name: a, maxRecordSize: 32MiB}]\n")),
+            "streams[0].maxRecordSize: must be at most 16MiB, got \"32MiB\" (line 4, column 36)");
+  EXPECT_EQ(ErrorOf(Replace(kMinimal, "", "streams: [{name: a, retention: {days: 1}}]\n")),
+            "streams[0].retention.days: unknown key (known: age, size) (line 4, column 33)");
+}
+
 TEST(AgentConfigTest, SampleConfigSetsEveryOptionalKeyToItsDefault) {
   Result<AgentConfig> c = LoadAgentConfig(SourceDir() + "/configs/agent.yaml");
   ASSERT_TRUE(c.ok()) << c.status().ToString();
@@ -139,14 +176,25 @@ TEST(AgentConfigTest, SampleConfigSetsEveryOptionalKeyToItsDefault) {
 
 TEST(AgentConfigTest, SampleConfigMentionsEveryKey) {
   const std::string text = ReadText(SourceDir() + "/configs/agent.yaml");
-  for (const char* key :
-       {"agent:",      "name:",        "labels:",         "stateDir:",      "hubs:",
-        "url:",        "fingerprint:", "datasets:",       "kind:",          "path:",
-        "exclude:",    "preHook:",     "postHook:",       "command:",       "timeout:",
-        "keyset:",     "file:",        "passphraseFile:", "passphraseEnv:", "limits:",
-        "memory:",     "workers:",     "outboxQuota:",    "bandwidth:",     "api:",
-        "listen:",     "unixSocket:",  "replication:",    "failoverAfter:", "backoffInitial:",
-        "backoffMax:", "policies:"}) {
+  for (const char* key : {"agent:",         "name:",
+                          "labels:",        "stateDir:",
+                          "hubs:",          "url:",
+                          "fingerprint:",   "datasets:",
+                          "kind:",          "path:",
+                          "exclude:",       "preHook:",
+                          "postHook:",      "command:",
+                          "timeout:",       "keyset:",
+                          "file:",          "passphraseFile:",
+                          "passphraseEnv:", "limits:",
+                          "memory:",        "workers:",
+                          "outboxQuota:",   "bandwidth:",
+                          "api:",           "listen:",
+                          "unixSocket:",    "replication:",
+                          "failoverAfter:", "backoffInitial:",
+                          "backoffMax:",    "policies:",
+                          "streams:",       "fsync:",
+                          "maxRecordSize:", "segmentSize:",
+                          "retention:",     "age:"}) {
     EXPECT_NE(text.find(key), std::string::npos) << key;
   }
 }
@@ -273,8 +321,8 @@ TEST(AgentConfigTest, ErrorNamesTheKeyAndItsLineAndColumn) {
 
 TEST(AgentConfigTest, UnknownKeyIsRefusedListingTheKnownOnes) {
   EXPECT_EQ(ErrorOf(Replace(kMinimal, "", "stateDirectory: /x\n")),
-            "stateDirectory: unknown key (known: agent, stateDir, hubs, datasets, keyset, limits, "
-            "api, replication, policies) (line 4, column 1)");
+            "stateDirectory: unknown key (known: agent, stateDir, hubs, datasets, streams, keyset, "
+            "limits, api, replication, policies) (line 4, column 1)");
   EXPECT_EQ(ErrorOf(Replace(kBase, "labels: {site: shop}", "label: {site: shop}")),
             "agent.label: unknown key (known: name, labels) (line 3, column 3)");
 }
