@@ -29,11 +29,7 @@ using ::ferry::testing::SeededBytes;
 using ::ferry::testing::TempDir;
 using ::testing::HasSubstr;
 
-::testing::AssertionResult HasCode(const Status& s, StatusCode want) {
-  if (s.code() == want) return ::testing::AssertionSuccess();
-  return ::testing::AssertionFailure()
-         << "expected " << StatusCodeName(want) << ", got " << s.ToString();
-}
+using ::ferry::testing::HasCode;
 
 class ChunkWriterTest : public ::testing::Test {
  protected:

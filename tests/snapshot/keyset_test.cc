@@ -19,11 +19,7 @@ using ::ferry::testing::SeededBytes;
 using ::ferry::testing::TempDir;
 using ::testing::HasSubstr;
 
-::testing::AssertionResult HasCode(const Status& s, StatusCode want) {
-  if (s.code() == want) return ::testing::AssertionSuccess();
-  return ::testing::AssertionFailure()
-         << "expected " << StatusCodeName(want) << ", got " << s.ToString();
-}
+using ::ferry::testing::HasCode;
 
 // Cheap Argon2id so that tests stay fast; the format allows it.
 const sodium::Argon2Params kFastArgon2{/*opslimit=*/1, /*memlimit=*/8u << 20};

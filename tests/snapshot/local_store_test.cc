@@ -35,11 +35,7 @@ using ::ferry::testing::TempDir;
 using ::ferry::testing::WriteFileOrDie;
 using ::testing::HasSubstr;
 
-::testing::AssertionResult HasCode(const Status& s, StatusCode want) {
-  if (s.code() == want) return ::testing::AssertionSuccess();
-  return ::testing::AssertionFailure()
-         << "expected " << StatusCodeName(want) << ", got " << s.ToString();
-}
+using ::ferry::testing::HasCode;
 
 struct TestChunk {
   ChunkId id{};

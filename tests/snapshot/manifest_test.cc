@@ -18,11 +18,7 @@ using ::ferry::testing::SeededBytes;
 using ::google::protobuf::util::MessageDifferencer;
 using ::testing::HasSubstr;
 
-::testing::AssertionResult HasCode(const Status& s, StatusCode want) {
-  if (s.code() == want) return ::testing::AssertionSuccess();
-  return ::testing::AssertionFailure()
-         << "expected " << StatusCodeName(want) << ", got " << s.ToString();
-}
+using ::ferry::testing::HasCode;
 
 // Envelope layout (docs/format/manifest.md): magic "FMAN", version, signature
 // algorithm, 2 reserved, u32 body length, body, signer public key (32),

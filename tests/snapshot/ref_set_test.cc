@@ -23,11 +23,7 @@ using ::ferry::testing::TempDir;
 using ::ferry::testing::WriteFileOrDie;
 using ::testing::HasSubstr;
 
-::testing::AssertionResult HasCode(const Status& s, StatusCode want) {
-  if (s.code() == want) return ::testing::AssertionSuccess();
-  return ::testing::AssertionFailure()
-         << "expected " << StatusCodeName(want) << ", got " << s.ToString();
-}
+using ::ferry::testing::HasCode;
 
 // Layout of a refs object (docs/format/refs.md): 16-byte header (magic,
 // version, 3 reserved, u64 count), 36-byte entries, 32-byte checksum.

@@ -76,11 +76,7 @@ using ::ferry::testing::RemoveTree;
 using ::ferry::testing::TempDir;
 using ::ferry::testing::WriteFileOrDie;
 
-::testing::AssertionResult HasCode(const Status& s, StatusCode want) {
-  if (s.code() == want) return ::testing::AssertionSuccess();
-  return ::testing::AssertionFailure()
-         << "expected " << StatusCodeName(want) << ", got " << (s.ok() ? "OK" : s.ToString());
-}
+using ::ferry::testing::HasCode;
 
 std::vector<std::string> ListNames(const std::string& dir) {
   std::vector<std::string> names;

@@ -20,11 +20,7 @@ using ::ferry::testing::CompressibleBytes;
 using ::ferry::testing::SeededBytes;
 using ::testing::HasSubstr;
 
-::testing::AssertionResult HasCode(const Status& s, StatusCode want) {
-  if (s.code() == want) return ::testing::AssertionSuccess();
-  return ::testing::AssertionFailure()
-         << "expected " << StatusCodeName(want) << ", got " << s.ToString();
-}
+using ::ferry::testing::HasCode;
 
 constexpr evp::AeadSuite kSuites[] = {evp::AeadSuite::kAes256Gcm,
                                       evp::AeadSuite::kChaCha20Poly1305};

@@ -18,11 +18,7 @@ namespace {
 using ::google::protobuf::util::MessageDifferencer;
 using ::testing::HasSubstr;
 
-::testing::AssertionResult HasCode(const Status& s, StatusCode want) {
-  if (s.code() == want) return ::testing::AssertionSuccess();
-  return ::testing::AssertionFailure()
-         << "expected " << StatusCodeName(want) << ", got " << s.ToString();
-}
+using ::ferry::testing::HasCode;
 
 std::string Id(char fill) { return std::string(32, fill); }
 

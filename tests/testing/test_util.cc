@@ -138,6 +138,12 @@ std::string BinDir() {
   return dir;
 }
 
+::testing::AssertionResult HasCode(const Status& s, StatusCode want) {
+  if (s.code() == want) return ::testing::AssertionSuccess();
+  return ::testing::AssertionFailure()
+         << "expected " << StatusCodeName(want) << ", got " << s.ToString();
+}
+
 std::string SourceDir() {
   const char* src = std::getenv("FERRY_SOURCE_DIR");
   if (src != nullptr && *src != '\0') return src;

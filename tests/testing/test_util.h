@@ -8,7 +8,10 @@
 #include <string>
 #include <vector>
 
+#include <gtest/gtest.h>
+
 #include "core/bytes.h"
+#include "core/status.h"
 
 namespace ferry::testing {
 
@@ -29,6 +32,9 @@ class TempDir {
 
 // Removes a tree (rm -rf), making directories writable first. Aborts the test on failure.
 void RemoveTree(const std::string& path);
+
+// gtest: `s` has code `want`; the failure message shows the status it has.
+::testing::AssertionResult HasCode(const Status& s, StatusCode want);
 
 // Deterministic bytes from a seed.
 Bytes SeededBytes(uint64_t seed, size_t size);
