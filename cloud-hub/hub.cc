@@ -30,10 +30,59 @@ int64_t NowUnix() { return static_cast<int64_t>(std::time(nullptr)); }
 // What one link session may do, as decided by the catalog: commits signed
 // by its agent's own signing key, into its own tenant; enrollment with a
 // join token.
+// Where an agent's stream batches go: its tenant's HubStreams, accepted
+// only when signed by the agent's own signing key.
+class AgentStreamSink final : public mirror::StreamSink {
+ public:
+  AgentStreamSink(HubStreams& streams, Catalog& catalog, Metrics& metrics, Agent agent)
+      : streams_(streams), catalog_(catalog), metrics_(metrics), agent_(std::move(agent)) {}
+
+  Result<mirror::StreamPosition> Position(const std::string& stream) override {
+    return streams_.Position(agent_.tenant, agent_.name, stream);
+  }
+
+  Result<mirror::StreamPosition> Append(const snapshot::StreamBatchHeader& header,
+                                        ByteView sealed) override {
+    if (!sodium::ConstantTimeEqual(header.signer, agent_.signing_key)) {
+      return PermissionDeniedError("stream batch is signed by " + HexEncode(header.signer) +
+                                   ", not by agent " + agent_.name + "'s signing key");
+    }
+    // Revocation takes effect at once, also on a session already open
+    // (checked once a second at most: batches may come many times a second).
+    const auto now = std::chrono::steady_clock::now();
+    if (now - last_revocation_check_ > std::chrono::seconds(1)) {
+      ASSIGN_OR_RETURN(Agent current, catalog_.GetAgent(agent_.tenant, agent_.name));
+      if (current.revoked) return PermissionDeniedError("agent " + agent_.name + " was revoked");
+      last_revocation_check_ = now;
+    }
+    ASSIGN_OR_RETURN(mirror::StreamPosition before,
+                     streams_.Position(agent_.tenant, agent_.name, header.stream));
+    ASSIGN_OR_RETURN(mirror::StreamPosition p,
+                     streams_.Append(agent_.tenant, agent_.name, header, sealed));
+    if (p.next > before.next) {
+      metrics_.stream_batches.fetch_add(1);
+      metrics_.stream_records.fetch_add(p.next - std::max(before.next, header.first_offset));
+      metrics_.stream_bytes.fetch_add(sealed.size());
+    }
+    return p;
+  }
+
+ private:
+  HubStreams& streams_;
+  Catalog& catalog_;
+  Metrics& metrics_;
+  const Agent agent_;
+  std::chrono::steady_clock::time_point last_revocation_check_{};
+};
+
 class HubPolicy final : public mirror::ReceiverPolicy {
  public:
-  HubPolicy(Catalog& catalog, Metrics& metrics, std::optional<Agent> agent)
-      : catalog_(catalog), metrics_(metrics), agent_(std::move(agent)) {}
+  HubPolicy(Catalog& catalog, Metrics& metrics, std::optional<Agent> agent, HubStreams& streams)
+      : catalog_(catalog), metrics_(metrics), agent_(std::move(agent)) {
+    if (agent_) stream_sink_.emplace(streams, catalog, metrics, *agent_);
+  }
+
+  mirror::StreamSink* streams() override { return stream_sink_ ? &*stream_sink_ : nullptr; }
 
   Status AuthorizeCommit(const snapshot::ParsedManifest& manifest) override {
     commit_started_ = std::chrono::steady_clock::now();
@@ -127,6 +176,7 @@ class HubPolicy final : public mirror::ReceiverPolicy {
   Catalog& catalog_;
   Metrics& metrics_;
   const std::optional<Agent> agent_;
+  std::optional<AgentStreamSink> stream_sink_;
   std::chrono::steady_clock::time_point commit_started_{};
 };
 
@@ -183,6 +233,7 @@ Result<std::unique_ptr<Hub>> Hub::Start(const HubConfig& config) {
   hub->fingerprint_ = identity.fingerprint();
   ASSIGN_OR_RETURN(hub->catalog_, Catalog::Open(CatalogPath(config.data_dir)));
   hub->stores_ = std::make_unique<TenantStores>(config.data_dir);
+  hub->streams_ = std::make_unique<HubStreams>(config.data_dir);
   hub->state_ = std::make_unique<State>();
   State& state = *hub->state_;
   state.config = config;
@@ -192,6 +243,7 @@ Result<std::unique_ptr<Hub>> Hub::Start(const HubConfig& config) {
   RestContext rest;
   rest.catalog = hub->catalog_.get();
   rest.stores = hub->stores_.get();
+  rest.streams = hub->streams_.get();
   rest.metrics = &hub->metrics_;
   rest.hub_fingerprint = hub->fingerprint_;
   rest.public_link_url = config.public_url;
@@ -265,7 +317,7 @@ void Hub::ServeLinkSession(std::shared_ptr<mirror::transport::LinkConnection> co
       connection->Close(store.status());
       ended = store.status();
     } else {
-      HubPolicy policy(*catalog_, metrics_, agent);
+      HubPolicy policy(*catalog_, metrics_, agent, *streams_);
       mirror::ReceiverOptions receiver_options;
       receiver_options.max_frame_bytes = state.config.max_frame_bytes;
       receiver_options.upload_window_bytes = state.config.upload_window_bytes;
@@ -316,9 +368,11 @@ void Hub::ServeLinkSession(std::shared_ptr<mirror::transport::LinkConnection> co
           .IgnoreError();
     }
   }
-  log::Info("session {} from {} ended ({}): {} chunks received, {} new, {} commits", who,
-            connection->remote_endpoint(), ended.ToString(), stats.chunks_received,
-            stats.chunks_new, stats.commits);
+  log::Info(
+      "session {} from {} ended ({}): {} chunks received, {} new, {} commits, {} stream "
+      "records",
+      who, connection->remote_endpoint(), ended.ToString(), stats.chunks_received, stats.chunks_new,
+      stats.commits, stats.stream_records);
 }
 
 uint16_t Hub::port() const { return state_->server->port(); }
@@ -342,7 +396,9 @@ Status Hub::Shutdown(std::chrono::milliseconds grace) {
   state.server->Stop();
   Status flushed = stores_->FlushAll();
   if (!flushed.ok()) log::Error("flushing chunk stores: {}", flushed.ToString());
-  return flushed;
+  Status closed = streams_->CloseAll();
+  if (!closed.ok()) log::Error("closing streams: {}", closed.ToString());
+  return flushed.ok() ? closed : flushed;
 }
 
 Hub::~Hub() {

@@ -3,7 +3,8 @@
 // the REST API, all on one port.
 //
 // Data dir (docs/data-dir.md, "Hub"): hub.key (the link identity, 0600),
-// catalog.db (+ WAL), tenants/<tenant>/store/ (chunk stores), hub.lock.
+// catalog.db (+ WAL), tenants/<tenant>/store/ (chunk stores),
+// tenants/<tenant>/streams/<agent>/<stream>/ (stream batches), hub.lock.
 //
 // Errors: Start fails with kFailedPrecondition for a data dir that was not
 // initialized (run `ferry-hub init`), kUnavailable when another hub holds
@@ -18,6 +19,7 @@
 #include <string>
 
 #include "cloud-hub/catalog.h"
+#include "cloud-hub/hub_streams.h"
 #include "cloud-hub/metrics.h"
 #include "cloud-hub/tenant_stores.h"
 #include "core/status.h"
@@ -77,6 +79,7 @@ class Hub {
   std::string fingerprint_;
   std::unique_ptr<Catalog> catalog_;
   std::unique_ptr<TenantStores> stores_;
+  std::unique_ptr<HubStreams> streams_;
   Metrics metrics_;
   std::unique_ptr<State> state_;
   int lock_fd_ = -1;

@@ -48,6 +48,12 @@ std::string Metrics::Render(const std::string& extra) const {
        n(chunk_downloads.load()));
   Line(out, "ferry_hub_agent_reports_total", "counter",
        "Agent reports (pending bytes, last error) received and stored.", n(agent_reports.load()));
+  Line(out, "ferry_hub_stream_batches_total", "counter",
+       "Stream batches received from agents and stored (durable).", n(stream_batches.load()));
+  Line(out, "ferry_hub_stream_records_total", "counter", "Stream records in those batches.",
+       n(stream_records.load()));
+  Line(out, "ferry_hub_stream_bytes_total", "counter", "Sealed bytes of those batches.",
+       n(stream_bytes.load()));
 
   out +=
       "# HELP ferry_hub_commit_seconds Time from a commit request to its acknowledgement.\n"

@@ -30,7 +30,10 @@ class Metrics {
   std::atomic<uint64_t> commits{0};
   std::atomic<uint64_t> http_requests{0};
   std::atomic<uint64_t> chunk_downloads{0};
-  std::atomic<uint64_t> agent_reports{0};  // AgentReports stored
+  std::atomic<uint64_t> agent_reports{0};   // AgentReports stored
+  std::atomic<uint64_t> stream_batches{0};  // stream batches stored
+  std::atomic<uint64_t> stream_records{0};  // records in them
+  std::atomic<uint64_t> stream_bytes{0};    // their sealed bytes
 
   void ObserveCommitSeconds(double seconds);
   // Counts an error by type (a Status code name, e.g. "PERMISSION_DENIED")

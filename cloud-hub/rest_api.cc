@@ -1127,6 +1127,84 @@ Result<Reply> ListSessions(Call& c) {
   return JsonReply(http::status::ok, o);
 }
 
+// ---- streams ----
+
+constexpr size_t kDefaultStreamReadBytes = 4u << 20;
+constexpr size_t kMaxStreamReadBytes = 16u << 20;
+
+// A query parameter that must be a decimal integer in [0, max]; `def` when
+// it is absent.
+Result<uint64_t> ParseQueryU64(const std::map<std::string, std::string>& query,
+                               const std::string& name, uint64_t def, uint64_t max) {
+  auto it = query.find(name);
+  if (it == query.end()) return def;
+  const std::string& v = it->second;
+  const auto bad = [&] {
+    return InvalidArgumentError(name + ": must be an integer from 0 to " + std::to_string(max) +
+                                ", got " + QuoteForMessage(v));
+  };
+  if (v.empty() || v.size() > 20 ||
+      !std::all_of(v.begin(), v.end(), [](char c) { return c >= '0' && c <= '9'; })) {
+    return bad();
+  }
+  uint64_t n = 0;
+  for (char c : v) {
+    const uint64_t digit = static_cast<uint64_t>(c - '0');
+    if (n > (max - digit) / 10) return bad();
+    n = n * 10 + digit;
+  }
+  return n;
+}
+
+Result<Reply> ListStreams(Call& c) {
+  if (c.ctx.streams == nullptr) return UnavailableError("no stream storage configured");
+  const auto agent = c.query.find("agent");
+  if (agent != c.query.end()) RETURN_IF_ERROR(ValidateName("agent", agent->second));
+  ASSIGN_OR_RETURN(std::vector<HubStreams::Info> streams,
+                   c.ctx.streams->List(c.tenant(), agent == c.query.end() ? "" : agent->second));
+  json::array items;
+  for (const HubStreams::Info& i : streams) {
+    items.emplace_back(json::object{{"agent", i.agent},
+                                    {"stream", i.stream},
+                                    {"start_offset", i.position.start},
+                                    {"next_offset", i.position.next},
+                                    {"batches", i.batches},
+                                    {"bytes", i.bytes}});
+  }
+  json::object o;
+  o["streams"] = std::move(items);
+  return JsonReply(http::status::ok, o);
+}
+
+// The sealed batches from the one holding `from` on: each as a u32 LE
+// length and the batch (docs/api.md, "Stream batches").
+Result<Reply> ReadStream(Call& c) {
+  if (c.ctx.streams == nullptr) return UnavailableError("no stream storage configured");
+  RETURN_IF_ERROR(ValidateName("agent", c.args[1]));
+  RETURN_IF_ERROR(ValidateName("stream", c.args[2]));
+  ASSIGN_OR_RETURN(uint64_t from, ParseQueryU64(c.query, "from", 0, INT64_MAX));
+  ASSIGN_OR_RETURN(uint64_t max_bytes, ParseQueryU64(c.query, "max_bytes", kDefaultStreamReadBytes,
+                                                     kMaxStreamReadBytes));
+  if (max_bytes == 0) return InvalidArgumentError("max_bytes: must be at least 1");
+  ASSIGN_OR_RETURN(HubStreams::ReadResult r,
+                   c.ctx.streams->Read(c.tenant(), c.args[1], c.args[2], from, max_bytes));
+  Reply reply;
+  reply.content_type = "application/octet-stream";
+  size_t total = 0;
+  for (const Bytes& b : r.batches) total += 4 + b.size();
+  reply.body.reserve(total);
+  for (const Bytes& b : r.batches) {
+    char len[4];
+    StoreU32(reinterpret_cast<uint8_t*>(len), static_cast<uint32_t>(b.size()));
+    reply.body.append(len, 4);
+    reply.body.append(reinterpret_cast<const char*>(b.data()), b.size());
+  }
+  reply.headers.emplace_back("X-Ferry-Stream-Start", std::to_string(r.position.start));
+  reply.headers.emplace_back("X-Ferry-Stream-Next", std::to_string(r.position.next));
+  reply.headers.emplace_back("Cache-Control", "no-store");
+  return reply;
+}
+
 // ---------------------------------------------------------------------------
 
 using V = http::verb;
@@ -1179,6 +1257,14 @@ const Route kRoutes[] = {
     {V::delete_, "/v1/tokens/{}", Scope::kAnyToken, Role::kAdmin, {}, RevokeToken},
 
     {V::get, "/v1/tenants/{}/sessions", Scope::kTenant, Role::kReader, {"limit"}, ListSessions},
+
+    {V::get, "/v1/tenants/{}/streams", Scope::kTenant, Role::kReader, {"agent"}, ListStreams},
+    {V::get,
+     "/v1/streams/{}/{}/{}",
+     Scope::kTenant,
+     Role::kReader,
+     {"from", "max_bytes"},
+     ReadStream},
 };
 
 std::vector<std::string_view> SplitPath(std::string_view path) {

@@ -6,7 +6,8 @@
 //   GET /metrics   Prometheus text (no auth)
 //   /v1/...        Bearer-token API: tenants, enrollment tokens, agents,
 //                  snapshots, sealed chunks and data keys, policies, API tokens,
-//                  the tenant's status (recovery points against RPOs).
+//                  the tenant's status (recovery points against RPOs), and
+//                  the agents' streams as sealed batches.
 //
 // Every /v1 request is authorized against its token's tenant and role.
 // Errors are {"error": {"code": "NOT_FOUND", "message": "..."}} with the
@@ -19,6 +20,7 @@
 #include <string>
 
 #include "cloud-hub/catalog.h"
+#include "cloud-hub/hub_streams.h"
 #include "cloud-hub/metrics.h"
 #include "cloud-hub/tenant_stores.h"
 #include "core/clock.h"
@@ -29,6 +31,7 @@ namespace ferry::hub {
 struct RestContext {
   Catalog* catalog = nullptr;
   TenantStores* stores = nullptr;
+  HubStreams* streams = nullptr;
   Metrics* metrics = nullptr;
   // The hub's link fingerprint (returned with enrollment tokens).
   std::string hub_fingerprint;

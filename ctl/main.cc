@@ -9,6 +9,7 @@
 #include "ctl/hub_commands.h"
 #include "ctl/local_commands.h"
 #include "ctl/restore_commands.h"
+#include "ctl/stream_commands.h"
 
 namespace {
 
@@ -312,6 +313,42 @@ int main(int argc, char** argv) {
       ->required();
   AddHubFlags(ver, verify.hub);
   ver->callback([&] { exit_code = Verify(verify); });
+
+  // stream
+  CLI::App* stream = app.add_subcommand("stream", "Agents' streams as a hub holds them");
+  stream->require_subcommand(1);
+  StreamReadArgs stream_read;
+  CLI::App* stream_read_cmd = stream->add_subcommand(
+      "read",
+      "Print a stream's records from a hub, in offset order: raw, one per line, or as JSON "
+      "lines with -o json ({\"offset\": N, \"data\": \"...\"}, or \"base64\" for bytes "
+      "that are not UTF-8). Batches are checked against the agent's signing key and decrypted "
+      "here: the hub never sees keys.\n"
+      "Example: FERRY_PASSPHRASE=... ferryctl stream read cam-1/events --keyset tenant.keyset "
+      "--from 1000 --follow -o json");
+  stream_read_cmd->add_option("TARGET", stream_read.target, "AGENT/STREAM")->required();
+  stream_read_cmd->add_option("--keyset", stream_read.keyset, "Tenant keyset file")->required();
+  stream_read_cmd->add_option("--passphrase-file", stream_read.passphrase_file,
+                              "Read the passphrase from a file");
+  stream_read_cmd->add_option("--from", stream_read.from, "First offset to print (default 0)");
+  stream_read_cmd->add_option("--end", stream_read.end, "Stop before this offset");
+  stream_read_cmd->add_option("--max", stream_read.max, "Stop after this many records");
+  stream_read_cmd->add_flag("--follow,-f", stream_read.follow,
+                            "At the end, wait for new records (until interrupted)");
+  stream_read_cmd
+      ->add_option("--poll-ms", stream_read.poll_ms,
+                   "With --follow: how often to ask the hub at the end (ms)")
+      ->check(CLI::Range(50, 60000));
+  AddHubFlags(stream_read_cmd, stream_read.hub);
+  stream_read_cmd->callback([&] { exit_code = StreamRead(stream_read); });
+  std::string stream_agent;
+  CLI::App* stream_list = stream->add_subcommand(
+      "list",
+      "The streams a hub holds, per agent: first and next offset, stored bytes.\n"
+      "Example: ferryctl stream list --agent cam-1");
+  stream_list->add_option("--agent", stream_agent, "Only this agent's streams");
+  AddHubFlags(stream_list, hub_args);
+  stream_list->callback([&] { exit_code = StreamList(hub_args, stream_agent); });
 
   // token
   CLI::App* token =

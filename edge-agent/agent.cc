@@ -159,6 +159,22 @@ Status Agent::Init() {
       replicators_.push_back(std::make_unique<Replicator>(deps, h.name));
     }
     for (auto& r : replicators_) r->Start();
+    // Streams go to every enrolled hub, each on a session of its own.
+    if (!config_.streams.empty()) {
+      std::vector<std::string> targets;
+      for (const HubLink& h : deps.hubs) {
+        targets.push_back(h.name);
+        ShipperDeps sd;
+        sd.config = &config_;
+        sd.identity = identity_.get();
+        sd.keyset = keyset_.get();
+        sd.streams = streams_.get();
+        sd.hub = h;
+        shippers_.push_back(std::make_unique<StreamShipper>(std::move(sd)));
+      }
+      streams_->SetTargets(std::move(targets));
+      for (auto& s : shippers_) s->Start();
+    }
   }
   scheduler_ = std::thread([this] { SchedulerLoop(); });
   log::Info("agent {} started: state {}, {} hub(s), {} dataset(s), {} local polic(ies)",
@@ -200,6 +216,7 @@ Status Agent::Stop() {
   cv_.notify_all();
   if (scheduler_.joinable()) scheduler_.join();
   for (auto& r : replicators_) r->Stop();
+  for (auto& s : shippers_) s->Stop();
   {
     std::lock_guard lock(mu_);
     for (auto& req : requests_) req->done = true;
@@ -837,12 +854,18 @@ json::object Agent::StatusJson() {
 
   json::array streams;
   for (const Streams::Info& i : streams_->List()) {
+    json::object acked;
+    for (const auto& [hub, next] : i.acked) acked[hub] = next;
     streams.push_back(json::object{{"name", i.name},
                                    {"start_offset", i.start_offset},
                                    {"end_offset", i.end_offset},
-                                   {"durable_end_offset", i.durable_end_offset}});
+                                   {"durable_end_offset", i.durable_end_offset},
+                                   {"acked", std::move(acked)}});
   }
   o["streams"] = std::move(streams);
+  json::array shippers;
+  for (auto& sh : shippers_) shippers.push_back(sh->StatusJson());
+  o["stream_shipping"] = std::move(shippers);
 
   json::array deliveries;
   if (Result<std::vector<Delivery>> recent = state_->RecentDeliveries(50); recent.ok()) {

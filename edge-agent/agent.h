@@ -35,6 +35,7 @@
 #include "edge-agent/agent_config.h"
 #include "edge-agent/agent_state.h"
 #include "edge-agent/replicator.h"
+#include "edge-agent/stream_shipper.h"
 #include "edge-agent/streams.h"
 #include "mirror/identity.h"
 #include "mirror/policy/mirror_policy.h"
@@ -140,6 +141,7 @@ class Agent {
   std::unique_ptr<snapshot::LocalStore> outbox_;
   std::unique_ptr<Streams> streams_;
   std::vector<std::unique_ptr<Replicator>> replicators_;
+  std::vector<std::unique_ptr<StreamShipper>> shippers_;
 
   std::mutex mu_;
   std::condition_variable cv_;

@@ -27,7 +27,8 @@ constexpr size_t kMaxConfigBytes = size_t{1} << 20;  // refused before parsing
 constexpr size_t kMaxHubs = 64;
 constexpr size_t kMaxDatasets = 256;
 constexpr size_t kMaxStreams = 256;
-constexpr uint64_t kMaxStreamRecordBytes = uint64_t{16} << 20;
+// A record travels to the hubs in one link frame (8 MiB by default).
+constexpr uint64_t kMaxStreamRecordBytes = uint64_t{4} << 20;
 constexpr uint64_t kMinSegmentBytes = uint64_t{64} << 10;
 constexpr uint64_t kMaxSegmentBytes = uint64_t{1} << 30;
 constexpr int64_t kMinFsyncIntervalMs = 10;
@@ -226,11 +227,14 @@ Result<HubEndpoint> ParseHub(const Field& field) {
   ASSIGN_OR_RETURN(hub.name, Name(*name));
   ASSIGN_OR_RETURN(const Field* url, m.Require("url", "the hub's link URL, ws://host[:port]"));
   ASSIGN_OR_RETURN(hub.url, NonEmptyString(*url));
-  // ParseUrl takes the host as it comes; a space or a control character
-  // would only fail later, at connect time, with a resolver's message.
-  if (std::any_of(hub.url.begin(), hub.url.end(),
-                  [](char c) { return static_cast<unsigned char>(c) <= 0x20 || c == 0x7f; })) {
-    return url->Error("must not contain spaces or control characters, got " + Quote(hub.url));
+  // ParseUrl takes the host as it comes; a space, a control character or a
+  // non-ASCII byte would only fail later, at connect time, with a resolver's
+  // message (and ParseUrl's messages quote the URL as it is).
+  if (std::any_of(hub.url.begin(), hub.url.end(), [](char c) {
+        return static_cast<unsigned char>(c) <= 0x20 || static_cast<unsigned char>(c) >= 0x7f;
+      })) {
+    return url->Error("must not contain spaces or control characters and must be ASCII, got " +
+                      Quote(hub.url));
   }
   Result<mirror::transport::LinkUrl> parsed = mirror::transport::LinkClient::ParseUrl(hub.url);
   if (!parsed.ok()) return url->Error(parsed.status().message());
@@ -342,7 +346,8 @@ Result<StreamConfig> ParseStream(const Field& field) {
   if (const Field* max = m.Get("maxRecordSize")) {
     ASSIGN_OR_RETURN(uint64_t bytes, SizeField(*max, 1));
     if (bytes > kMaxStreamRecordBytes) {
-      return max->Error("must be at most 16MiB, got " + Quote(max->node.Scalar()));
+      return max->Error("must be at most 4MiB (a record travels in one link frame), got " +
+                        Quote(max->node.Scalar()));
     }
     st.max_record_bytes = static_cast<uint32_t>(bytes);
   }

@@ -73,7 +73,7 @@ struct StreamConfig {
   // next sync, at most that long after them, made them durable (group commit).
   bool fsync_every_batch = true;
   uint32_t fsync_interval_ms = 0;
-  uint32_t max_record_bytes = 1u << 20;         // "maxRecordSize", 1 B .. 16 MiB
+  uint32_t max_record_bytes = 1u << 20;         // "maxRecordSize", 1 B .. 4 MiB
   uint64_t segment_bytes = uint64_t{16} << 20;  // "segmentSize", 64KiB .. 1GiB
   // Local retention once replicated: segments older than `age` or beyond
   // `size` may go (0 = no limit of that kind). Never before replication.

@@ -56,7 +56,88 @@ Result<snapshot::AppendResult> Streams::Append(std::string_view stream,
   ASSIGN_OR_RETURN(snapshot::AppendResult r, log->Append(records));
   // Under an fsync interval, the answer waits for the group sync.
   RETURN_IF_ERROR(log->WaitDurable(r.last));
+  {
+    std::lock_guard lock(mu_);
+    ++generation_;
+  }
+  appended_.notify_all();
   return r;
+}
+
+uint64_t Streams::generation() const {
+  std::lock_guard lock(mu_);
+  return generation_;
+}
+
+uint64_t Streams::WaitForAppend(uint64_t seen, std::chrono::milliseconds timeout) {
+  std::unique_lock lock(mu_);
+  appended_.wait_for(lock, timeout, [&] { return generation_ != seen; });
+  return generation_;
+}
+
+snapshot::StreamLog* Streams::Log(std::string_view stream) const {
+  auto it = logs_.find(stream);
+  return it == logs_.end() ? nullptr : it->second.get();
+}
+
+void Streams::SetTargets(std::vector<std::string> hubs) {
+  std::lock_guard lock(mu_);
+  targets_ = std::move(hubs);
+}
+
+void Streams::Acknowledged(std::string_view stream, const std::string& hub, uint64_t next) {
+  snapshot::StreamLog* log = Log(stream);
+  const StreamConfig* config = Config(stream);
+  if (log == nullptr || config == nullptr) return;
+  uint64_t everywhere = UINT64_MAX;
+  {
+    std::lock_guard lock(mu_);
+    auto& acked = acked_[std::string(stream)];
+    acked[hub] = next;
+    if (targets_.empty()) return;  // replicated nowhere: keep everything
+    for (const std::string& t : targets_) {
+      auto it = acked.find(t);
+      if (it == acked.end()) return;  // not heard from since the start: keep
+      everywhere = std::min(everywhere, it->second);
+    }
+    // Retention looks at the segments at most once a second per stream.
+    const auto now = std::chrono::steady_clock::now();
+    auto& last = last_retention_[std::string(stream)];
+    if (now - last < std::chrono::seconds(1)) return;
+    last = now;
+  }
+  ApplyRetention(*config, *log, everywhere);
+}
+
+void Streams::ApplyRetention(const StreamConfig& config, snapshot::StreamLog& log, uint64_t acked) {
+  if (config.retention_age.count() == 0 && config.retention_bytes == 0) return;  // keep all
+  const std::vector<snapshot::StreamSegmentInfo> segments = log.Segments();
+  uint64_t total = 0;
+  for (const auto& seg : segments) total += seg.bytes;
+  const int64_t now_ns = std::chrono::duration_cast<std::chrono::nanoseconds>(
+                             std::chrono::system_clock::now().time_since_epoch())
+                             .count();
+  const int64_t age_ns = std::chrono::nanoseconds(config.retention_age).count();
+  uint64_t cut = log.start_offset();
+  for (size_t i = 0; i < segments.size(); ++i) {
+    const auto& seg = segments[i];
+    if (seg.end_offset > acked || seg.end_offset == seg.first_offset) break;
+    // A segment's newest record is no younger than the next segment.
+    const bool old =
+        age_ns > 0 && i + 1 < segments.size() && segments[i + 1].created_unix_ns < now_ns - age_ns;
+    const bool over = config.retention_bytes > 0 && total > config.retention_bytes;
+    if (!old && !over) break;
+    cut = seg.end_offset;
+    total -= seg.bytes;
+  }
+  if (cut <= log.start_offset()) return;
+  if (Status s = log.TruncateBefore(cut); !s.ok()) {
+    log::Warn("stream {}: retention could not drop records below {}: {}", config.name, cut,
+              s.ToString());
+    return;
+  }
+  log::Info("stream {}: retention dropped records below offset {} (held by every hub)", config.name,
+            cut);
 }
 
 Result<std::vector<snapshot::StreamRecord>> Streams::Read(std::string_view stream, uint64_t from,
@@ -68,7 +149,10 @@ Result<std::vector<snapshot::StreamRecord>> Streams::Read(std::string_view strea
 std::vector<Streams::Info> Streams::List() const {
   std::vector<Info> out;
   for (const auto& [name, log] : logs_) {
-    out.push_back({name, log->start_offset(), log->end_offset(), log->durable_end_offset()});
+    Info info{name, log->start_offset(), log->end_offset(), log->durable_end_offset(), {}};
+    std::lock_guard lock(mu_);
+    if (auto it = acked_.find(name); it != acked_.end()) info.acked = it->second;
+    out.push_back(std::move(info));
   }
   return out;
 }

@@ -5,9 +5,11 @@
 //
 // An append is answered only once its records are durable per the stream's
 // fsync policy: "batch" fsyncs before Append returns; an interval waits for
-// the next group sync. Replication of stream records to hubs comes with the
-// rest of the streams work (issue 7); until then records stay local (no
-// retention deletes anything that was not replicated, so nothing is deleted).
+// the next group sync. StreamShippers (one per hub) send durable records on
+// (WaitForAppend wakes them) and report what each hub acknowledged
+// (Acknowledged); once every target set by SetTargets holds a segment's
+// records, the stream's local retention (age, size) may delete it. Nothing
+// that some target lacks is ever deleted.
 //
 // Errors: kNotFound for an unknown stream (the message lists the known ones),
 // the StreamLog's otherwise (kInvalidArgument for an oversized record or
@@ -15,8 +17,11 @@
 // Thread-safety: thread-safe.
 #pragma once
 
+#include <chrono>
+#include <condition_variable>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <span>
 #include <string>
 #include <vector>
@@ -39,6 +44,21 @@ class Streams {
   Result<snapshot::AppendResult> Append(std::string_view stream, std::span<const ByteView> records);
   Result<std::vector<snapshot::StreamRecord>> Read(std::string_view stream, uint64_t from,
                                                    size_t max_records, size_t max_bytes);
+  // Blocks until an append was answered after `seen` was read from
+  // generation(), or `timeout` passed; returns the generation then.
+  uint64_t WaitForAppend(uint64_t seen, std::chrono::milliseconds timeout);
+  uint64_t generation() const;
+
+  // The hubs every stream is replicated to: retention waits for all of them.
+  void SetTargets(std::vector<std::string> hubs);
+  // `hub` holds every record of `stream` below `next` (a StreamAck). Applies
+  // retention when every target has acknowledged. Errors of the deletion
+  // are logged, not returned (the records stay; they are retried at the
+  // next ack).
+  void Acknowledged(std::string_view stream, const std::string& hub, uint64_t next);
+  // The stream's log (for the shippers), or null.
+  snapshot::StreamLog* Log(std::string_view stream) const;
+
   // The stream's configuration, or null.
   const StreamConfig* Config(std::string_view stream) const;
 
@@ -47,6 +67,7 @@ class Streams {
     uint64_t start_offset = 0;
     uint64_t end_offset = 0;
     uint64_t durable_end_offset = 0;
+    std::map<std::string, uint64_t> acked;  // per hub: next offset it holds (as last told)
   };
   std::vector<Info> List() const;
 
@@ -56,9 +77,19 @@ class Streams {
  private:
   Streams() = default;
   Result<snapshot::StreamLog*> Find(std::string_view stream) const;
+  // Deletes what retention allows of `stream` below `acked` (held by every
+  // target).
+  void ApplyRetention(const StreamConfig& config, snapshot::StreamLog& log, uint64_t acked);
 
   std::vector<StreamConfig> configs_;
   std::map<std::string, std::unique_ptr<snapshot::StreamLog>, std::less<>> logs_;
+
+  mutable std::mutex mu_;
+  std::condition_variable appended_;
+  uint64_t generation_ = 0;                                                      // guarded by mu_
+  std::vector<std::string> targets_;                                             // guarded by mu_
+  std::map<std::string, std::map<std::string, uint64_t>> acked_;                 // guarded by mu_
+  std::map<std::string, std::chrono::steady_clock::time_point> last_retention_;  // guarded by mu_
 };
 
 }  // namespace ferry::agent

@@ -143,6 +143,8 @@ const char* BodyName(const linkpb::Envelope& e) {
       return "stream_append";
     case linkpb::Envelope::kStreamAck:
       return "stream_ack";
+    case linkpb::Envelope::kStreamQuery:
+      return "stream_query";
     case linkpb::Envelope::kError:
       return "error";
     case linkpb::Envelope::kPing:

@@ -112,6 +112,12 @@ Status ReplicationReceiver::Handle(const linkpb::Envelope& in, std::vector<linkp
       case linkpb::Envelope::kAgentReport:
         s = HandleAgentReport(in);
         break;
+      case linkpb::Envelope::kStreamQuery:
+        s = HandleStreamQuery(in, out);
+        break;
+      case linkpb::Envelope::kStreamAppend:
+        s = HandleStreamAppend(in, out);
+        break;
       case linkpb::Envelope::kError:
         s = StatusFromError(in.error());
         if (s.ok()) s = AbortedError("peer sent an error without a code");
@@ -146,6 +152,9 @@ Status ReplicationReceiver::HandleHello(const linkpb::Envelope& in,
   ack->set_max_query_ids(options_.max_query_ids);
   ack->set_enrolled(peer_enrolled_);
   ack->add_capabilities(std::string(kAgentReportCapability));
+  if (peer_enrolled_ && policy_.streams() != nullptr) {
+    ack->add_capabilities(std::string(kStreamsCapability));
+  }
   out.push_back(std::move(e));
   return OkStatus();
 }
@@ -167,6 +176,57 @@ Status ReplicationReceiver::HandleAgentReport(const linkpb::Envelope& in) {
   RETURN_IF_ERROR(ValidateAgentReport(in.agent_report()));
   RETURN_IF_ERROR(policy_.OnAgentReport(in.agent_report()));
   ++stats_.reports;
+  return OkStatus();
+}
+
+namespace {
+
+linkpb::Envelope StreamAckEnvelope(uint64_t request_id, const std::string& stream,
+                                   const StreamPosition& p) {
+  linkpb::Envelope e;
+  e.set_request_id(request_id);
+  linkpb::StreamAck* ack = e.mutable_stream_ack();
+  ack->set_stream(stream);
+  ack->set_next_offset(p.next);
+  ack->set_start_offset(p.start);
+  return e;
+}
+
+}  // namespace
+
+Status ReplicationReceiver::HandleStreamQuery(const linkpb::Envelope& in,
+                                              std::vector<linkpb::Envelope>& out) {
+  StreamSink* sink = policy_.streams();
+  if (sink == nullptr) return UnimplementedError("this side does not take streams");
+  const std::string& stream = in.stream_query().stream();
+  ASSIGN_OR_RETURN(StreamPosition p, sink->Position(stream));
+  out.push_back(StreamAckEnvelope(in.request_id(), stream, p));
+  return OkStatus();
+}
+
+Status ReplicationReceiver::HandleStreamAppend(const linkpb::Envelope& in,
+                                               std::vector<linkpb::Envelope>& out) {
+  StreamSink* sink = policy_.streams();
+  if (sink == nullptr) return UnimplementedError("this side does not take streams");
+  const linkpb::StreamAppend& a = in.stream_append();
+  const ByteView sealed(reinterpret_cast<const uint8_t*>(a.sealed_batch().data()),
+                        a.sealed_batch().size());
+  ASSIGN_OR_RETURN(snapshot::StreamBatchHeader h, snapshot::VerifyStreamBatch(sealed));
+  if (h.stream != a.stream() || h.first_offset != a.first_offset() ||
+      h.record_count != a.record_count()) {
+    return Violation("stream_append for " + a.stream() + " at " + std::to_string(a.first_offset()) +
+                     " (" + std::to_string(a.record_count()) + " records) carries a batch of " +
+                     h.stream + " at " + std::to_string(h.first_offset) + " (" +
+                     std::to_string(h.record_count) + " records)");
+  }
+  ASSIGN_OR_RETURN(StreamPosition before, sink->Position(h.stream));
+  ASSIGN_OR_RETURN(StreamPosition p, sink->Append(h, sealed));
+  if (p.next > before.next) {
+    ++stats_.stream_batches;
+    stats_.stream_records += h.record_count;
+    stats_.stream_bytes += sealed.size();
+  }
+  out.push_back(StreamAckEnvelope(in.request_id(), h.stream, p));
   return OkStatus();
 }
 

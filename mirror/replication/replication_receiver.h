@@ -24,6 +24,7 @@
 #include "mirror/replication/frame_channel.h"
 #include "snapshot/chunk_store.h"
 #include "snapshot/local_store.h"
+#include "snapshot/stream_batch.h"
 
 namespace ferry::mirror {
 
@@ -33,6 +34,31 @@ inline constexpr std::string_view kAgentReportCapability = "agent_report";
 // AgentReport.last_error: senders cut it to this many bytes (BoundedUtf8);
 // the receiver refuses a longer one.
 inline constexpr size_t kMaxAgentReportErrorBytes = 1024;
+
+// HelloAck.capabilities entry of a receiver that takes stream batches.
+inline constexpr std::string_view kStreamsCapability = "streams";
+
+// Where a receiver's copy of a stream ends: records [start, next) are held
+// and durable (0, 0 for a stream never seen).
+struct StreamPosition {
+  uint64_t start = 0;
+  uint64_t next = 0;
+};
+
+// Where a receiver keeps the stream batches of one session's peer (the hub:
+// per tenant and agent). Called on the session's thread.
+class StreamSink {
+ public:
+  virtual ~StreamSink() = default;
+  virtual Result<StreamPosition> Position(const std::string& stream) = 0;
+  // Stores one batch whose signature verified (`header`), durably, before
+  // returning the new position. Idempotent: a batch wholly below `next` is
+  // not stored again. kFailedPrecondition for a batch that would leave a
+  // gap or overlaps the end; kPermissionDenied for a signer it does not
+  // accept. Errors go to the peer and end the session.
+  virtual Result<StreamPosition> Append(const snapshot::StreamBatchHeader& header,
+                                        ByteView sealed) = 0;
+};
 
 // The checks a received AgentReport passes before anything stores it:
 // last_error at most kMaxAgentReportErrorBytes, times not negative,
@@ -61,6 +87,10 @@ class ReceiverPolicy {
   // that cannot store a report should log it and return OK (reports are
   // best-effort; replication must not stop for them).
   virtual Status OnAgentReport(const linkpb::AgentReport& /*report*/) { return OkStatus(); }
+  // Where this peer's stream batches go; null: the receiver does not take
+  // streams (it does not list the capability and refuses stream frames).
+  // Owned by the policy.
+  virtual StreamSink* streams() { return nullptr; }
 };
 
 struct ReceiverOptions {
@@ -114,7 +144,10 @@ class ReplicationReceiver {
     uint64_t bytes_received = 0;  // sealed bytes in uploads
     uint64_t bytes_new = 0;       // sealed bytes of the chunks new to the store
     uint64_t commits = 0;
-    uint64_t reports = 0;  // AgentReports accepted
+    uint64_t reports = 0;         // AgentReports accepted
+    uint64_t stream_batches = 0;  // StreamAppends stored (not those already held)
+    uint64_t stream_records = 0;
+    uint64_t stream_bytes = 0;  // sealed bytes of those batches
   };
   const Stats& stats() const { return stats_; }
   // Whether a commit is in progress (its refs arrive in parts).
@@ -129,6 +162,8 @@ class ReplicationReceiver {
   Status HandleUpload(const linkpb::Envelope& in, std::vector<linkpb::Envelope>& out);
   Status HandleCommit(const linkpb::Envelope& in, std::vector<linkpb::Envelope>& out);
   Status HandleAgentReport(const linkpb::Envelope& in);
+  Status HandleStreamQuery(const linkpb::Envelope& in, std::vector<linkpb::Envelope>& out);
+  Status HandleStreamAppend(const linkpb::Envelope& in, std::vector<linkpb::Envelope>& out);
   Status FinishCommit(uint64_t request_id, std::vector<linkpb::Envelope>& out);
   void ResetCommit();
 

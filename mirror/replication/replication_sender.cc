@@ -100,6 +100,77 @@ Result<linkpb::EnrollResponse> ReplicationSender::Enroll(const linkpb::EnrollReq
   return reply.enroll_response();
 }
 
+namespace {
+
+Result<StreamPosition> PositionFromAck(const linkpb::Envelope& reply, const std::string& stream) {
+  if (!reply.has_stream_ack()) {
+    return DataLossError(std::string("expected stream_ack, got ") + BodyName(reply));
+  }
+  const linkpb::StreamAck& ack = reply.stream_ack();
+  if (ack.stream() != stream || ack.start_offset() > ack.next_offset()) {
+    return DataLossError("stream_ack for " + ack.stream() + " [" +
+                         std::to_string(ack.start_offset()) + ", " +
+                         std::to_string(ack.next_offset()) + ") does not answer " + stream);
+  }
+  return StreamPosition{ack.start_offset(), ack.next_offset()};
+}
+
+}  // namespace
+
+Result<StreamPosition> ReplicationSender::QueryStream(const std::string& stream) {
+  RETURN_IF_ERROR(Hello());
+  if (!PeerHas(kStreamsCapability)) {
+    return UnimplementedError("the far side does not take streams (" + peer_.software() + ")");
+  }
+  RETURN_IF_ERROR(SendUnsolicited());
+  linkpb::Envelope e;
+  const uint64_t id = NextId();
+  e.set_request_id(id);
+  e.mutable_stream_query()->set_stream(stream);
+  RETURN_IF_ERROR(Send(e));
+  ASSIGN_OR_RETURN(linkpb::Envelope reply, WaitFor(id));
+  return PositionFromAck(reply, stream);
+}
+
+Result<uint64_t> ReplicationSender::SendStreamAppend(const std::string& stream,
+                                                     uint64_t first_offset, uint32_t record_count,
+                                                     std::string sealed_batch) {
+  RETURN_IF_ERROR(Hello());
+  if (!PeerHas(kStreamsCapability)) {
+    return UnimplementedError("the far side does not take streams (" + peer_.software() + ")");
+  }
+  RETURN_IF_ERROR(SendUnsolicited());
+  linkpb::Envelope e;
+  const uint64_t id = NextId();
+  e.set_request_id(id);
+  linkpb::StreamAppend* a = e.mutable_stream_append();
+  a->set_stream(stream);
+  a->set_first_offset(first_offset);
+  a->set_record_count(record_count);
+  a->set_sealed_batch(std::move(sealed_batch));
+  if (e.ByteSizeLong() > peer_.max_frame_bytes()) {
+    return InvalidArgumentError("stream batch of " + std::to_string(e.ByteSizeLong()) +
+                                " bytes exceeds the far side's frame limit of " +
+                                std::to_string(peer_.max_frame_bytes()));
+  }
+  RETURN_IF_ERROR(Send(e));
+  streams_in_flight_.emplace_back(id, stream);
+  return id;
+}
+
+Result<StreamPosition> ReplicationSender::WaitStreamAck(uint64_t request_id) {
+  auto it = std::find_if(streams_in_flight_.begin(), streams_in_flight_.end(),
+                         [&](const auto& f) { return f.first == request_id; });
+  if (it == streams_in_flight_.end()) {
+    return FailedPreconditionError("no stream batch in flight with request id " +
+                                   std::to_string(request_id));
+  }
+  const std::string stream = it->second;
+  streams_in_flight_.erase(it);
+  ASSIGN_OR_RETURN(linkpb::Envelope reply, WaitFor(request_id));
+  return PositionFromAck(reply, stream);
+}
+
 Result<std::optional<linkpb::Envelope>> ReplicationSender::ReceiveOne(uint64_t want_request) {
   ASSIGN_OR_RETURN(linkpb::Envelope e, channel_.Receive(options_.timeout));
   return Apply(std::move(e), want_request);

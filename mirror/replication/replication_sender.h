@@ -30,6 +30,7 @@
 #include <vector>
 
 #include "mirror/replication/frame_channel.h"
+#include "mirror/replication/replication_receiver.h"
 #include "mirror/replication/token_bucket.h"
 #include "snapshot/local_store.h"
 
@@ -104,6 +105,18 @@ class ReplicationSender {
   // kDataLoss for a frame that answers nothing.
   Status Listen(std::chrono::milliseconds timeout);
 
+  // Streams (the far side lists kStreamsCapability; kUnimplemented if not).
+  // Where the far side's copy of `stream` ends.
+  Result<StreamPosition> QueryStream(const std::string& stream);
+  // Sends one sealed batch (snapshot/stream_batch.h) without waiting for
+  // its StreamAck; returns the request id to wait for with WaitStreamAck.
+  // Acks come back in the order the batches were sent, so a sender may keep
+  // several in flight and wait for them in order.
+  Result<uint64_t> SendStreamAppend(const std::string& stream, uint64_t first_offset,
+                                    uint32_t record_count, std::string sealed_batch);
+  // Waits (up to options.timeout per frame) for the StreamAck of a batch.
+  Result<StreamPosition> WaitStreamAck(uint64_t request_id);
+
   // Enrollment of this key with a join token, on a fresh session. The far
   // side ends the session afterwards.
   Result<linkpb::EnrollResponse> Enroll(const linkpb::EnrollRequest& request);
@@ -142,6 +155,8 @@ class ReplicationSender {
   uint64_t uploads_pending_ = 0;
   int64_t last_send_nanos_ = 0;  // monotonic time of the last frame sent
   PushReport progress_;
+  // StreamAppends sent and not yet acknowledged: request id, stream.
+  std::vector<std::pair<uint64_t, std::string>> streams_in_flight_;
 };
 
 }  // namespace ferry::mirror

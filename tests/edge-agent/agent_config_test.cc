@@ -149,7 +149,8 @@ TEST(AgentConfigTest, BadStreamsNameTheKeyAndLine) {
             "streams[0].fsync: must be \"batch\" (every append fsync'd before it is answered) "
             "or an interval from 10ms to 10s, got always (line 4, column 28)");
   EXPECT_EQ(ErrorOf(Replace(kMinimal, "", "streams: [{name: a, maxRecordSize: 32MiB}]\n")),
-            "streams[0].maxRecordSize: must be at most 16MiB, got \"32MiB\" (line 4, column 36)");
+            "streams[0].maxRecordSize: must be at most 4MiB (a record travels in one link frame), "
+            "got \"32MiB\" (line 4, column 36)");
   EXPECT_EQ(ErrorOf(Replace(kMinimal, "", "streams: [{name: a, retention: {days: 1}}]\n")),
             "streams[0].retention.days: unknown key (known: age, size) (line 4, column 33)");
 }

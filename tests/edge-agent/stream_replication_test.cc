@@ -1,0 +1,311 @@
+// Stream replication between a real ferry-agent and a real ferry-hub on
+// loopback (issue 7, "Replication" and "At the hub"): records reach the hub
+// as sealed batches while producers append, exactly once and in order
+// through link cuts and an agent killed with SIGKILL, and come back byte for
+// byte through `ferryctl stream read`; the hub's stream API refuses bad
+// offsets, unknown streams and other tenants.
+#include <gtest/gtest.h>
+#include <signal.h>
+
+#include <atomic>
+#include <boost/json.hpp>
+#include <chrono>
+#include <functional>
+#include <memory>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "tests/testing/http_client.h"
+#include "tests/testing/process.h"
+#include "tests/testing/test_util.h"
+
+namespace ferry::testing {
+namespace {
+
+namespace json = boost::json;
+using std::chrono::milliseconds;
+using std::chrono::seconds;
+
+json::value Parse(const std::string& body) {
+  boost::system::error_code ec;
+  json::value v = json::parse(body, ec);
+  EXPECT_FALSE(ec) << body;
+  return ec ? json::value() : v;
+}
+
+// The record (a JSON line) a producer writes at `offset`: its offset and a
+// few bytes that depend on it, so that a record delivered at the wrong
+// offset is caught.
+std::string RecordAt(uint64_t offset) {
+  uint64_t h = offset * 0x9E3779B97F4A7C15ull;
+  h ^= h >> 29;
+  char tail[17];
+  std::snprintf(tail, sizeof(tail), "%016llx", static_cast<unsigned long long>(h));
+  return "{\"n\":" + std::to_string(offset) + ",\"h\":\"" + tail + "\"}";
+}
+
+class StreamReplicationTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    ctl_ = BinDir() + "/ferryctl";
+    hub_data_ = dir_.Sub("hub");
+    const HubInit init = InitHub(hub_data_);
+    fingerprint_ = init.fingerprint;
+    admin_ = init.admin_token;
+    keyset_ = dir_.Sub("tenant.keyset");
+    ASSERT_EQ(RunCommand({ctl_, "keys", "init", "--out", keyset_, "--argon2-memory", "8",
+                          "--argon2-ops", "1"},
+                         {"FERRY_PASSPHRASE=pw"})
+                  .exit_code,
+              0);
+    agent_keys_ = dir_.Sub("agent.keys");
+    ASSERT_EQ(RunCommand({ctl_, "keys", "export-agent", "--keyset", keyset_, "--out", agent_keys_})
+                  .exit_code,
+              0);
+    StartHub();
+    ASSERT_EQ(HubApi("POST", "/v1/tenants", R"({"name":"edge"})").status, 201);
+  }
+
+  void StartHub() {
+    const std::string port_file = dir_.Sub("hub.port");
+    std::remove(port_file.c_str());
+    hub_ = std::make_unique<ChildProcess>(
+        std::vector<std::string>{BinDir() + "/ferry-hub", "run", "--data-dir", hub_data_,
+                                 "--listen", "127.0.0.1:" + std::to_string(hub_port_),
+                                 "--port-file", port_file, "--log-format", "text"},
+        dir_.Sub("hub-" + std::to_string(++hub_starts_) + ".log"));
+    hub_port_ = static_cast<uint16_t>(std::stoi(WaitForFile(port_file, hub_.get())));
+  }
+  HttpResult HubApi(const std::string& method, const std::string& target,
+                    const std::string& body = "") {
+    return HttpRequest(hub_port_, method, target, body, admin_, "application/json");
+  }
+
+  // Writes the agent's config (its hub reached at `link_port`, the hub's
+  // port unless a relay sits between) and enrolls it directly.
+  void ConfigureAgent(uint16_t link_port) {
+    config_ = dir_.Sub("agent.yaml");
+    const std::string y =
+        "agent: {name: cam-1}\nstateDir: " + dir_.Sub("agent-state") +
+        "\nhubs:\n  - {name: hub-a, url: \"ws://127.0.0.1:" + std::to_string(link_port) +
+        "\"}\nstreams:\n  - {name: events, fsync: batch, segmentSize: 1MiB}\n"
+        "keyset: {file: " +
+        agent_keys_ +
+        "}\napi: {listen: \"127.0.0.1:0\"}\n"
+        "replication: {backoffInitial: 200ms, backoffMax: 1s}\n";
+    WriteFileOrDie(config_, AsBytes(y));
+    HttpResult token = HubApi("POST", "/v1/tenants/edge/enrollment-tokens", "{}");
+    ASSERT_EQ(token.status, 201) << token.body;
+    CommandResult r =
+        RunCommand({BinDir() + "/ferry-agent", "enroll", "--config", config_, "--hub",
+                    "ws://127.0.0.1:" + std::to_string(hub_port_), "--hub-key", fingerprint_,
+                    "--token", std::string(Parse(token.body).at("token").as_string())});
+    ASSERT_EQ(r.exit_code, 0) << r.err << r.out;
+  }
+
+  void StartAgent() {
+    const std::string port_file = dir_.Sub("agent-state/api.port");
+    std::remove(port_file.c_str());
+    agent_ = std::make_unique<ChildProcess>(
+        std::vector<std::string>{BinDir() + "/ferry-agent", "run", "--config", config_,
+                                 "--log-format", "text"},
+        dir_.Sub("agent-" + std::to_string(++agent_starts_) + ".log"));
+    agent_port_ = static_cast<uint16_t>(std::stoi(WaitForFile(port_file, agent_.get())));
+  }
+
+  // Appends records [first, first + n) of RecordAt; returns the HTTP result.
+  HttpResult AppendRange(uint64_t first, uint64_t n) {
+    std::string body;
+    for (uint64_t i = first; i < first + n; ++i) body += RecordAt(i) + "\n";
+    return HttpRequest(agent_port_, "POST", "/v1/streams/events/records", body, "",
+                       "application/x-ndjson");
+  }
+
+  // The hub's next offset of cam-1/events (0 when it has none yet).
+  uint64_t HubNext() {
+    HttpResult r = HubApi("GET", "/v1/tenants/edge/streams?agent=cam-1");
+    EXPECT_EQ(r.status, 200) << r.body;
+    const json::value v = Parse(r.body);
+    const json::value* streams = v.is_object() ? v.as_object().if_contains("streams") : nullptr;
+    if (r.status != 200 || streams == nullptr || !streams->is_array()) return 0;
+    for (const json::value& s : streams->as_array()) {
+      if (s.at("stream").as_string() == "events") return s.at("next_offset").to_number<uint64_t>();
+    }
+    return 0;
+  }
+  // Polls the hub (a separate process) until it holds `next` records.
+  void WaitForHub(uint64_t next, seconds timeout = seconds(120)) {
+    const auto deadline = std::chrono::steady_clock::now() + timeout;
+    uint64_t have = 0;
+    while (std::chrono::steady_clock::now() < deadline) {
+      have = HubNext();
+      if (have >= next) break;
+      std::this_thread::sleep_for(milliseconds(50));
+    }
+    ASSERT_EQ(have, next) << "the hub did not receive every record\nagent log:\n"
+                          << (agent_ ? agent_->Log() : "") << "\nhub log:\n"
+                          << hub_->Log();
+  }
+
+  // `ferryctl stream read cam-1/events -o json` from the hub.
+  CommandResult ReadFromHub(const std::vector<std::string>& extra = {}) {
+    std::vector<std::string> argv = {
+        ctl_,       "stream", "read",     "cam-1/events",
+        "--keyset", keyset_,  "--hub",    "http://127.0.0.1:" + std::to_string(hub_port_),
+        "--token",  admin_,   "--tenant", "edge",
+        "-o",       "json"};
+    argv.insert(argv.end(), extra.begin(), extra.end());
+    return RunCommand(argv, {"FERRY_PASSPHRASE=pw"});
+  }
+
+  // Checks that `out` (JSON lines) holds exactly offsets [first, end) of
+  // RecordAt, in order.
+  static void ExpectRecords(const std::string& out, uint64_t first, uint64_t end) {
+    std::istringstream in(out);
+    std::string line;
+    uint64_t want = first;
+    while (std::getline(in, line)) {
+      const json::value v = Parse(line);
+      ASSERT_EQ(v.at("offset").to_number<uint64_t>(), want) << line;
+      ASSERT_EQ(v.at("text").as_string(), RecordAt(want)) << line;
+      ++want;
+    }
+    EXPECT_EQ(want, end) << "records end at " << want;
+  }
+
+  TempDir dir_;
+  std::string ctl_, hub_data_, fingerprint_, admin_, keyset_, agent_keys_, config_;
+  std::unique_ptr<ChildProcess> hub_, agent_;
+  uint16_t hub_port_ = 0, agent_port_ = 0;
+  int hub_starts_ = 0, agent_starts_ = 0;
+};
+
+TEST_F(StreamReplicationTest, RecordsReachTheHubAndReadBackThroughFerryctl) {
+  ConfigureAgent(hub_port_);
+  StartAgent();
+  HttpResult a = AppendRange(0, 500);
+  ASSERT_EQ(a.status, 200) << a.body;
+  ASSERT_EQ(AppendRange(500, 1).status, 200);
+  WaitForHub(501);
+  CommandResult all = ReadFromHub();
+  ASSERT_EQ(all.exit_code, 0) << all.err;
+  ExpectRecords(all.out, 0, 501);
+  // A window in the middle, cut at a batch boundary or not.
+  CommandResult part = ReadFromHub({"--from", "123", "--end", "500"});
+  ASSERT_EQ(part.exit_code, 0) << part.err;
+  ExpectRecords(part.out, 123, 500);
+  CommandResult max = ReadFromHub({"--from", "499", "--max", "1"});
+  ASSERT_EQ(max.exit_code, 0) << max.err;
+  ExpectRecords(max.out, 499, 500);
+  // The hub stores ciphertext: no record appears in its files.
+  const std::string on_disk = ToString(
+      ReadFileOrDie(hub_data_ + "/tenants/edge/streams/cam-1/events/00000000000000000000.seg"));
+  EXPECT_GT(on_disk.size(), 500u);
+  EXPECT_EQ(on_disk.find(RecordAt(7)), std::string::npos);
+  // The agent's status shows what the hub acknowledged.
+  const json::value status = Parse(HttpRequest(agent_port_, "GET", "/v1/status").body);
+  EXPECT_EQ(status.at("streams").as_array()[0].at("acked").at("hub-a").to_number<uint64_t>(), 501u);
+}
+
+TEST_F(StreamReplicationTest, AMillionRecordsArriveExactlyOnceThroughThreeLinkCuts) {
+  CuttingRelay relay(hub_port_);
+  relay.SetCutAfterBytes(3u << 20);  // each session dies after 3 MiB towards the hub
+  ConfigureAgent(relay.port());
+  StartAgent();
+  constexpr uint64_t kRecords = 1'000'000;
+  constexpr uint64_t kBatch = 2000;
+  std::atomic<uint64_t> appended{0};
+  std::thread producer([&] {
+    for (uint64_t at = 0; at < kRecords; at += kBatch) {
+      HttpResult r = AppendRange(at, kBatch);
+      ASSERT_EQ(r.status, 200) << r.body;
+      appended = at + kBatch;
+    }
+  });
+  // Three cuts while records flow, then a link that holds.
+  const auto deadline = std::chrono::steady_clock::now() + seconds(240);
+  while (relay.cuts() < 3 && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(milliseconds(20));
+  }
+  relay.SetCutAfterBytes(0);
+  producer.join();
+  ASSERT_GE(relay.cuts(), 3) << "the link was not cut three times";
+  ASSERT_EQ(appended.load(), kRecords);
+  WaitForHub(kRecords, seconds(240));
+  CommandResult all = ReadFromHub();
+  ASSERT_EQ(all.exit_code, 0) << all.err;
+  ExpectRecords(all.out, 0, kRecords);
+}
+
+TEST_F(StreamReplicationTest, EveryAnsweredAppendReachesTheHubAfterTheAgentIsKilled) {
+  ConfigureAgent(hub_port_);
+  StartAgent();
+  std::atomic<uint64_t> answered{0};
+  std::atomic<bool> stop{false}, failed{false};
+  std::thread producer([&] {
+    for (uint64_t at = 0; !stop.load(); at += 100) {
+      if (AppendRange(at, 100).status != 200) {  // the agent died under us
+        failed = true;
+        break;
+      }
+      answered = at + 100;
+    }
+  });
+  const auto deadline = std::chrono::steady_clock::now() + seconds(60);
+  while (answered.load() < 20'000 && !failed.load() &&
+         std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(milliseconds(5));
+  }
+  ASSERT_GE(answered.load(), 20'000u) << agent_->Log();
+  agent_->Stop(SIGKILL);
+  stop = true;
+  producer.join();
+  const uint64_t promised = answered.load();
+  StartAgent();
+  // What the restarted agent holds is at least every answered append, and
+  // the hub gets all of it.
+  const json::value status = Parse(HttpRequest(agent_port_, "GET", "/v1/status").body);
+  const uint64_t end = status.at("streams").as_array()[0].at("end_offset").to_number<uint64_t>();
+  ASSERT_GE(end, promised);
+  WaitForHub(end);
+  CommandResult all = ReadFromHub();
+  ASSERT_EQ(all.exit_code, 0) << all.err;
+  ExpectRecords(all.out, 0, end);
+}
+
+TEST_F(StreamReplicationTest, TheHubsStreamApiRefusesBadRequests) {
+  ConfigureAgent(hub_port_);
+  StartAgent();
+  ASSERT_EQ(AppendRange(0, 10).status, 200);
+  WaitForHub(10);
+  const auto get = [&](const std::string& target, const std::string& token) {
+    return HttpRequest(hub_port_, "GET", target, "", token, "application/json");
+  };
+  const std::string base = "/v1/streams/edge/cam-1/events";
+  EXPECT_EQ(get(base + "?from=0", admin_).status, 200);
+  EXPECT_EQ(get(base + "?from=10", admin_).body, "");  // the end: nothing yet
+  for (const std::string q : {"?from=-1", "?from=11", "?from=18446744073709551616", "?from=abc",
+                              "?max_bytes=0", "?max_bytes=999999999", "?x=1"}) {
+    HttpResult r = get(base + q, admin_);
+    EXPECT_EQ(r.status, 400) << q << ": " << r.body;
+    EXPECT_NE(r.body.find("\"error\""), std::string::npos) << q;
+  }
+  EXPECT_EQ(get("/v1/streams/edge/cam-1/nope?from=0", admin_).status, 404);
+  EXPECT_EQ(get("/v1/streams/edge/cam-2/events", admin_).status, 404);
+  EXPECT_EQ(get("/v1/streams/edge/CAM/events", admin_).status, 400);
+  EXPECT_EQ(get(base, "").status, 401);
+  // A token of another tenant is refused, whether or not the stream exists.
+  ASSERT_EQ(HubApi("POST", "/v1/tenants", R"({"name":"other"})").status, 201);
+  HttpResult token = HubApi("POST", "/v1/tenants/other/tokens", R"({"role":"reader"})");
+  ASSERT_EQ(token.status, 201) << token.body;
+  const std::string other = std::string(Parse(token.body).at("token").as_string());
+  EXPECT_EQ(get(base, other).status, 403);
+  EXPECT_EQ(get("/v1/streams/other/cam-1/events", other).status, 404);
+  // The hub keeps serving.
+  EXPECT_EQ(get(base + "?from=5", admin_).status, 200);
+}
+
+}  // namespace
+}  // namespace ferry::testing
