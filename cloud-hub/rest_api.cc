@@ -568,6 +568,8 @@ const char* DatasetKindName(int kind) {
   switch (kind) {
     case 1:
       return "volume";
+    case 2:
+      return "stream";
     case 0:
       return "unspecified";
     default:
@@ -593,6 +595,10 @@ json::object ManifestJson(const snapshot::ParsedManifest& m) {
     json::object dj;
     dj["name"] = d.name();
     dj["kind"] = DatasetKindName(d.kind());
+    if (d.has_stream()) {
+      dj["stream"] = json::object{{"start_offset", d.stream().start_offset()},
+                                  {"end_offset", d.stream().end_offset()}};
+    }
     dj["root_chunks"] = d.root_size();
     json::object stats;
     stats["files"] = d.stats().files();

@@ -76,7 +76,11 @@ json::object ManifestJson(const snapshot::SnapshotId& id, const snapshot::pb::Ma
   for (const auto& d : m.datasets()) {
     json::object dj;
     dj["name"] = d.name();
-    dj["kind"] = "volume";
+    dj["kind"] = d.kind() == snapshot::pb::DATASET_KIND_STREAM ? "stream" : "volume";
+    if (d.has_stream()) {
+      dj["stream"] = json::object{{"start_offset", d.stream().start_offset()},
+                                  {"end_offset", d.stream().end_offset()}};
+    }
     dj["files"] = d.stats().files();
     dj["directories"] = d.stats().directories();
     dj["symlinks"] = d.stats().symlinks();

@@ -2,10 +2,14 @@
 
 #include <boost/json.hpp>
 #include <iostream>
+#include <optional>
+
+#include "core/env.h"
 
 #include "ctl/format.h"
 #include "ctl/hub_chunk_source.h"
 #include "ctl/local_commands.h"
+#include "ctl/stream_commands.h"
 #include "snapshot/restorer.h"
 
 namespace ferry::ctl {
@@ -27,7 +31,8 @@ struct Source {
   snapshot::SnapshotId id{};
   std::string where;  // for messages and the summary
   OutputFormat format = OutputFormat::kTable;
-  uint64_t logical_bytes = 0;  // the datasets' size: the progress line's total
+  uint64_t logical_bytes = 0;                       // the datasets' size: the progress line's total
+  std::optional<snapshot::pb::Dataset> stream_cut;  // the snapshot is a stream's cut
 
   snapshot::ChunkSource& source() {
     return store ? static_cast<snapshot::ChunkSource&>(*store) : *hub;
@@ -62,7 +67,85 @@ Status OpenSource(const std::string& keyset, const std::string& passphrase_file,
   }
   ASSIGN_OR_RETURN(snapshot::ParsedManifest m, out.source().LoadManifest(out.id));
   for (const auto& d : m.body.datasets()) out.logical_bytes += d.stats().bytes();
+  if (m.body.datasets_size() > 0 &&
+      m.body.datasets(0).kind() == snapshot::pb::DATASET_KIND_STREAM) {
+    out.stream_cut = m.body.datasets(0);
+  }
   return OkStatus();
+}
+
+// A stream cut restores as the stream's records [start, end) read from the
+// hub, written to DIR/<stream>.jsonl as `ferryctl stream read -o json` prints
+// them.
+int RestoreStreamCut(const RestoreArgs& args, Source& src) {
+  const snapshot::pb::Dataset& d = *src.stream_cut;
+  const std::string short_id = HexEncode(src.id).substr(0, 12);
+  const std::string what = "restore " + short_id;
+  if (!src.hub) {
+    return Fail(what, FailedPreconditionError(
+                          "snapshot " + short_id + " is the cut of stream '" + d.name() +
+                          "': its records are at the hub, not in a store; restore it with --hub"));
+  }
+  Result<std::string> tenant = src.call->Tenant();
+  if (!tenant.ok()) return Fail(what, tenant.status());
+  Result<json::value> info =
+      src.call->client->Json("GET", "/v1/tenants/" + *tenant + "/snapshots/" + HexEncode(src.id));
+  if (!info.ok()) return Fail(what, info.status());
+  const json::value* agent = info->is_object() ? info->as_object().if_contains("agent") : nullptr;
+  if (agent == nullptr || !agent->is_string()) {
+    return Fail(what, DataLossError("the hub did not say which agent made snapshot " + short_id));
+  }
+  Env& env = *Env::Default();
+  if (Status s = env.CreateDirs(args.to, 0755); !s.ok()) return Fail(what, s);
+  const std::string path = args.to + "/" + d.name() + ".jsonl";
+  Result<bool> exists = env.FileExists(path);
+  if (exists.ok() && *exists && !args.force) {
+    return Fail(what, AlreadyExistsError(path + " exists (--force replaces it)"));
+  }
+  HubStreamReader reader(*src.call->client, *tenant, std::string(agent->as_string()), d.name(),
+                         *src.keyset);
+  if (Status s = reader.Init(); !s.ok()) return Fail(what, s);
+  Result<std::unique_ptr<WritableFile>> file = env.NewWritableFile(path + ".tmp");
+  if (!file.ok()) return Fail(what, file.status());
+  uint64_t at = d.stream().start_offset();
+  const uint64_t end = d.stream().end_offset();
+  uint64_t records = 0, bytes = 0;
+  while (at < end) {
+    Result<std::vector<snapshot::StreamRecord>> batch = reader.Read(at);
+    if (!batch.ok()) return Fail(what, batch.status());
+    if (batch->empty()) {
+      return Fail(what, NotFoundError("the hub holds stream " + d.name() + " only up to offset " +
+                                      std::to_string(at) + ", before the cut at " +
+                                      std::to_string(end) + " (still replicating?)"));
+    }
+    std::string out;
+    for (const snapshot::StreamRecord& r : *batch) {
+      if (r.offset >= end) break;
+      out += StreamRecordJson(r) + "\n";
+      ++records;
+      bytes += r.data.size();
+      at = r.offset + 1;
+    }
+    if (Status s = (*file)->Append(AsBytes(out)); !s.ok()) return Fail(what, s);
+  }
+  if (Status s = (*file)->Sync(); !s.ok()) return Fail(what, s);
+  if (Status s = (*file)->Close(); !s.ok()) return Fail(what, s);
+  if (Status s = env.RenameFile(path + ".tmp", path); !s.ok()) return Fail(what, s);
+  if (src.format != OutputFormat::kTable) {
+    PrintValue(json::object{{"id", HexEncode(src.id)},
+                            {"stream", d.name()},
+                            {"start_offset", d.stream().start_offset()},
+                            {"end_offset", end},
+                            {"records", records},
+                            {"bytes", bytes},
+                            {"file", path}},
+               src.format);
+  } else {
+    std::cerr << "restored " << short_id << " (stream " << d.name() << ", offsets "
+              << d.stream().start_offset() << " to " << end << ") into " << path << ": "
+              << Count(records) << " records, " << HumanBytes(bytes) << "\n";
+  }
+  return kExitOk;
 }
 
 }  // namespace
@@ -74,6 +157,7 @@ int Restore(const RestoreArgs& args) {
       !s.ok()) {
     return Fail("restore", s);
   }
+  if (src.stream_cut) return RestoreStreamCut(args, src);
   const std::string short_id = HexEncode(src.id).substr(0, 12);
   Progress progress("restore " + short_id, src.logical_bytes);
   snapshot::RestoreOptions options;

@@ -110,6 +110,18 @@ Result<std::vector<snapshot::StreamRecord>> HubStreamReader::Read(uint64_t from,
   return out;
 }
 
+std::string StreamRecordJson(const snapshot::StreamRecord& r) {
+  json::object o;
+  o["offset"] = r.offset;
+  const std::string_view text(reinterpret_cast<const char*>(r.data.data()), r.data.size());
+  if (IsValidUtf8(text)) {
+    o["text"] = text;
+  } else {
+    o["base64"] = sodium::Base64Encode(r.data);
+  }
+  return json::serialize(o);
+}
+
 int StreamRead(const StreamReadArgs& args) {
   const std::string what = "stream read " + args.target;
   const size_t slash = args.target.find('/');
@@ -153,15 +165,7 @@ int StreamRead(const StreamReadArgs& args) {
         break;
       }
       if (*format == OutputFormat::kJson) {
-        json::object o;
-        o["offset"] = r.offset;
-        const std::string_view text(reinterpret_cast<const char*>(r.data.data()), r.data.size());
-        if (IsValidUtf8(text)) {
-          o["text"] = text;
-        } else {
-          o["base64"] = sodium::Base64Encode(r.data);
-        }
-        std::cout << json::serialize(o) << "\n";
+        std::cout << StreamRecordJson(r) << "\n";
       } else {
         std::cout.write(reinterpret_cast<const char*>(r.data.data()),
                         static_cast<std::streamsize>(r.data.size()));

@@ -39,6 +39,10 @@ class HubStreamReader {
   std::map<snapshot::KeyId, SecretBytes> keys_;  // unwrapped data keys
 };
 
+// One record as a JSON line (no newline): {"offset": N, "text": "..."}, or
+// "base64" instead of "text" for bytes that are not UTF-8.
+std::string StreamRecordJson(const snapshot::StreamRecord& record);
+
 struct StreamReadArgs {
   HubArgs hub;
   std::string target;  // AGENT/STREAM

@@ -14,6 +14,7 @@
 #include "core/sodium.h"
 #include "edge-agent/hooks.h"
 #include "mirror/policy/schedule.h"
+#include "snapshot/stream_cut.h"
 #include "snapshot/volume_capture.h"
 
 namespace ferry::agent {
@@ -280,9 +281,10 @@ void Agent::ReloadPolicies() {
   }
   for (const PolicyEntry& e : out) {
     for (const std::string& d : e.policy.datasets) {
-      if (config_.FindDataset(d) == nullptr) {
+      if (config_.FindDataset(d) == nullptr && config_.FindStream(d) == nullptr) {
         errors.push_back("policy " + e.policy.name + " (" + e.source + ") names dataset " + d +
-                         ", which this agent's config does not define");
+                         ", which this agent's config does not define (as a volume or a "
+                         "stream)");
       }
     }
     for (const std::string& t : e.policy.targets) {
@@ -442,15 +444,19 @@ RunResult Agent::RunPolicy(const mirror::MirrorPolicy& policy, bool scheduled, i
   }
 
   std::vector<const DatasetConfig*> datasets;
+  std::vector<const StreamConfig*> streams;
   Status status;
   for (const std::string& name : policy.datasets) {
-    const DatasetConfig* d = config_.FindDataset(name);
-    if (d == nullptr) {
-      status =
-          FailedPreconditionError("dataset " + name + " is not defined in this agent's config");
+    if (const DatasetConfig* d = config_.FindDataset(name)) {
+      datasets.push_back(d);
+    } else if (const StreamConfig* st = config_.FindStream(name)) {
+      streams.push_back(st);
+    } else {
+      status = FailedPreconditionError("dataset " + name +
+                                       " is not defined in this agent's config (neither a "
+                                       "volume under datasets: nor a stream under streams:)");
       break;
     }
-    datasets.push_back(d);
   }
   // Pre-hooks in order; post-hooks of the datasets whose pre-hook ran, in
   // reverse order, whatever happened.
@@ -475,6 +481,42 @@ RunResult Agent::RunPolicy(const mirror::MirrorPolicy& policy, bool scheduled, i
     }
   }
   std::vector<std::pair<snapshot::SnapshotId, RunResult::Captured>> captured;
+  const std::map<std::string, std::string> labels = {{kLabelPolicy, policy.name},
+                                                     {kLabelCut, run.running_cut},
+                                                     {kLabelTargets, Join(policy.targets, ",")}};
+  // The cut: every stream's end, now, before any volume is read
+  // (docs/consistency.md).
+  if (status.ok()) {
+    for (const StreamConfig* st : streams) {
+      if (auto it = done.find(st->name); it != done.end()) {
+        captured.push_back({it->second.id, {st->name, HexEncode(it->second.id), 0}});
+        continue;
+      }
+      snapshot::StreamLog* log = streams_->Log(st->name);
+      if (log == nullptr) {
+        status = FailedPreconditionError("stream " + st->name + " is not open");
+        break;
+      }
+      // Everything appended so far becomes durable, so that the cut names
+      // only records that survive a crash.
+      status = log->Sync();
+      if (!status.ok()) break;
+      snapshot::StreamCutOptions o;
+      o.dataset_name = st->name;
+      o.start_offset = log->start_offset();
+      o.end_offset = log->durable_end_offset();
+      o.labels = labels;
+      Result<snapshot::SnapshotId> id = snapshot::CommitStreamCut(*outbox_, *keyset_, o);
+      if (!id.ok()) {
+        status = id.status();
+        break;
+      }
+      ++snapshots_taken_;
+      log::Info("cut stream {} at offset {} (first held {}): snapshot {}", st->name, o.end_offset,
+                o.start_offset, HexEncode(*id).substr(0, 16));
+      captured.push_back({*id, {st->name, HexEncode(*id), 0}});
+    }
+  }
   if (status.ok()) {
     for (const DatasetConfig* d : datasets) {
       if (auto it = done.find(d->name); it != done.end()) {
@@ -490,9 +532,7 @@ RunResult Agent::RunPolicy(const mirror::MirrorPolicy& policy, bool scheduled, i
       o.chunker.avg_size = d->chunk_avg_bytes;
       o.chunker.min_size = d->chunk_avg_bytes / 4;
       o.chunker.max_size = d->chunk_avg_bytes * 4;
-      o.labels = {{kLabelPolicy, policy.name},
-                  {kLabelCut, run.running_cut},
-                  {kLabelTargets, Join(policy.targets, ",")}};
+      o.labels = labels;
       o.on_warning = [&](const std::string& w) { log::Warn("capture of {}: {}", d->name, w); };
       Result<snapshot::CaptureReport> report =
           snapshot::CaptureVolume(d->path, *keyset_, *outbox_, o);

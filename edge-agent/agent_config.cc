@@ -660,9 +660,10 @@ Status CheckPolicyReferences(const mirror::MirrorPolicy& policy, const Field& fi
   const YAML::Node datasets = Get(spec, "datasets");
   for (size_t i = 0; i < policy.datasets.size(); ++i) {
     if (config.FindDataset(policy.datasets[i]) != nullptr) continue;
+    if (config.FindStream(policy.datasets[i]) != nullptr) continue;
     const YAML::Node item = datasets.IsSequence() && i < datasets.size() ? datasets[i] : spec;
     return FieldError(Index(field.path + ".spec.datasets", i), item.Mark(),
-                      "no dataset named " + Quote(policy.datasets[i]) + " in datasets");
+                      "no dataset named " + Quote(policy.datasets[i]) + " in datasets or streams");
   }
   const YAML::Node targets = Get(spec, "targets");
   for (size_t i = 0; i < policy.targets.size(); ++i) {

@@ -34,9 +34,19 @@ Status ValidateBody(const pb::Manifest& m, const std::string& origin) {
   if (m.datasets_size() == 0) return bad("no datasets");
   for (const pb::Dataset& d : m.datasets()) {
     if (d.name().empty()) return bad("dataset without a name");
+    if (d.kind() == pb::DATASET_KIND_STREAM) {
+      if (d.root_size() != 0 || d.has_stats()) {
+        return bad("stream dataset '" + d.name() + "' has a root or volume stats");
+      }
+      if (!d.has_stream() || d.stream().start_offset() > d.stream().end_offset()) {
+        return bad("stream dataset '" + d.name() + "' has no valid cut");
+      }
+      continue;
+    }
     if (d.kind() != pb::DATASET_KIND_VOLUME) {
       return bad("dataset '" + d.name() + "' has unknown kind " + std::to_string(d.kind()));
     }
+    if (d.has_stream()) return bad("volume dataset '" + d.name() + "' has a stream cut");
     if (d.root_size() == 0) return bad("dataset '" + d.name() + "' has no root");
     for (const pb::ChunkRef& r : d.root()) {
       if (r.id().size() != 32)

@@ -87,6 +87,13 @@ Result<pb::Tree> LoadTree(ChunkReader& reader,
 // The root of a dataset: a tree of exactly one unnamed directory node.
 Result<pb::Node> LoadRoot(ChunkReader& reader, const ParsedManifest& m) {
   const pb::Dataset& ds = m.body.datasets(0);
+  if (ds.kind() == pb::DATASET_KIND_STREAM) {
+    return FailedPreconditionError(
+        "snapshot " + HexEncode(m.id).substr(0, 12) + " is the cut of stream '" + ds.name() +
+        "' (offsets " + std::to_string(ds.stream().start_offset()) + " to " +
+        std::to_string(ds.stream().end_offset()) +
+        "): its records are at the hub; restore it from there (ferryctl restore --hub)");
+  }
   ASSIGN_OR_RETURN(Bytes bytes, reader.ReadAll(ds.root(), kMaxTreeSize));
   pb::Tree tree;
   if (!tree.ParseFromArray(bytes.data(), static_cast<int>(bytes.size())) ||
@@ -690,10 +697,14 @@ class Verifier {
 
   Result<VerifyReport> Run(const ParsedManifest& m) {
     const int64_t start = Clock::Real()->MonotonicNanos();
-    ASSIGN_OR_RETURN(pb::Node root, LoadRoot(reader_, m));
-    report_.chunks_read += static_cast<uint64_t>(m.body.datasets(0).root_size());
-    RETURN_IF_ERROR(VerifyDirectory(root, "/", 0));
-    RETURN_IF_ERROR(Drain(0));
+    // A stream cut holds no chunks: its manifest (checked when loaded) and
+    // its empty reference set are all there is to verify.
+    if (m.body.datasets(0).kind() != pb::DATASET_KIND_STREAM) {
+      ASSIGN_OR_RETURN(pb::Node root, LoadRoot(reader_, m));
+      report_.chunks_read += static_cast<uint64_t>(m.body.datasets(0).root_size());
+      RETURN_IF_ERROR(VerifyDirectory(root, "/", 0));
+      RETURN_IF_ERROR(Drain(0));
+    }
     if (local_ != nullptr) {
       RETURN_IF_ERROR(CheckLocalRefsAndPacks(m));
     } else {

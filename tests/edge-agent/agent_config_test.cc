@@ -367,7 +367,7 @@ TEST(AgentConfigTest, PolicyNamingAnUnknownHubOrDatasetIsRefused) {
             "policies[0].spec.targets[1].hub: no hub named \"nowhere\" in hubs "
             "(line 22, column 42)");
   EXPECT_EQ(ErrorOf(Replace(kBase, "datasets: [videos]", "datasets: [videos, audio]")),
-            "policies[0].spec.datasets[1]: no dataset named \"audio\" in datasets "
+            "policies[0].spec.datasets[1]: no dataset named \"audio\" in datasets or streams "
             "(line 20, column 26)");
 }
 

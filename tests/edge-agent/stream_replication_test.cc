@@ -85,7 +85,8 @@ class StreamReplicationTest : public ::testing::Test {
 
   // Writes the agent's config (its hub reached at `link_port`, the hub's
   // port unless a relay sits between) and enrolls it directly.
-  void ConfigureAgent(uint16_t link_port) {
+  // `extra`: more top-level YAML (datasets, policies).
+  void ConfigureAgent(uint16_t link_port, const std::string& extra = "") {
     config_ = dir_.Sub("agent.yaml");
     const std::string y =
         "agent: {name: cam-1}\nstateDir: " + dir_.Sub("agent-state") +
@@ -94,7 +95,8 @@ class StreamReplicationTest : public ::testing::Test {
         "keyset: {file: " +
         agent_keys_ +
         "}\napi: {listen: \"127.0.0.1:0\"}\n"
-        "replication: {backoffInitial: 200ms, backoffMax: 1s}\n";
+        "replication: {backoffInitial: 200ms, backoffMax: 1s}\n" +
+        extra;
     WriteFileOrDie(config_, AsBytes(y));
     HttpResult token = HubApi("POST", "/v1/tenants/edge/enrollment-tokens", "{}");
     ASSERT_EQ(token.status, 201) << token.body;
@@ -273,6 +275,81 @@ TEST_F(StreamReplicationTest, EveryAnsweredAppendReachesTheHubAfterTheAgentIsKil
   CommandResult all = ReadFromHub();
   ASSERT_EQ(all.exit_code, 0) << all.err;
   ExpectRecords(all.out, 0, end);
+}
+
+// A policy over a volume and a stream while both change: the stream's
+// snapshot records the cut, and its restore from the hub ends exactly there.
+TEST_F(StreamReplicationTest, ASnapshotOfAStreamAndAVolumeRestoresTheStreamUpToItsCut) {
+  const std::string volume = dir_.Sub("volume");
+  MakeDirsOrDie(volume);
+  ConfigureAgent(hub_port_,
+                 "datasets:\n  - {name: vol, path: " + volume +
+                     "}\npolicies:\n"
+                     "  - {apiVersion: ferry/v1, kind: MirrorPolicy, metadata: {name: p},\n"
+                     "     spec: {datasets: [vol, events], schedule: {every: 24h},\n"
+                     "            targets: [{hub: hub-a}]}}\n");
+  StartAgent();
+  std::atomic<bool> stop{false};
+  std::atomic<uint64_t> appended{0};
+  std::thread producer([&] {
+    for (uint64_t at = 0; !stop.load(); at += 50) {
+      ASSERT_EQ(AppendRange(at, 50).status, 200);
+      appended = at + 50;
+    }
+  });
+  std::thread writer([&] {
+    for (int i = 0; !stop.load(); ++i) {
+      WriteFileOrDie(volume + "/f" + std::to_string(i % 20), SeededBytes(i, 64 << 10));
+    }
+  });
+  while (appended.load() < 5000) std::this_thread::sleep_for(milliseconds(5));
+  HttpResult run = HttpRequest(agent_port_, "POST", "/v1/snapshots", R"({"policy":"p"})", "",
+                               "application/json");
+  const uint64_t appended_after_run = appended.load();
+  while (appended.load() < appended_after_run + 2000) std::this_thread::sleep_for(milliseconds(5));
+  stop = true;
+  producer.join();
+  writer.join();
+  ASSERT_EQ(run.status, 200) << run.body;
+  std::string stream_snapshot;
+  const json::value runs = Parse(run.body);
+  for (const json::value& s : runs.at("runs").at(0).at("snapshots").as_array()) {
+    if (s.at("dataset").as_string() == "events") stream_snapshot = s.at("snapshot").as_string();
+  }
+  ASSERT_FALSE(stream_snapshot.empty()) << run.body;
+
+  // The hub lists both snapshots of the cut; the stream's names its offsets.
+  const auto deadline = std::chrono::steady_clock::now() + seconds(60);
+  HttpResult manifest;
+  while (std::chrono::steady_clock::now() < deadline) {
+    manifest = HubApi("GET", "/v1/tenants/edge/snapshots/" + stream_snapshot + "/manifest");
+    if (manifest.status == 200) break;
+    std::this_thread::sleep_for(milliseconds(50));
+  }
+  ASSERT_EQ(manifest.status, 200) << manifest.body;
+  HttpResult shown = HubApi("GET", "/v1/tenants/edge/snapshots/" + stream_snapshot);
+  ASSERT_EQ(shown.status, 200) << shown.body;
+  const json::value cut = Parse(shown.body).at("manifest").at("datasets").at(0).at("stream");
+  const uint64_t cut_end = cut.at("end_offset").to_number<uint64_t>();
+  EXPECT_GE(cut_end, 5000u);
+  EXPECT_LE(cut_end, appended_after_run);
+  EXPECT_EQ(cut.at("start_offset").to_number<uint64_t>(), 0u);
+  WaitForHub(appended.load());  // the stream went on past the cut
+
+  const std::string to = dir_.Sub("restored");
+  CommandResult r = RunCommand({ctl_, "restore", "--keyset", keyset_, "--hub",
+                                "http://127.0.0.1:" + std::to_string(hub_port_), "--token", admin_,
+                                "--tenant", "edge", stream_snapshot, "--to", to},
+                               {"FERRY_PASSPHRASE=pw"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  ExpectRecords(ToString(ReadFileOrDie(to + "/events.jsonl")), 0, cut_end);
+  // Without the hub the cut cannot be restored: its records are not in a store.
+  CommandResult local =
+      RunCommand({ctl_, "restore", "--keyset", keyset_, "--store",
+                  hub_data_ + "/tenants/edge/store", stream_snapshot, "--to", dir_.Sub("nowhere")},
+                 {"FERRY_PASSPHRASE=pw"});
+  EXPECT_NE(local.exit_code, 0);
+  EXPECT_NE(local.err.find("its records are at the hub"), std::string::npos) << local.err;
 }
 
 TEST_F(StreamReplicationTest, TheHubsStreamApiRefusesBadRequests) {
