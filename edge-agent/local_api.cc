@@ -1,5 +1,6 @@
 #include "edge-agent/local_api.h"
 
+#include <poll.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 
@@ -7,6 +8,7 @@
 #include <boost/asio.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
+#include <boost/beast/websocket.hpp>
 #include <boost/json.hpp>
 #include <cerrno>
 #include <cstdlib>
@@ -26,6 +28,7 @@ namespace ferry::agent {
 namespace asio = boost::asio;
 namespace beast = boost::beast;
 namespace http = beast::http;
+namespace websocket = beast::websocket;
 namespace json = boost::json;
 using tcp = asio::ip::tcp;
 using local = asio::local::stream_protocol;
@@ -220,10 +223,7 @@ http::response<http::string_body> StreamRecords(Agent& agent,
                                                 const std::string& query) {
   Streams& streams = agent.streams();
   const StreamConfig* config = streams.Config(stream);
-  if (config == nullptr) {
-    // The list of known streams is in Read's message.
-    return StatusReply(streams.Read(stream, 0, 1, 1).status());
-  }
+  if (config == nullptr) return StatusReply(streams.Check(stream));
   if (req.method() == http::verb::post) {
     if (!query.empty()) {
       return ErrorReply(http::status::bad_request, "INVALID_ARGUMENT",
@@ -295,6 +295,85 @@ http::response<http::string_body> StreamRecords(Agent& agent,
                    json::object{{"stream", stream}, {"records", std::move(out)}, {"next", next}});
 }
 
+// One record as a JSON text: {"offset": N, "text": "..."} or "base64".
+std::string RecordJson(const snapshot::StreamRecord& r) {
+  const std::string_view text = AsStringView(r.data);
+  if (IsValidUtf8(text)) return json::serialize(json::object{{"offset", r.offset}, {"text", text}});
+  return json::serialize(
+      json::object{{"offset", r.offset}, {"base64", sodium::Base64Encode(r.data)}});
+}
+
+// GET /v1/streams/{name}/tail?from=OFFSET: the path's stream and the
+// starting offset, or the HTTP answer that refuses the request.
+struct TailRequest {
+  std::string stream;
+  uint64_t from = 0;
+};
+std::optional<TailRequest> ParseTail(const std::string& target) {
+  const std::string path = target.substr(0, target.find('?'));
+  if (path.rfind(kStreamsPrefix, 0) != 0) return std::nullopt;
+  const std::string rest = path.substr(sizeof(kStreamsPrefix) - 1);
+  const size_t slash = rest.find('/');
+  if (slash == std::string::npos || slash == 0 || rest.substr(slash) != "/tail") {
+    return std::nullopt;
+  }
+  return TailRequest{rest.substr(0, slash), 0};
+}
+
+// Follows a stream over a WebSocket (docs/api.md, "Tail"): every record
+// from `from` on, then each new one as it becomes durable, one text message
+// per record (RecordJson). Pings when idle; ends when the client closes,
+// goes away, or the agent stops.
+template <typename Socket>
+void ServeTail(Agent& agent, Socket& socket, const http::request<http::string_body>& req,
+               const TailRequest& tail) {
+  Streams& streams = agent.streams();
+  websocket::stream<Socket&> ws(socket);
+  ws.set_option(websocket::stream_base::decorator(
+      [](websocket::response_type& res) { res.set(http::field::server, "ferry-agent"); }));
+  boost::system::error_code ec;
+  ws.accept(req, ec);
+  if (ec) return;
+  ws.text(true);
+  constexpr auto kPingEvery = std::chrono::seconds(15);
+  auto last_write = std::chrono::steady_clock::now();
+  uint64_t at = tail.from;
+  uint64_t seen = streams.generation();
+  while (true) {
+    Result<std::vector<snapshot::StreamRecord>> records =
+        streams.Read(tail.stream, at, kDefaultReadRecords, kMaxReadBytes);
+    if (!records.ok()) {
+      ws.close(websocket::close_reason(websocket::close_code::internal_error,
+                                       records.status().ToString().substr(0, 120)),
+               ec);
+      return;
+    }
+    if (!records->empty()) {
+      for (const snapshot::StreamRecord& r : *records) {
+        ws.write(asio::buffer(RecordJson(r)), ec);
+        if (ec) return;
+        at = r.offset + 1;
+      }
+      last_write = std::chrono::steady_clock::now();
+      continue;
+    }
+    // Caught up. Anything from the client? (a close, a ping; data is ignored)
+    pollfd p{socket.native_handle(), POLLIN, 0};
+    if (::poll(&p, 1, 0) > 0) {
+      beast::flat_buffer ignored;
+      ws.read(ignored, ec);
+      if (ec) return;  // closed by the client (the close is answered) or gone
+      continue;
+    }
+    if (std::chrono::steady_clock::now() - last_write >= kPingEvery) {
+      ws.ping({}, ec);
+      if (ec) return;
+      last_write = std::chrono::steady_clock::now();
+    }
+    seen = streams.WaitForAppend(seen, std::chrono::milliseconds(200));
+  }
+}
+
 http::response<http::string_body> Dispatch(Agent& agent,
                                            const http::request<http::string_body>& req) {
   const std::string target(req.target());
@@ -327,6 +406,10 @@ http::response<http::string_body> Dispatch(Agent& agent,
       return StreamRecords(agent, req, rest.substr(0, slash),
                            q == std::string::npos ? "" : target.substr(q + 1));
     }
+    if (ParseTail(target)) {  // not a WebSocket upgrade, or refused by CheckTail
+      return ErrorReply(http::status::bad_request, "INVALID_ARGUMENT",
+                        "/tail is a WebSocket: send GET with Upgrade: websocket");
+    }
   }
   if (path == "/v1/snapshots") {
     if (req.method() != http::verb::post) {
@@ -337,7 +420,8 @@ http::response<http::string_body> Dispatch(Agent& agent,
   return ErrorReply(
       http::status::not_found, "NOT_FOUND",
       "no such endpoint: " + path +
-          " (known: POST /v1/snapshots, GET|POST /v1/streams/{name}/records, GET /v1/status, "
+          " (known: POST /v1/snapshots, GET|POST /v1/streams/{name}/records, GET (WebSocket) "
+          "/v1/streams/{name}/tail, GET /v1/status, "
           "/metrics, /healthz)");
 }
 
@@ -389,6 +473,38 @@ void ServeConnection(Agent& agent, Socket& socket) {
     }
     const http::request<http::string_body>& req = parser.get();
     http::response<http::string_body> res;
+    if (std::optional<TailRequest> tail = ParseTail(std::string(req.target()));
+        tail && websocket::is_upgrade(req) && req.method() == http::verb::get) {
+      const std::string target(req.target());
+      const size_t q = target.find('?');
+      Result<uint64_t> from = QueryNumber(q == std::string::npos ? "" : target.substr(q + 1),
+                                          "from", 0, 0, std::numeric_limits<uint64_t>::max());
+      Status ok = from.ok() ? agent.streams().Check(tail->stream) : from.status();
+      if (ok.ok()) {
+        tail->from = *from;
+        for (const Streams::Info& i : agent.streams().List()) {
+          if (i.name == tail->stream && tail->from > i.end_offset) {
+            ok = OutOfRangeError("from=" + std::to_string(tail->from) +
+                                 " is past the end of stream " + tail->stream + " (next offset " +
+                                 std::to_string(i.end_offset) + ")");
+          } else if (i.name == tail->stream && tail->from < i.start_offset) {
+            ok = OutOfRangeError("from=" + std::to_string(tail->from) + " of stream " +
+                                 tail->stream + " is no longer held: first available offset " +
+                                 std::to_string(i.start_offset));
+          }
+        }
+      }
+      if (ok.ok()) {
+        SetTimeout(socket.native_handle(), 30);
+        ServeTail(agent, socket, req, *tail);
+        return;
+      }
+      res = StatusReply(ok);
+      res.keep_alive(false);
+      res.prepare_payload();
+      http::write(socket, res, ec);
+      return;
+    }
     try {
       res = Dispatch(agent, req);
     } catch (const std::exception& e) {

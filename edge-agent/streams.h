@@ -59,6 +59,9 @@ class Streams {
   // The stream's log (for the shippers), or null.
   snapshot::StreamLog* Log(std::string_view stream) const;
 
+  // OK for a configured stream; kNotFound naming the known ones otherwise.
+  Status Check(std::string_view stream) const { return Find(stream).status(); }
+
   // The stream's configuration, or null.
   const StreamConfig* Config(std::string_view stream) const;
 

@@ -6,6 +6,9 @@
 #include <signal.h>
 
 #include <atomic>
+#include <boost/asio.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/websocket.hpp>
 #include <boost/json.hpp>
 #include <map>
 #include <memory>
@@ -293,6 +296,80 @@ TEST_F(StreamsTest, ManyShortConnectionsFromConcurrentClientsAllGetAnswers) {
   for (auto& t : clients) t.join();
   EXPECT_EQ(answered.load(), 600);
   EXPECT_EQ(HttpRequest(port_, "GET", "/healthz").status, 200);
+}
+
+// A WebSocket client of the tail endpoint (Boost.Beast, synchronous).
+class TailClient {
+ public:
+  // Connects and upgrades; on refusal, `status` holds the HTTP status.
+  TailClient(uint16_t port, const std::string& target) : ws_(io_) {
+    namespace websocket = boost::beast::websocket;
+    boost::asio::ip::tcp::endpoint ep(boost::asio::ip::make_address("127.0.0.1"), port);
+    ws_.next_layer().connect(ep);
+    websocket::response_type res;
+    boost::system::error_code ec;
+    ws_.handshake(res, "127.0.0.1:" + std::to_string(port), target, ec);
+    status = static_cast<int>(res.result_int());
+    body = res.body();
+    open = !ec;
+  }
+  // The next message as JSON (fails the test after 10 s).
+  json::value Next() {
+    struct timeval tv {
+      10, 0
+    };
+    ::setsockopt(ws_.next_layer().native_handle(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    boost::beast::flat_buffer buffer;
+    boost::system::error_code ec;
+    ws_.read(buffer, ec);
+    EXPECT_FALSE(ec) << ec.message();
+    if (ec) return json::value();
+    return json::parse(boost::beast::buffers_to_string(buffer.data()));
+  }
+  void Close() { ws_.close(boost::beast::websocket::close_code::normal); }
+
+  int status = 0;
+  std::string body;
+  bool open = false;
+
+ private:
+  boost::asio::io_context io_;
+  boost::beast::websocket::stream<boost::asio::ip::tcp::socket> ws_;
+};
+
+TEST_F(StreamsTest, TailFollowsTheStreamOverAWebSocket) {
+  StartAgent();
+  ASSERT_EQ(Append("events", "{\"n\":0}\n{\"n\":1}\n{\"n\":2}").status, 200);
+  TailClient tail(port_, "/v1/streams/events/tail?from=1");
+  ASSERT_TRUE(tail.open) << tail.status << " " << tail.body;
+  json::value r = tail.Next();
+  EXPECT_EQ(U64(r, "offset"), 1u);
+  EXPECT_EQ(r.at("text").as_string(), "{\"n\":1}");
+  EXPECT_EQ(U64(tail.Next(), "offset"), 2u);
+  // New records arrive as they are appended, binary ones as base64.
+  const std::string binary("\x00\xff", 2);
+  ASSERT_EQ(Append("events", Framed(binary), "application/octet-stream").status, 200);
+  r = tail.Next();
+  EXPECT_EQ(U64(r, "offset"), 3u);
+  EXPECT_EQ(r.at("base64").as_string(), "AP8=");
+  ASSERT_EQ(Append("events", "{\"n\":4}").status, 200);
+  EXPECT_EQ(U64(tail.Next(), "offset"), 4u);
+  tail.Close();
+
+  // Refusals come before the upgrade, with a reason.
+  TailClient unknown(port_, "/v1/streams/nope/tail");
+  EXPECT_FALSE(unknown.open);
+  EXPECT_EQ(unknown.status, 404);
+  TailClient past(port_, "/v1/streams/events/tail?from=99");
+  EXPECT_FALSE(past.open);
+  EXPECT_EQ(past.status, 400);
+  TailClient bad(port_, "/v1/streams/events/tail?from=-1");
+  EXPECT_EQ(bad.status, 400);
+  HttpResult plain = Read("events", "from=0");  // the records endpoint still answers
+  EXPECT_EQ(plain.status, 200);
+  HttpResult not_ws = HttpRequest(port_, "GET", "/v1/streams/events/tail");
+  EXPECT_EQ(not_ws.status, 400);
+  EXPECT_NE(not_ws.body.find("WebSocket"), std::string::npos) << not_ws.body;
 }
 
 }  // namespace
