@@ -113,6 +113,14 @@ Result<mirror::StreamPosition> HubStreams::Append(const std::string& tenant,
   std::lock_guard lock(s->mu);
   mirror::StreamPosition& p = s->position;
   const bool empty = s->index.empty();
+  if (!empty && header.first_offset < p.start) {
+    // Never stored here: acknowledging it would claim records this hub
+    // does not hold.
+    return FailedPreconditionError(
+        "stream " + header.stream + ": batch [" + std::to_string(header.first_offset) + ", " +
+        std::to_string(header.end_offset()) + ") starts below this hub's first offset " +
+        std::to_string(p.start));
+  }
   if (!empty && header.end_offset() <= p.next) {
     // Sent again after a cut that lost the ack: held already.
     return p;

@@ -8,7 +8,7 @@
 // StreamAck sent after Append is a promise. They are idempotent: a batch
 // wholly below the stream's next offset is acknowledged again without being
 // stored; a batch must otherwise start exactly at the next offset (no gap,
-// no overlap) — except the first batch of a stream, which may start
+// no overlap), and never below the first offset held — except the first batch of a stream, which may start
 // anywhere (an agent's log may have dropped older records before this hub
 // was added). An in-memory index (16 bytes per batch), rebuilt when a
 // stream is first used after a restart by reading its batch headers, finds
