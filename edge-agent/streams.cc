@@ -100,11 +100,6 @@ void Streams::Acknowledged(std::string_view stream, const std::string& hub, uint
       if (it == acked.end()) return;  // not heard from since the start: keep
       everywhere = std::min(everywhere, it->second);
     }
-    // Retention looks at the segments at most once a second per stream.
-    const auto now = std::chrono::steady_clock::now();
-    auto& last = last_retention_[std::string(stream)];
-    if (now - last < std::chrono::seconds(1)) return;
-    last = now;
   }
   ApplyRetention(*config, *log, everywhere);
 }

@@ -52,7 +52,9 @@ class Streams {
   // The hubs every stream is replicated to: retention waits for all of them.
   void SetTargets(std::vector<std::string> hubs);
   // `hub` holds every record of `stream` below `next` (a StreamAck). Applies
-  // retention when every target has acknowledged. Errors of the deletion
+  // retention when every target has acknowledged (a look at the segment
+  // list: cheap enough for every ack). Retention by age is therefore
+  // applied when records are acknowledged, not on a timer. Errors of the deletion
   // are logged, not returned (the records stay; they are retried at the
   // next ack).
   void Acknowledged(std::string_view stream, const std::string& hub, uint64_t next);
@@ -89,10 +91,9 @@ class Streams {
 
   mutable std::mutex mu_;
   std::condition_variable appended_;
-  uint64_t generation_ = 0;                                                      // guarded by mu_
-  std::vector<std::string> targets_;                                             // guarded by mu_
-  std::map<std::string, std::map<std::string, uint64_t>> acked_;                 // guarded by mu_
-  std::map<std::string, std::chrono::steady_clock::time_point> last_retention_;  // guarded by mu_
+  uint64_t generation_ = 0;                                       // guarded by mu_
+  std::vector<std::string> targets_;                              // guarded by mu_
+  std::map<std::string, std::map<std::string, uint64_t>> acked_;  // guarded by mu_
 };
 
 }  // namespace ferry::agent

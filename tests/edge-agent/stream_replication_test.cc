@@ -85,13 +85,16 @@ class StreamReplicationTest : public ::testing::Test {
 
   // Writes the agent's config (its hub reached at `link_port`, the hub's
   // port unless a relay sits between) and enrolls it directly.
-  // `extra`: more top-level YAML (datasets, policies).
-  void ConfigureAgent(uint16_t link_port, const std::string& extra = "") {
+  // `extra`: more top-level YAML (datasets, policies); `stream`: the
+  // stream's settings.
+  void ConfigureAgent(uint16_t link_port, const std::string& extra = "",
+                      const std::string& stream = "fsync: batch, segmentSize: 1MiB") {
     config_ = dir_.Sub("agent.yaml");
     const std::string y =
         "agent: {name: cam-1}\nstateDir: " + dir_.Sub("agent-state") +
         "\nhubs:\n  - {name: hub-a, url: \"ws://127.0.0.1:" + std::to_string(link_port) +
-        "\"}\nstreams:\n  - {name: events, fsync: batch, segmentSize: 1MiB}\n"
+        "\"}\nstreams:\n  - {name: events, " + stream +
+        "}\n"
         "keyset: {file: " +
         agent_keys_ +
         "}\napi: {listen: \"127.0.0.1:0\"}\n"
@@ -350,6 +353,44 @@ TEST_F(StreamReplicationTest, ASnapshotOfAStreamAndAVolumeRestoresTheStreamUpToI
                  {"FERRY_PASSPHRASE=pw"});
   EXPECT_NE(local.exit_code, 0);
   EXPECT_NE(local.err.find("its records are at the hub"), std::string::npos) << local.err;
+}
+
+// Retention deletes local segments, but only what the hub acknowledged:
+// records appended while the link is down all reach the hub once it is up,
+// and only then does the agent's log shrink to its retention size.
+TEST_F(StreamReplicationTest, RetentionDeletesOnlyWhatEveryHubHolds) {
+  CuttingRelay relay(hub_port_);
+  relay.SetCutAfterBytes(1);  // the link is down: every session dies at once
+  ConfigureAgent(relay.port(), "", "fsync: batch, segmentSize: 64KiB, retention: {size: 128KiB}");
+  StartAgent();
+  constexpr uint64_t kRecords = 20'000;  // ~0.9 MB: 14 segments
+  for (uint64_t at = 0; at < kRecords; at += 1000) ASSERT_EQ(AppendRange(at, 1000).status, 200);
+  auto agent_stream = [&] {
+    const json::value status = Parse(HttpRequest(agent_port_, "GET", "/v1/status").body);
+    return status.at("streams").as_array()[0].as_object();
+  };
+  // Nothing reached the hub, so nothing may go.
+  EXPECT_EQ(agent_stream().at("start_offset").to_number<uint64_t>(), 0u);
+  relay.SetCutAfterBytes(0);  // the link is back (new sessions are not cut)
+  WaitForHub(kRecords);
+  CommandResult all = ReadFromHub();
+  ASSERT_EQ(all.exit_code, 0) << all.err;
+  ExpectRecords(all.out, 0, kRecords);
+  // Once the hub acknowledged them, retention trims the agent's log to about
+  // its size (whole segments; the newest are kept). The agent applies it on
+  // the acks (a separate process: poll its status).
+  const auto deadline = std::chrono::steady_clock::now() + seconds(30);
+  uint64_t start = 0;
+  while (std::chrono::steady_clock::now() < deadline) {
+    start = agent_stream().at("start_offset").to_number<uint64_t>();
+    // ~48 bytes a record: 128 KiB of segments plus the active one hold
+    // fewer than 5,000 records.
+    if (start > kRecords - 5000) break;
+    std::this_thread::sleep_for(milliseconds(50));
+  }
+  EXPECT_GT(start, kRecords - 5000) << "retention did not trim to about its size";
+  EXPECT_LT(start, kRecords);
+  EXPECT_EQ(agent_stream().at("end_offset").to_number<uint64_t>(), kRecords);
 }
 
 TEST_F(StreamReplicationTest, TheHubsStreamApiRefusesBadRequests) {
