@@ -17,9 +17,7 @@
 #include <thread>
 #include <vector>
 
-#include "tests/testing/http_client.h"
-#include "tests/testing/process.h"
-#include "tests/testing/test_util.h"
+#include "tests/testing/fleet.h"
 
 namespace ferry::testing {
 namespace {
@@ -28,12 +26,7 @@ namespace json = boost::json;
 using std::chrono::milliseconds;
 using std::chrono::seconds;
 
-json::value Parse(const std::string& body) {
-  boost::system::error_code ec;
-  json::value v = json::parse(body, ec);
-  EXPECT_FALSE(ec) << body;
-  return ec ? json::value() : v;
-}
+json::value Parse(const std::string& body) { return ParseJson(body); }
 
 // The record (a JSON line) a producer writes at `offset`: its offset and a
 // few bytes that depend on it, so that a record delivered at the wrong
@@ -49,83 +42,33 @@ std::string RecordAt(uint64_t offset) {
 class StreamReplicationTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    ctl_ = BinDir() + "/ferryctl";
-    hub_data_ = dir_.Sub("hub");
-    const HubInit init = InitHub(hub_data_);
-    fingerprint_ = init.fingerprint;
-    admin_ = init.admin_token;
-    keyset_ = dir_.Sub("tenant.keyset");
-    ASSERT_EQ(RunCommand({ctl_, "keys", "init", "--out", keyset_, "--argon2-memory", "8",
-                          "--argon2-ops", "1"},
-                         {"FERRY_PASSPHRASE=pw"})
-                  .exit_code,
-              0);
-    agent_keys_ = dir_.Sub("agent.keys");
-    ASSERT_EQ(RunCommand({ctl_, "keys", "export-agent", "--keyset", keyset_, "--out", agent_keys_})
-                  .exit_code,
-              0);
-    StartHub();
-    ASSERT_EQ(HubApi("POST", "/v1/tenants", R"({"name":"edge"})").status, 201);
+    fleet_ = std::make_unique<Fleet>(dir_.path());
+    fleet_->StartHub();
+    fleet_->CreateTenant();
+    hub_port_ = fleet_->hub_port();
   }
 
-  void StartHub() {
-    const std::string port_file = dir_.Sub("hub.port");
-    std::remove(port_file.c_str());
-    hub_ = std::make_unique<ChildProcess>(
-        std::vector<std::string>{BinDir() + "/ferry-hub", "run", "--data-dir", hub_data_,
-                                 "--listen", "127.0.0.1:" + std::to_string(hub_port_),
-                                 "--port-file", port_file, "--log-format", "text"},
-        dir_.Sub("hub-" + std::to_string(++hub_starts_) + ".log"));
-    hub_port_ = static_cast<uint16_t>(std::stoi(WaitForFile(port_file, hub_.get())));
+  // The agent with the stream "events" (`stream`: its settings) and `extra`
+  // top-level YAML (datasets, policies), its hub reached at `link_port`
+  // (the hub's, or a relay's), enrolled.
+  void ConfigureAgent(uint16_t link_port, const std::string& extra = "",
+                      const std::string& stream = "fsync: batch, segmentSize: 1MiB") {
+    fleet_->ConfigureAgent("streams:\n  - {name: events, " + stream + "}\n" + extra, link_port);
+  }
+  void StartAgent() {
+    fleet_->StartAgent();
+    agent_port_ = fleet_->agent_port();
   }
   HttpResult HubApi(const std::string& method, const std::string& target,
                     const std::string& body = "") {
-    return HttpRequest(hub_port_, method, target, body, admin_, "application/json");
-  }
-
-  // Writes the agent's config (its hub reached at `link_port`, the hub's
-  // port unless a relay sits between) and enrolls it directly.
-  // `extra`: more top-level YAML (datasets, policies); `stream`: the
-  // stream's settings.
-  void ConfigureAgent(uint16_t link_port, const std::string& extra = "",
-                      const std::string& stream = "fsync: batch, segmentSize: 1MiB") {
-    config_ = dir_.Sub("agent.yaml");
-    const std::string y =
-        "agent: {name: cam-1}\nstateDir: " + dir_.Sub("agent-state") +
-        "\nhubs:\n  - {name: hub-a, url: \"ws://127.0.0.1:" + std::to_string(link_port) +
-        "\"}\nstreams:\n  - {name: events, " + stream +
-        "}\n"
-        "keyset: {file: " +
-        agent_keys_ +
-        "}\napi: {listen: \"127.0.0.1:0\"}\n"
-        "replication: {backoffInitial: 200ms, backoffMax: 1s}\n" +
-        extra;
-    WriteFileOrDie(config_, AsBytes(y));
-    HttpResult token = HubApi("POST", "/v1/tenants/edge/enrollment-tokens", "{}");
-    ASSERT_EQ(token.status, 201) << token.body;
-    CommandResult r =
-        RunCommand({BinDir() + "/ferry-agent", "enroll", "--config", config_, "--hub",
-                    "ws://127.0.0.1:" + std::to_string(hub_port_), "--hub-key", fingerprint_,
-                    "--token", std::string(Parse(token.body).at("token").as_string())});
-    ASSERT_EQ(r.exit_code, 0) << r.err << r.out;
-  }
-
-  void StartAgent() {
-    const std::string port_file = dir_.Sub("agent-state/api.port");
-    std::remove(port_file.c_str());
-    agent_ = std::make_unique<ChildProcess>(
-        std::vector<std::string>{BinDir() + "/ferry-agent", "run", "--config", config_,
-                                 "--log-format", "text"},
-        dir_.Sub("agent-" + std::to_string(++agent_starts_) + ".log"));
-    agent_port_ = static_cast<uint16_t>(std::stoi(WaitForFile(port_file, agent_.get())));
+    return fleet_->HubApi(method, target, body);
   }
 
   // Appends records [first, first + n) of RecordAt; returns the HTTP result.
   HttpResult AppendRange(uint64_t first, uint64_t n) {
     std::string body;
     for (uint64_t i = first; i < first + n; ++i) body += RecordAt(i) + "\n";
-    return HttpRequest(agent_port_, "POST", "/v1/streams/events/records", body, "",
-                       "application/x-ndjson");
+    return fleet_->AgentApi("POST", "/v1/streams/events/records", body, "application/x-ndjson");
   }
 
   // The hub's next offset of cam-1/events (0 when it has none yet).
@@ -142,27 +85,17 @@ class StreamReplicationTest : public ::testing::Test {
   }
   // Polls the hub (a separate process) until it holds `next` records.
   void WaitForHub(uint64_t next, seconds timeout = seconds(120)) {
-    const auto deadline = std::chrono::steady_clock::now() + timeout;
     uint64_t have = 0;
-    while (std::chrono::steady_clock::now() < deadline) {
-      have = HubNext();
-      if (have >= next) break;
-      std::this_thread::sleep_for(milliseconds(50));
-    }
-    ASSERT_EQ(have, next) << "the hub did not receive every record\nagent log:\n"
-                          << (agent_ ? agent_->Log() : "") << "\nhub log:\n"
-                          << hub_->Log();
+    Fleet::WaitUntil([&] { return (have = HubNext()) >= next; }, timeout);
+    ASSERT_EQ(have, next) << "the hub did not receive every record\n" << fleet_->Logs();
   }
 
   // `ferryctl stream read cam-1/events -o json` from the hub.
   CommandResult ReadFromHub(const std::vector<std::string>& extra = {}) {
-    std::vector<std::string> argv = {
-        ctl_,       "stream", "read",     "cam-1/events",
-        "--keyset", keyset_,  "--hub",    "http://127.0.0.1:" + std::to_string(hub_port_),
-        "--token",  admin_,   "--tenant", "edge",
-        "-o",       "json"};
-    argv.insert(argv.end(), extra.begin(), extra.end());
-    return RunCommand(argv, {"FERRY_PASSPHRASE=pw"});
+    std::vector<std::string> args = {"stream",         "read", "cam-1/events", "--keyset",
+                                     fleet_->keyset(), "-o",   "json"};
+    args.insert(args.end(), extra.begin(), extra.end());
+    return fleet_->Ctl(args);
   }
 
   // Checks that `out` (JSON lines) holds exactly offsets [first, end) of
@@ -181,10 +114,8 @@ class StreamReplicationTest : public ::testing::Test {
   }
 
   TempDir dir_;
-  std::string ctl_, hub_data_, fingerprint_, admin_, keyset_, agent_keys_, config_;
-  std::unique_ptr<ChildProcess> hub_, agent_;
+  std::unique_ptr<Fleet> fleet_;
   uint16_t hub_port_ = 0, agent_port_ = 0;
-  int hub_starts_ = 0, agent_starts_ = 0;
 };
 
 TEST_F(StreamReplicationTest, RecordsReachTheHubAndReadBackThroughFerryctl) {
@@ -205,8 +136,8 @@ TEST_F(StreamReplicationTest, RecordsReachTheHubAndReadBackThroughFerryctl) {
   ASSERT_EQ(max.exit_code, 0) << max.err;
   ExpectRecords(max.out, 499, 500);
   // The hub stores ciphertext: no record appears in its files.
-  const std::string on_disk = ToString(
-      ReadFileOrDie(hub_data_ + "/tenants/edge/streams/cam-1/events/00000000000000000000.seg"));
+  const std::string on_disk = ToString(ReadFileOrDie(
+      fleet_->hub_data() + "/tenants/edge/streams/cam-1/events/00000000000000000000.seg"));
   EXPECT_GT(on_disk.size(), 500u);
   EXPECT_EQ(on_disk.find(RecordAt(7)), std::string::npos);
   // The agent's status shows what the hub acknowledged.
@@ -263,8 +194,8 @@ TEST_F(StreamReplicationTest, EveryAnsweredAppendReachesTheHubAfterTheAgentIsKil
          std::chrono::steady_clock::now() < deadline) {
     std::this_thread::sleep_for(milliseconds(5));
   }
-  ASSERT_GE(answered.load(), 20'000u) << agent_->Log();
-  agent_->Stop(SIGKILL);
+  ASSERT_GE(answered.load(), 20'000u) << fleet_->Logs();
+  fleet_->StopAgent(SIGKILL);
   stop = true;
   producer.join();
   const uint64_t promised = answered.load();
@@ -340,17 +271,15 @@ TEST_F(StreamReplicationTest, ASnapshotOfAStreamAndAVolumeRestoresTheStreamUpToI
   WaitForHub(appended.load());  // the stream went on past the cut
 
   const std::string to = dir_.Sub("restored");
-  CommandResult r = RunCommand({ctl_, "restore", "--keyset", keyset_, "--hub",
-                                "http://127.0.0.1:" + std::to_string(hub_port_), "--token", admin_,
-                                "--tenant", "edge", stream_snapshot, "--to", to},
-                               {"FERRY_PASSPHRASE=pw"});
+  CommandResult r =
+      fleet_->Ctl({"restore", "--keyset", fleet_->keyset(), stream_snapshot, "--to", to});
   ASSERT_EQ(r.exit_code, 0) << r.err;
   ExpectRecords(ToString(ReadFileOrDie(to + "/events.jsonl")), 0, cut_end);
   // Without the hub the cut cannot be restored: its records are not in a store.
-  CommandResult local =
-      RunCommand({ctl_, "restore", "--keyset", keyset_, "--store",
-                  hub_data_ + "/tenants/edge/store", stream_snapshot, "--to", dir_.Sub("nowhere")},
-                 {"FERRY_PASSPHRASE=pw"});
+  CommandResult local = fleet_->Ctl(
+      {"restore", "--keyset", fleet_->keyset(), "--store",
+       fleet_->hub_data() + "/tenants/edge/store", stream_snapshot, "--to", dir_.Sub("nowhere")},
+      false);
   EXPECT_NE(local.exit_code, 0);
   EXPECT_NE(local.err.find("its records are at the hub"), std::string::npos) << local.err;
 }
@@ -402,17 +331,17 @@ TEST_F(StreamReplicationTest, TheHubsStreamApiRefusesBadRequests) {
     return HttpRequest(hub_port_, "GET", target, "", token, "application/json");
   };
   const std::string base = "/v1/streams/edge/cam-1/events";
-  EXPECT_EQ(get(base + "?from=0", admin_).status, 200);
-  EXPECT_EQ(get(base + "?from=10", admin_).body, "");  // the end: nothing yet
+  EXPECT_EQ(get(base + "?from=0", fleet_->admin_token()).status, 200);
+  EXPECT_EQ(get(base + "?from=10", fleet_->admin_token()).body, "");  // the end: nothing yet
   for (const std::string q : {"?from=-1", "?from=11", "?from=18446744073709551616", "?from=abc",
                               "?max_bytes=0", "?max_bytes=999999999", "?x=1"}) {
-    HttpResult r = get(base + q, admin_);
+    HttpResult r = get(base + q, fleet_->admin_token());
     EXPECT_EQ(r.status, 400) << q << ": " << r.body;
     EXPECT_NE(r.body.find("\"error\""), std::string::npos) << q;
   }
-  EXPECT_EQ(get("/v1/streams/edge/cam-1/nope?from=0", admin_).status, 404);
-  EXPECT_EQ(get("/v1/streams/edge/cam-2/events", admin_).status, 404);
-  EXPECT_EQ(get("/v1/streams/edge/CAM/events", admin_).status, 400);
+  EXPECT_EQ(get("/v1/streams/edge/cam-1/nope?from=0", fleet_->admin_token()).status, 404);
+  EXPECT_EQ(get("/v1/streams/edge/cam-2/events", fleet_->admin_token()).status, 404);
+  EXPECT_EQ(get("/v1/streams/edge/CAM/events", fleet_->admin_token()).status, 400);
   EXPECT_EQ(get(base, "").status, 401);
   // A token of another tenant is refused, whether or not the stream exists.
   ASSERT_EQ(HubApi("POST", "/v1/tenants", R"({"name":"other"})").status, 201);
@@ -422,7 +351,7 @@ TEST_F(StreamReplicationTest, TheHubsStreamApiRefusesBadRequests) {
   EXPECT_EQ(get(base, other).status, 403);
   EXPECT_EQ(get("/v1/streams/other/cam-1/events", other).status, 404);
   // The hub keeps serving.
-  EXPECT_EQ(get(base + "?from=5", admin_).status, 200);
+  EXPECT_EQ(get(base + "?from=5", fleet_->admin_token()).status, 200);
 }
 
 }  // namespace
