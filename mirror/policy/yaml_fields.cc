@@ -257,7 +257,9 @@ Result<LoadedDocument> LoadDocument(std::string_view text) {
   } catch (const YAML::Exception& e) {
     std::string message = "YAML syntax error";
     if (!e.mark.is_null()) message += " at " + LineColumn(e.mark);
-    return InvalidArgumentError(message + ": " + e.msg);
+    // yaml-cpp's message may hold a byte of the document ("unknown escape
+    // character: X"): sanitized like any other user text.
+    return InvalidArgumentError(message + ": " + Sanitize(e.msg));
   }
   out.second_start = counter.second_start;
   return out;

@@ -1,6 +1,7 @@
-// How the fuzz targets read their input, shared with the seed generator
-// (fuzz_seed_gen.cc) so that seeds and targets agree. Header-only; no
-// dependencies beyond core/bytes.h. Described in tests/fuzz/README.md.
+// How the fuzz targets read their input, shared with the seed generators
+// (fuzz_seed_gen.cc, stream_log_seed_gen.cc, format_seed_gen.cc) so that
+// seeds and targets agree. Header-only; no dependencies beyond core/bytes.h. Described in
+// tests/fuzz/README.md.
 #pragma once
 
 #include <algorithm>
@@ -91,14 +92,36 @@ inline std::vector<Bytes> ParseRecords(ByteView in) {
 }
 
 // ---------------------------------------------------------------------------
+// Length-prefixed pieces (link_envelope_fuzz's frames, stream_log_fuzz's
+// files): repeated { u32 LE length L | min(L, rest) bytes }. A length past
+// the end takes what is left; at most `max_count` pieces are read.
+
+inline void AppendFrame(Bytes& input, ByteView frame) {
+  PutU32(input, static_cast<uint32_t>(frame.size()));
+  PutBytes(input, frame);
+}
+
+inline std::vector<ByteView> ParseFrames(ByteView in, size_t max_count) {
+  std::vector<ByteView> frames;
+  ByteReader r(in);
+  uint32_t len = 0;
+  while (frames.size() < max_count && r.ReadU32(len)) {
+    ByteView frame;
+    r.ReadView(std::min<size_t>(len, r.remaining()), frame);
+    frames.push_back(frame);
+  }
+  return frames;
+}
+
+// ---------------------------------------------------------------------------
 // link_envelope_fuzz
 //
 //   byte 0   config: bit 0 set = the peer key is not enrolled; bit 1 = tight
 //            receiver limits (kTight*) instead of the defaults; bit 2 = a
 //            fresh, empty store for this session (else the process's shared
 //            store, which keeps what earlier sessions uploaded and committed).
-//   frames:  repeated { u32 LE length L | min(L, rest) bytes }, at most
-//            kMaxFramesPerInput; each frame is one serialized Envelope.
+//   frames:  length-prefixed pieces (above), at most kMaxFramesPerInput; each
+//            frame is one serialized Envelope.
 
 inline constexpr uint8_t kEnvelopeNotEnrolled = 0x01;
 inline constexpr uint8_t kEnvelopeTightLimits = 0x02;
@@ -108,21 +131,57 @@ inline constexpr uint64_t kTightMaxFrameBytes = 4096;
 inline constexpr uint32_t kTightMaxQueryIds = 4;
 inline constexpr uint64_t kTightMaxRefsBytes = 1024;
 
-inline void AppendFrame(Bytes& input, ByteView frame) {
-  PutU32(input, static_cast<uint32_t>(frame.size()));
-  PutBytes(input, frame);
-}
+// ---------------------------------------------------------------------------
+// The snapshot format targets. Keys are fixed (FixedKey) so that the seed
+// generator (format_seed_gen.cc) writes objects the targets can open,
+// verify and unlock. Where a checksum, tag or signature would stop nearly
+// every mutation at the door, a config bit has the target make it valid
+// first (it then plays a writer that holds the key), so the fuzzer reaches
+// the checks behind it.
 
-inline std::vector<ByteView> ParseFrames(ByteView in) {
-  std::vector<ByteView> frames;
-  ByteReader r(in);
-  uint32_t len = 0;
-  while (frames.size() < kMaxFramesPerInput && r.ReadU32(len)) {
-    ByteView frame;
-    r.ReadView(std::min<size_t>(len, r.remaining()), frame);
-    frames.push_back(frame);
-  }
-  return frames;
+// 32 fixed key bytes: `salt` + 0, + 1, ... (0x10 data key, 0x20 chunk-id
+// key, 0x30 manifest signing seed).
+inline std::array<uint8_t, 32> FixedKey(uint8_t salt) {
+  std::array<uint8_t, 32> k{};
+  for (size_t i = 0; i < k.size(); ++i) k[i] = static_cast<uint8_t>(salt + i);
+  return k;
 }
+inline constexpr uint8_t kDataKeySalt = 0x10;
+inline constexpr uint8_t kChunkIdKeySalt = 0x20;
+inline constexpr uint8_t kSigningSeedSalt = 0x30;
+inline constexpr char kKeysetPassphrase[] = "fuzz passphrase";
+
+// sealed_chunk_fuzz
+//   byte 0   mode (the byte modulo 3):
+//     kSealedAsIs:    chunk id (32) | sealed chunk, opened as it is;
+//     kSealedByUs:    u16 LE bit to flip | seal options (bit 0 LZ4, bit 1
+//                     ChaCha20-Poly1305) | plaintext, sealed by SealChunk;
+//     kSealedPayload: chunk id (32) | header (36 bytes) | payload: the target
+//                     encrypts the payload under the header (the AEAD a key
+//                     holder would write), so LZ4 decoding sees any bytes.
+inline constexpr uint8_t kSealedAsIs = 0;
+inline constexpr uint8_t kSealedByUs = 1;
+inline constexpr uint8_t kSealedPayload = 2;
+
+// pack_fuzz
+//   byte 0   config: bit 0 = read with entry verification (frames and
+//            SHA-256 of every entry); bit 1 = fix the footer checksum first.
+//   rest     the pack file.
+inline constexpr uint8_t kPackVerifyEntries = 0x01;
+inline constexpr uint8_t kPackFixChecksum = 0x02;
+
+// manifest_fuzz
+//   byte 0   config: bit 0 = sign: the rest is u16 LE bit to flip | body
+//            bytes, wrapped by the target in an envelope signed with the
+//            fixed key; else the rest is an envelope, parsed as it is.
+inline constexpr uint8_t kManifestSign = 0x01;
+
+// keyset_fuzz, ref_set_fuzz
+//   byte 0   config: bit 0 = fix the trailing BLAKE2b-256 checksum first.
+//   rest     the keyset file / refs object.
+inline constexpr uint8_t kFixChecksum = 0x01;
+
+// tree_fuzz: the input is a serialized Tree. agent_config_fuzz and
+// mirror_policy_fuzz: the input is the YAML (or JSON) text.
 
 }  // namespace ferry::fuzz

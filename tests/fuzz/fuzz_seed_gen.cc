@@ -303,14 +303,14 @@ int Main(const std::string& out_dir) {
     mirror::linkpb::StreamAppend* s = e.mutable_stream_append();
     s->set_stream("sensors");
     s->set_first_offset(10);
-    s->set_last_offset(19);
+    s->set_record_count(10);
     s->set_sealed_batch("batch");
     link.Add("hello-stream_append", AfterHello(e));
   }
   {
     Envelope e;
     e.mutable_stream_ack()->set_stream("sensors");
-    e.mutable_stream_ack()->set_durable_through(19);
+    e.mutable_stream_ack()->set_next_offset(20);
     link.Add("hello-stream_ack", AfterHello(e));
   }
   link.Add("hello-error",

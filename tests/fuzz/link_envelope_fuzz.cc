@@ -133,7 +133,7 @@ void RunSession(uint8_t config, ByteView in) {
     mirror::ReplicationReceiver receiver(store, world->policy, peer,
                                          (config & kEnvelopeNotEnrolled) == 0, options);
     std::vector<Envelope> out;
-    for (ByteView frame : ParseFrames(in)) {
+    for (ByteView frame : ParseFrames(in, kMaxFramesPerInput)) {
       Result<Envelope> e = mirror::DecodeEnvelope(frame, options.max_frame_bytes);
       if (trace) {
         std::fprintf(stderr, "frame of %zu bytes: %s\n", frame.size(),

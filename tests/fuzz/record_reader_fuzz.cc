@@ -13,12 +13,11 @@
 //    (ReadMessage) behaves exactly like the plaintext reader.
 // Writer mode round-trips a frame through RecordWriter and RecordReader,
 // plaintext (SplitFrame/ReadRecord) and encrypted (WriteFrame/ReadMessage).
-#include <sanitizer/allocator_interface.h>
-
 #include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <optional>
 #include <vector>
 
 #include "mirror/noise/cipher_state.h"
@@ -26,6 +25,7 @@
 #include "mirror/transport/record_reader.h"
 #include "mirror/transport/record_writer.h"
 #include "tests/fuzz/fuzz_formats.h"
+#include "tests/fuzz/fuzz_support.h"
 
 namespace ferry::fuzz {
 namespace {
@@ -35,23 +35,13 @@ using mirror::transport::kMaxRecordSize;
 using mirror::transport::RecordReader;
 using mirror::transport::RecordWriter;
 
-// The largest allocation while `tracking` (sanitizer malloc hook).
-bool tracking = false;
-size_t largest_allocation = 0;
-void MallocHook(const volatile void*, size_t size) {
-  if (tracking) largest_allocation = std::max(largest_allocation, size);
-}
-void FreeHook(const volatile void*) {}
-
 // Runs `read` and checks that it allocated no more than the reader may.
 template <typename Read>
 Result<bool> Tracked(size_t max_frame, Read&& read) {
-  largest_allocation = 0;
-  tracking = true;
-  Result<bool> r = read();
-  tracking = false;
-  FUZZ_CHECK(largest_allocation <= std::max(max_frame, mirror::noise::kMaxMessageSize));
-  return r;
+  std::optional<Result<bool>> r;
+  const size_t largest = LargestAllocation::During([&] { r.emplace(read()); });
+  FUZZ_CHECK(largest <= std::max(max_frame, mirror::noise::kMaxMessageSize));
+  return std::move(*r);
 }
 
 // Both directions of one link share this key (a fixed key: the target is
@@ -168,11 +158,6 @@ void WriterMode(size_t max_frame, ByteView in) {
 
 }  // namespace
 }  // namespace ferry::fuzz
-
-extern "C" int LLVMFuzzerInitialize(int*, char***) {
-  __sanitizer_install_malloc_and_free_hooks(ferry::fuzz::MallocHook, ferry::fuzz::FreeHook);
-  return 0;
-}
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   using namespace ferry::fuzz;

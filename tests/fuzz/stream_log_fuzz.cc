@@ -1,7 +1,7 @@
 // libFuzzer target: stream log recovery (snapshot/stream_log.cc, the segment
 // and start file decoders and StreamLog::Open). Input format:
-// stream_log_fuzz_input.h. Each input becomes a stream log directory (on
-// /dev/shm when there is one) that StreamLog::Open recovers. Beyond "no
+// stream_log_fuzz_input.h. Each input becomes a stream log directory (in
+// ScratchDir(), on /dev/shm when there is one) that StreamLog::Open recovers. Beyond "no
 // crash, no UB, no leak", it checks:
 //  - Open fails only with DATA_LOSS (the bytes are all there is);
 //  - after a successful Open every record from start to end reads back in
@@ -10,10 +10,6 @@
 //  - recovery is final: an append gets the end offset, and a second Open
 //    finds a clean log (no torn tail, no recreated header, nothing removed)
 //    holding the same records plus the appended one.
-#include <unistd.h>
-
-#include <cstdio>
-#include <cstdlib>
 #include <filesystem>
 #include <memory>
 #include <string>
@@ -23,6 +19,7 @@
 #include "snapshot/stream_log.h"
 #include "snapshot/stream_log_format.h"
 #include "tests/fuzz/fuzz_formats.h"
+#include "tests/fuzz/fuzz_support.h"
 #include "tests/fuzz/stream_log_fuzz_input.h"
 
 namespace ferry::fuzz {
@@ -31,20 +28,6 @@ namespace {
 using snapshot::StreamLog;
 using snapshot::StreamLogOptions;
 using snapshot::StreamRecord;
-
-std::string root;  // mkdtemp'd, removed at exit
-
-void RemoveRoot() {
-  std::error_code ec;
-  std::filesystem::remove_all(root, ec);
-}
-
-void WriteFile(const std::string& path, ByteView data) {
-  FILE* f = std::fopen(path.c_str(), "wb");
-  FUZZ_CHECK(f != nullptr);
-  FUZZ_CHECK(data.empty() || std::fwrite(data.data(), 1, data.size(), f) == data.size());
-  FUZZ_CHECK(std::fclose(f) == 0);
-}
 
 std::vector<StreamRecord> ReadAll(const StreamLog& log) {
   std::vector<StreamRecord> out;
@@ -64,12 +47,12 @@ std::vector<StreamRecord> ReadAll(const StreamLog& log) {
 }
 
 void Run(uint8_t config, ByteView rest) {
-  const std::string dir = root + "/log";
+  const std::string dir = ScratchDir() + "/log";
   std::error_code ec;
   std::filesystem::remove_all(dir, ec);
   FUZZ_CHECK(std::filesystem::create_directory(dir, ec));
 
-  std::vector<ByteView> files = ParseStreamFiles(rest);
+  std::vector<ByteView> files = ParseFrames(rest, kMaxStreamFiles);
   if ((config & kStreamStartFile) && !files.empty()) {
     WriteFile(dir + "/" + snapshot::stream_format::kStartFileName, files.back());
     files.pop_back();
@@ -132,18 +115,6 @@ void Run(uint8_t config, ByteView rest) {
 
 extern "C" int LLVMFuzzerInitialize(int*, char***) {
   ferry::log::Init({.level = ferry::log::Level::kOff, .program = "stream_log_fuzz"});
-  std::string base = "/dev/shm";
-  if (access(base.c_str(), W_OK) != 0) {
-    const char* tmp = std::getenv("TMPDIR");
-    base = tmp && *tmp ? tmp : "/tmp";
-  }
-  std::string pattern = base + "/ferry-stream-fuzz-XXXXXX";
-  if (!mkdtemp(pattern.data())) {
-    std::perror("mkdtemp");
-    std::abort();
-  }
-  ferry::fuzz::root = pattern;
-  std::atexit(ferry::fuzz::RemoveRoot);
   return 0;
 }
 

@@ -4,19 +4,19 @@
 //   byte 0   config: bit 0 = the last file is the start file (not a
 //            segment); bit 1 = StreamLogOptions::repair_damaged_last_segment;
 //            bit 2 = a small index interval (64 bytes) instead of the default.
-//   files:   repeated { u32 LE length L | min(L, rest) bytes }, at most
-//            kMaxStreamFiles. A segment is named after the first offset in
-//            its header (bytes 8..16, little-endian; the file's index when it
-//            is shorter), so a real segment keeps its real name; a later file
-//            with the same name replaces an earlier one.
+//   files:   length-prefixed pieces (AppendFrame and ParseFrames in
+//            fuzz_formats.h), at most kMaxStreamFiles. A segment is named
+//            after the first offset in its header (bytes 8..16,
+//            little-endian; the file's index when it is shorter), so a real
+//            segment keeps its real name; a later file with the same name
+//            replaces an earlier one.
 #pragma once
 
-#include <algorithm>
 #include <cstddef>
 #include <cstdint>
-#include <vector>
 
 #include "core/bytes.h"
+#include "tests/fuzz/fuzz_formats.h"
 
 namespace ferry::fuzz {
 
@@ -24,23 +24,6 @@ inline constexpr uint8_t kStreamStartFile = 0x01;
 inline constexpr uint8_t kStreamRepair = 0x02;
 inline constexpr uint8_t kStreamSmallIndex = 0x04;
 inline constexpr size_t kMaxStreamFiles = 6;
-
-inline void AppendStreamFile(Bytes& input, ByteView file) {
-  PutU32(input, static_cast<uint32_t>(file.size()));
-  PutBytes(input, file);
-}
-
-inline std::vector<ByteView> ParseStreamFiles(ByteView in) {
-  std::vector<ByteView> files;
-  ByteReader r(in);
-  uint32_t len = 0;
-  while (files.size() < kMaxStreamFiles && r.ReadU32(len)) {
-    ByteView file;
-    r.ReadView(std::min<size_t>(len, r.remaining()), file);
-    files.push_back(file);
-  }
-  return files;
-}
 
 // The first offset a segment file is named after (see above).
 inline uint64_t StreamSegmentNameOffset(ByteView file, size_t index) {

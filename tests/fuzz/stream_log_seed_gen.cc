@@ -91,8 +91,8 @@ LogFiles WriteLog(const std::string& scratch, const std::vector<std::vector<size
 Bytes Input(uint8_t config, const LogFiles& log) {
   Bytes in;
   PutU8(in, config);
-  for (const Bytes& s : log.segments) AppendStreamFile(in, s);
-  if (config & kStreamStartFile) AppendStreamFile(in, log.start);
+  for (const Bytes& s : log.segments) AppendFrame(in, s);
+  if (config & kStreamStartFile) AppendFrame(in, log.start);
   return in;
 }
 
