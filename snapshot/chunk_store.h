@@ -40,6 +40,15 @@ class ChunkStore : public ChunkSink, public ChunkSource {
   // (callers then Flush()).
   virtual uint64_t WriteMark() { return 1; }
   virtual uint64_t DurableMark() { return 0; }
+  // Writes that failed (a full disk, an I/O error) lose what was not yet
+  // durable: the chunks of the failed pack are dropped (reported missing
+  // again, to be sent again) and the store goes on with new packs. Each
+  // such failure bumps FailureCount(); a durability mark taken before a
+  // failure proves nothing after it: whoever holds acknowledgements must
+  // drop them (and end its session) when the count moved. LastFailure() is
+  // the error of the most recent one.
+  virtual uint64_t FailureCount() { return 0; }
+  virtual Status LastFailure() { return OkStatus(); }
 
   // Makes a snapshot durable and listed, atomically: every chunk named by the
   // reference set staged at `staged_refs_path` (a file under staging_dir())

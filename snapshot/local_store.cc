@@ -527,13 +527,21 @@ Result<Bytes> LocalStore::WrappedKey(const KeyId& id) {
   return st->ColumnBlob(0);
 }
 
+namespace {
+std::vector<ChunkId> EntryIds(const PackWriter& writer) {
+  std::vector<ChunkId> ids;
+  ids.reserve(writer.entries().size());
+  for (const PackEntry& e : writer.entries()) ids.push_back(e.id);
+  return ids;
+}
+}  // namespace
+
 Result<PutResult> LocalStore::PutChunk(const ChunkId& id, ByteView sealed, const KeyId& key_id,
                                        ByteView wrapped_key) {
   if (mode_ != Mode::kReadWrite) return FailedPreconditionError("store opened read-only");
   // Hash outside the lock: this runs on the capture's worker threads.
   const evp::Digest256 digest = evp::Sha256(sealed);
   std::unique_lock<std::mutex> lock(mu_);
-  RETURN_IF_ERROR(flush_error_);
   if (auto it = pending_.find(id); it != pending_.end()) return PutResult{it->second, false};
   {
     // Holding mu_ keeps the flusher from dropping a pending entry between the
@@ -548,13 +556,16 @@ Result<PutResult> LocalStore::PutChunk(const ChunkId& id, ByteView sealed, const
     ASSIGN_OR_RETURN(writer_, PackWriter::Create(env_, tmp));
     writer_seq_ = ++last_seq_;
   }
-  RETURN_IF_ERROR(writer_->Add(id, sealed, digest, key_id, wrapped_key));
+  if (Status added = writer_->Add(id, sealed, digest, key_id, wrapped_key); !added.ok()) {
+    DiscardPack(*writer_, EntryIds(*writer_), added);
+    writer_.reset();
+    return added;
+  }
   pending_[id] = static_cast<uint32_t>(sealed.size());
   if (writer_->size() >= options_.target_pack_size) {
     QueueOpenPack();
     // Back-pressure: do not run more than two packs ahead of the disk.
-    flush_cv_.wait(lock, [this] { return flush_queue_.size() < 2 || !flush_error_.ok(); });
-    RETURN_IF_ERROR(flush_error_);
+    flush_cv_.wait(lock, [this] { return flush_queue_.size() < 2; });
   }
   return PutResult{static_cast<uint32_t>(sealed.size()), true};
 }
@@ -579,10 +590,32 @@ uint64_t LocalStore::DurableMark() {
 }
 
 Status LocalStore::WaitForFlushes(std::unique_lock<std::mutex>& lock) {
+  const uint64_t failures = failures_;
   QueueOpenPack();
-  flush_cv_.wait(lock,
-                 [this] { return (flush_queue_.empty() && !flushing_) || !flush_error_.ok(); });
-  return flush_error_;
+  flush_cv_.wait(lock, [this] { return flush_queue_.empty() && !flushing_; });
+  // A pack that failed meanwhile lost chunks put before this call.
+  return failures_ != failures ? last_failure_ : OkStatus();
+}
+
+void LocalStore::DiscardPack(PackWriter& writer, const std::vector<ChunkId>& ids,
+                             const Status& why) {
+  for (const ChunkId& id : ids) pending_.erase(id);
+  writer.Abandon();
+  ++failures_;
+  last_failure_ = why;
+  log::Error("store {}: a pack could not be written ({} chunks dropped: missing until put again): {}",
+             dir_, ids.size(), why.ToString());
+  flush_cv_.notify_all();
+}
+
+uint64_t LocalStore::FailureCount() {
+  std::lock_guard<std::mutex> lock(mu_);
+  return failures_;
+}
+
+Status LocalStore::LastFailure() {
+  std::lock_guard<std::mutex> lock(mu_);
+  return last_failure_;
 }
 
 Status LocalStore::Flush() {
@@ -600,24 +633,29 @@ void LocalStore::FlusherLoop() {
     const uint64_t seq = flush_seqs_.front();
     flush_seqs_.pop_front();
     flushing_ = true;
+    // Finish hands the entries over: keep their ids in case it fails.
+    const std::vector<ChunkId> ids = EntryIds(*writer);
     lock.unlock();
-    Status s = FinishPack(std::move(writer));
+    Status s = FinishPack(*writer);
     lock.lock();
     flushing_ = false;
-    if (!s.ok() && flush_error_.ok()) flush_error_ = s;
-    if (s.ok() && flush_error_.ok()) durable_seq_ = seq;  // packs finish in order
+    if (s.ok()) {
+      durable_seq_ = seq;  // packs finish in order
+    } else {
+      DiscardPack(*writer, ids, s);
+    }
     flush_cv_.notify_all();
   }
 }
 
-Status LocalStore::FinishPack(std::unique_ptr<PackWriter> writer) {
-  const std::string tmp = writer->path();
-  Result<PackContents> contents = writer->Finish();
+Status LocalStore::FinishPack(PackWriter& writer) {
+  const std::string tmp = writer.path();
+  Result<PackContents> contents = writer.Finish();
   auto forget = [&](const std::vector<PackEntry>& entries) {
     std::lock_guard<std::mutex> lock(mu_);
     for (const PackEntry& e : entries) pending_.erase(e.id);
   };
-  if (!contents.ok()) return contents.status();  // pending entries stay: the store is failed
+  if (!contents.ok()) return contents.status();  // the flusher discards the pack
   const std::string name = HexEncode(contents->checksum);
   const std::string shard = dir_ + "/packs/" + name.substr(0, 2);
   RETURN_IF_ERROR(env_.CreateDirs(shard, 0700));
@@ -661,9 +699,14 @@ Status LocalStore::CommitSnapshot(const ParsedManifest& manifest, const std::str
       return DataLossError("snapshot " + hex + ": reference set does not match its manifest");
     }
     if (missing > 0) {
-      return FailedPreconditionError("snapshot " + hex + " references " + std::to_string(missing) +
-                                     " chunks the store does not have (first: " + first_missing +
-                                     ")");
+      Status why = FailedPreconditionError("snapshot " + hex + " references " +
+                                           std::to_string(missing) +
+                                           " chunks the store does not have (first: " +
+                                           first_missing + ")");
+      // Most likely lost with a pack that could not be written: say so, with
+      // that error's code (a full disk is RESOURCE_EXHAUSTED).
+      if (failures_ > 0) return last_failure_.WithContext(why.message() + "; a pack write failed");
+      return why;
     }
   }
   const std::string final_refs = RefsPath(manifest.id);
@@ -822,9 +865,7 @@ Result<ReclaimReport> LocalStore::ReclaimPacks(const std::function<bool(const Ch
   // or indexed while packs are chosen and deleted (a pack written again with
   // identical content could otherwise be deleted under its new index row).
   std::unique_lock<std::mutex> lock(mu_);
-  flush_cv_.wait(lock,
-                 [this] { return (flush_queue_.empty() && !flushing_) || !flush_error_.ok(); });
-  RETURN_IF_ERROR(flush_error_);
+  flush_cv_.wait(lock, [this] { return flush_queue_.empty() && !flushing_; });
   std::lock_guard<std::mutex> db_lock(db_mu_);
   RETURN_IF_ERROR(OpenTxn());
 

@@ -129,6 +129,8 @@ class LocalStore final : public ChunkStore {
   // the background flusher has finished it (or Flush returned).
   uint64_t WriteMark() override;
   uint64_t DurableMark() override;
+  uint64_t FailureCount() override;
+  Status LastFailure() override;
 
   // --- snapshots ---
   // Makes a snapshot durable and listed: flushes, checks that every chunk in
@@ -202,7 +204,11 @@ class LocalStore final : public ChunkStore {
   void QueueOpenPack();
   Status WaitForFlushes(std::unique_lock<std::mutex>& lock);
   void FlusherLoop();
-  Status FinishPack(std::unique_ptr<PackWriter> writer);
+  Status FinishPack(PackWriter& writer);
+  // A pack that could not be written: its chunks are no longer pending
+  // (they will be reported missing and sent again), its file is removed,
+  // the failure is counted. Needs mu_.
+  void DiscardPack(PackWriter& writer, const std::vector<ChunkId>& ids, const Status& why);
   // Live chunks only (what PutChunk deduplicates against).
   Result<std::optional<uint32_t>> IndexedSize(const ChunkId& id);  // needs db_mu_
   // Live or reclaimed chunks (what captures and commits count as present).
@@ -235,7 +241,8 @@ class LocalStore final : public ChunkStore {
   uint64_t durable_seq_ = 0;         // guarded by mu_
   bool flushing_ = false;            // guarded by mu_
   bool stopping_ = false;            // guarded by mu_
-  Status flush_error_;               // guarded by mu_ (sticky)
+  uint64_t failures_ = 0;            // guarded by mu_: packs that could not be written
+  Status last_failure_;              // guarded by mu_
   // Chunks in the open pack and in packs not yet indexed.
   std::unordered_map<ChunkId, uint32_t, ArrayHash> pending_;  // guarded by mu_
   std::thread flusher_;

@@ -54,6 +54,7 @@ class PackWriter {
 
   uint64_t size() const { return size_; }
   size_t entry_count() const { return contents_.entries.size(); }
+  const std::vector<PackEntry>& entries() const { return contents_.entries; }
   const std::string& path() const { return path_; }
 
   // Writes the index and footer, fsyncs and closes. The writer is spent afterwards.

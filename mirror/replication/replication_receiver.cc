@@ -310,17 +310,29 @@ Status ReplicationReceiver::HandleUpload(const linkpb::Envelope& in,
   // half the window is held, or when no frame is waiting (ReleaseAcks from
   // ServeSession), so a sender that waits for credit is never kept waiting.
   held_bytes_ += ack->credit_bytes();
-  held_acks_.push_back({std::move(e), store_->WriteMark()});
+  held_acks_.push_back({std::move(e), store_->WriteMark(), store_->FailureCount()});
   if (held_bytes_ >= options_.upload_window_bytes / 2) return ReleaseAcks(out);
   ReleaseDurableAcks(out);
-  return OkStatus();
+  return CheckHeldAcks();
+}
+
+Status ReplicationReceiver::CheckHeldAcks() {
+  if (held_acks_.empty() || held_acks_.front().failures == store_->FailureCount()) {
+    return OkStatus();
+  }
+  Status why = store_->LastFailure();
+  if (why.ok()) why = InternalError("a pack could not be written");
+  return why.WithContext("received chunks were lost before they were durable; ask again");
 }
 
 void ReplicationReceiver::ReleaseDurableAcks(std::vector<linkpb::Envelope>& out) {
   if (held_acks_.empty()) return;
   const uint64_t durable = store_->DurableMark();
+  const uint64_t failures = store_->FailureCount();
   size_t n = 0;
-  while (n < held_acks_.size() && held_acks_[n].mark <= durable) {
+  // Never an ack whose chunks a failed pack may have held.
+  while (n < held_acks_.size() && held_acks_[n].mark <= durable &&
+         held_acks_[n].failures == failures) {
     held_bytes_ -= held_acks_[n].ack.upload_ack().credit_bytes();
     out.push_back(std::move(held_acks_[n].ack));
     ++n;
@@ -331,6 +343,7 @@ void ReplicationReceiver::ReleaseDurableAcks(std::vector<linkpb::Envelope>& out)
 Status ReplicationReceiver::ReleaseAcks(std::vector<linkpb::Envelope>& out) {
   if (held_acks_.empty()) return OkStatus();
   RETURN_IF_ERROR(store_->Flush());
+  RETURN_IF_ERROR(CheckHeldAcks());
   for (HeldAck& h : held_acks_) out.push_back(std::move(h.ack));
   held_acks_.clear();
   held_bytes_ = 0;

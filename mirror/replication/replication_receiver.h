@@ -178,8 +178,13 @@ class ReplicationReceiver {
   std::unique_ptr<PendingCommit> commit_;
   struct HeldAck {
     linkpb::Envelope ack;
-    uint64_t mark;  // the store's WriteMark after the upload
+    uint64_t mark;      // the store's WriteMark after the upload
+    uint64_t failures;  // the store's FailureCount after the upload
   };
+  // kResourceExhausted/the store's failure when a pack failed after an ack
+  // was held: its chunks may be lost, so it is never sent and the session
+  // ends (the sender asks again what is missing).
+  Status CheckHeldAcks();
   std::vector<HeldAck> held_acks_;  // UploadAcks waiting for durability, in order
   uint64_t held_bytes_ = 0;         // their credit
   Stats stats_;

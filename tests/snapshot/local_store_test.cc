@@ -423,7 +423,11 @@ TEST_F(LocalStoreTest, PacksRollAtTheTargetSize) {
   }
 }
 
-TEST_F(LocalStoreTest, FailedBackgroundFlushIsReportedAndSticky) {
+// A pack that cannot be written (a full disk, an I/O error) is dropped with
+// its chunks, the failure is reported to whoever waits for durability, and
+// the store goes on with new packs once writes work again: nothing of the
+// failed pack is ever claimed as stored.
+TEST_F(LocalStoreTest, FailedPackIsDroppedReportedAndTheStoreGoesOn) {
   FaultyEnv faulty;
   LocalStoreOptions opts;
   opts.env = &faulty;
@@ -433,33 +437,39 @@ TEST_F(LocalStoreTest, FailedBackgroundFlushIsReportedAndSticky) {
   {
     std::unique_ptr<LocalStore> s = Create(opts);
     ASSERT_NE(s, nullptr);
+    const uint64_t marks_before = s->FailureCount();
     faulty.fail_pack_renames = true;
-    // Packs roll in the background; once one has failed, writes fail too.
-    for (const TestChunk& c : chunks) {
-      if (!Put(*s, c).ok()) break;
-    }
+    for (const TestChunk& c : chunks) ASSERT_TRUE(Put(*s, c).ok());
     Status flushed = s->Flush();
     EXPECT_TRUE(HasCode(flushed, StatusCode::kResourceExhausted));
     EXPECT_THAT(flushed.message(), HasSubstr("injected"));
-    EXPECT_FALSE(Put(*s, MakeChunk(*keyset_, 100)).ok()) << "the failure is sticky";
-    EXPECT_FALSE(s->Flush().ok());
+    EXPECT_GT(s->FailureCount(), marks_before);
+    EXPECT_THAT(s->LastFailure().message(), HasSubstr("injected"));
+    for (const TestChunk& c : chunks) {
+      Result<std::optional<uint32_t>> size = s->ChunkSealedSize(c.id);
+      ASSERT_TRUE(size.ok());
+      EXPECT_FALSE(size->has_value()) << "a chunk of a failed pack is missing, to be put again";
+    }
     const std::string refs = work_ + "/r.refs";
-    EXPECT_FALSE(s->CommitSnapshot(MakeSnapshot({RefOf(chunks[0])}, refs), refs).ok());
+    Status commit = s->CommitSnapshot(MakeSnapshot({RefOf(chunks[0])}, refs), refs);
+    EXPECT_TRUE(HasCode(commit, StatusCode::kResourceExhausted)) << commit.ToString();
+    EXPECT_THAT(commit.message(), HasSubstr("a pack write failed"));
     EXPECT_TRUE(PackFiles(store_dir_).empty());
-    // Closing a failed store must not hang or crash.
+    EXPECT_TRUE(List(store_dir_ + "/tmp").size() <= 1) << "failed packs' files are removed";
+
+    // Space returns: the same chunks go in again, and stay.
+    faulty.fail_pack_renames = false;
+    const uint64_t failures = s->FailureCount();
+    for (const TestChunk& c : chunks) ASSERT_TRUE(Put(*s, c).ok());
+    ASSERT_TRUE(s->Flush().ok()) << "the store goes on without a restart";
+    EXPECT_EQ(s->FailureCount(), failures);
+    const std::string refs2 = work_ + "/r2.refs";
+    ASSERT_TRUE(s->CommitSnapshot(MakeSnapshot({RefOf(chunks[0])}, refs2), refs2).ok());
+    EXPECT_TRUE(s->ReadSealedChunk(chunks[11].id).ok());
   }
-  faulty.fail_pack_renames = false;
   std::unique_ptr<LocalStore> s = Open();
   ASSERT_NE(s, nullptr);
-  EXPECT_TRUE(List(store_dir_ + "/tmp").empty()) << "leftovers of the failed packs are removed";
-  for (const TestChunk& c : chunks) {
-    Result<std::optional<uint32_t>> size = s->ChunkSealedSize(c.id);
-    ASSERT_TRUE(size.ok());
-    EXPECT_FALSE(size->has_value()) << "nothing of a failed pack is claimed as stored";
-  }
-  ASSERT_TRUE(Put(*s, chunks[0]).ok());
-  ASSERT_TRUE(s->Flush().ok()) << "the reopened store works";
-  EXPECT_TRUE(s->ReadSealedChunk(chunks[0].id).ok());
+  EXPECT_TRUE(s->ReadSealedChunk(chunks[0].id).ok()) << "the reopened store has what was flushed";
 }
 
 // --- Locking ---

@@ -17,8 +17,8 @@ json::value ParseJson(const std::string& text) {
   return ec ? json::value() : v;
 }
 
-Fleet::Fleet(std::string dir) : dir_(std::move(dir)) {
-  hub_data_ = dir_ + "/hub";
+Fleet::Fleet(std::string dir, const Options& options) : dir_(std::move(dir)) {
+  hub_data_ = options.hub_data.empty() ? dir_ + "/hub" : options.hub_data;
   const HubInit init = InitHub(hub_data_);
   fingerprint_ = init.fingerprint;
   admin_ = init.admin_token;
@@ -33,7 +33,7 @@ Fleet::Fleet(std::string dir) : dir_(std::move(dir)) {
   EXPECT_EQ(RunCommand({ctl, "keys", "export-agent", "--keyset", keyset_, "--out", agent_keys_})
                 .exit_code,
             0);
-  agent_state_ = dir_ + "/agent-state";
+  agent_state_ = options.agent_state.empty() ? dir_ + "/agent-state" : options.agent_state;
 }
 
 void Fleet::StartHub() {

@@ -25,8 +25,13 @@ namespace ferry::testing {
 
 class Fleet {
  public:
+  struct Options {
+    std::string hub_data;     // default DIR/hub (e.g. on a small filesystem)
+    std::string agent_state;  // default DIR/agent-state
+  };
   // Initializes the hub's data dir and the keys under `dir`; starts nothing.
-  explicit Fleet(std::string dir);
+  explicit Fleet(std::string dir) : Fleet(std::move(dir), Options{}) {}
+  Fleet(std::string dir, const Options& options);
 
   // --- hub ---
   // Starts the hub (on its previous port after the first start).
