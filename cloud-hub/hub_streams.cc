@@ -10,8 +10,9 @@
 namespace ferry::hub {
 
 struct HubStreams::Stream {
-  std::mutex mu;  // serializes appends; guards index and position
-  std::unique_ptr<snapshot::StreamLog> log;
+  std::mutex mu;  // serializes appends; guards log (the pointer), index and position
+  // Null once an append failed: the stream is then opened again by Get.
+  std::shared_ptr<snapshot::StreamLog> log;
   struct Entry {
     uint64_t first;       // record offset of the batch's first record
     uint64_t log_offset;  // its offset in `log`
@@ -67,7 +68,9 @@ Result<std::shared_ptr<HubStreams::Stream>> HubStreams::Get(const std::string& t
     }
   }
   auto s = std::make_shared<Stream>();
-  ASSIGN_OR_RETURN(s->log, snapshot::StreamLog::Open(dir, LogOptions()));
+  ASSIGN_OR_RETURN(std::unique_ptr<snapshot::StreamLog> opened,
+                   snapshot::StreamLog::Open(dir, LogOptions()));
+  s->log = std::move(opened);
   // Rebuild the index from the batches' headers.
   const std::string where = tenant + "/" + agent + "/" + stream;
   for (uint64_t at = s->log->start_offset(); at < s->log->end_offset();) {
@@ -111,6 +114,7 @@ Result<mirror::StreamPosition> HubStreams::Append(const std::string& tenant,
                                                   ByteView sealed) {
   ASSIGN_OR_RETURN(std::shared_ptr<Stream> s, Get(tenant, agent, header.stream, true));
   std::lock_guard lock(s->mu);
+  if (!s->log) return UnavailableError("stream " + header.stream + " is being reopened; retry");
   mirror::StreamPosition& p = s->position;
   const bool empty = s->index.empty();
   if (!empty && header.first_offset < p.start) {
@@ -133,9 +137,18 @@ Result<mirror::StreamPosition> HubStreams::Append(const std::string& tenant,
         ": this hub holds [" + std::to_string(p.start) + ", " + std::to_string(p.next) + ")");
   }
   const ByteView records[] = {sealed};
-  ASSIGN_OR_RETURN(snapshot::AppendResult r, s->log->Append(records));
+  Result<snapshot::AppendResult> r = s->log->Append(records);
+  if (!r.ok()) {
+    // A failed write or fsync leaves the log failed for good (and what it
+    // wrote unknown): forget it, so that the next use opens it again, which
+    // cuts whatever was not whole. Nothing was acknowledged.
+    s->log.reset();  // closed (its directory lock released) once no reader holds it
+    std::lock_guard lock_all(mu_);
+    open_.erase(std::make_tuple(tenant, agent, header.stream));
+    return r.status();
+  }
   if (empty) p.start = header.first_offset;
-  s->index.push_back({header.first_offset, r.first});
+  s->index.push_back({header.first_offset, r->first});
   p.next = header.end_offset();
   return p;
 }
@@ -146,8 +159,11 @@ Result<HubStreams::ReadResult> HubStreams::Read(const std::string& tenant, const
   ASSIGN_OR_RETURN(std::shared_ptr<Stream> s, Get(tenant, agent, stream, false));
   ReadResult out;
   uint64_t log_offset = 0;
+  std::shared_ptr<snapshot::StreamLog> log;
   {
     std::lock_guard lock(s->mu);
+    if (!s->log) return UnavailableError("stream " + stream + " is being reopened; retry");
+    log = s->log;
     out.position = s->position;
     if (from < out.position.start) {
       return OutOfRangeError("offset " + std::to_string(from) + " of stream " + stream +
@@ -166,7 +182,7 @@ Result<HubStreams::ReadResult> HubStreams::Read(const std::string& tenant, const
     log_offset = std::prev(it)->log_offset;
   }
   ASSIGN_OR_RETURN(std::vector<snapshot::StreamRecord> batches,
-                   s->log->Read(log_offset, SIZE_MAX, max_bytes));
+                   log->Read(log_offset, SIZE_MAX, max_bytes));
   out.batches.reserve(batches.size());
   for (snapshot::StreamRecord& b : batches) out.batches.push_back(std::move(b.data));
   return out;
@@ -193,12 +209,16 @@ Result<std::vector<HubStreams::Info>> HubStreams::List(const std::string& tenant
       Info info;
       info.agent = a;
       info.stream = name;
+      std::shared_ptr<snapshot::StreamLog> log;
       {
         std::lock_guard lock(s->mu);
         info.position = s->position;
         info.batches = s->index.size();
+        log = s->log;
       }
-      for (const auto& seg : s->log->Segments()) info.bytes += seg.bytes;
+      if (log) {
+        for (const auto& seg : log->Segments()) info.bytes += seg.bytes;
+      }
       out.push_back(std::move(info));
     }
   }
@@ -206,13 +226,22 @@ Result<std::vector<HubStreams::Info>> HubStreams::List(const std::string& tenant
 }
 
 Status HubStreams::CloseAll() {
-  std::lock_guard lock(mu_);
+  // Taken out of the map first: Append locks a stream, then the map (to
+  // forget a failed stream), so the map's lock is never held around a
+  // stream's.
+  std::vector<std::shared_ptr<Stream>> all;
+  {
+    std::lock_guard lock(mu_);
+    for (auto& [key, s] : open_) all.push_back(s);
+    open_.clear();
+  }
   Status first;
-  for (auto& [key, s] : open_) {
+  for (const std::shared_ptr<Stream>& s : all) {
+    std::lock_guard stream_lock(s->mu);
+    if (!s->log) continue;
     Status c = s->log->Close();
     if (first.ok() && !c.ok()) first = c;
   }
-  open_.clear();
   return first;
 }
 

@@ -8,11 +8,14 @@
 // StreamAck sent after Append is a promise. They are idempotent: a batch
 // wholly below the stream's next offset is acknowledged again without being
 // stored; a batch must otherwise start exactly at the next offset (no gap,
-// no overlap), and never below the first offset held — except the first batch of a stream, which may start
-// anywhere (an agent's log may have dropped older records before this hub
-// was added). An in-memory index (16 bytes per batch), rebuilt when a
-// stream is first used after a restart by reading its batch headers, finds
-// the batch that holds an offset.
+// no overlap), and never below the first offset held — except the first batch of a stream, which
+// may start anywhere (an agent's log may have dropped older records before this hub was added). An
+// in-memory index (16 bytes per batch), rebuilt when a stream is first used after a restart by
+// reading its batch headers, finds the batch that holds an offset.
+//
+// A stream whose append failed (a full disk, an I/O error) is closed and
+// opened again (recovered) at its next use: work resumes when space
+// returns, without a restart.
 //
 // Errors: kInvalidArgument (bad tenant, agent or stream name),
 // kFailedPrecondition (a gap or an overlap), kNotFound (Read of a stream
