@@ -1,4 +1,5 @@
 #include "snapshot/manifest.h"
+#include "snapshot/wire_check.h"
 
 #include <cstring>
 
@@ -105,7 +106,11 @@ Result<ParsedManifest> ParseManifest(Bytes envelope, const std::string& origin) 
                                sig)) {
     return bad("signature does not verify");
   }
-  if (!m.body.ParseFromArray(envelope.data() + kHeaderSize, static_cast<int>(body_len))) {
+  const ByteView body(envelope.data() + kHeaderSize, body_len);
+  if (Status s = CheckWireLengths(body, *pb::Manifest::descriptor()); !s.ok()) {
+    return bad("body is not a valid protobuf Manifest: " + s.message());
+  }
+  if (!m.body.ParseFromArray(body.data(), static_cast<int>(body.size()))) {
     return bad("body is not a valid protobuf Manifest");
   }
   RETURN_IF_ERROR(ValidateBody(m.body, origin));

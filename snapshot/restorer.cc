@@ -1,4 +1,5 @@
 #include "snapshot/restorer.h"
+#include "snapshot/wire_check.h"
 
 #include <fcntl.h>
 #include <sys/stat.h>
@@ -96,7 +97,8 @@ Result<pb::Node> LoadRoot(ChunkReader& reader, const ParsedManifest& m) {
   }
   ASSIGN_OR_RETURN(Bytes bytes, reader.ReadAll(ds.root(), kMaxTreeSize));
   pb::Tree tree;
-  if (!tree.ParseFromArray(bytes.data(), static_cast<int>(bytes.size())) ||
+  if (!CheckWireLengths(bytes, *pb::Tree::descriptor()).ok() ||
+      !tree.ParseFromArray(bytes.data(), static_cast<int>(bytes.size())) ||
       tree.nodes_size() != 1 || !tree.nodes(0).name().empty() ||
       tree.nodes(0).type() != pb::NODE_TYPE_DIRECTORY) {
     return DataLossError("dataset '" + ds.name() + "' has a malformed root tree");

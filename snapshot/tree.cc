@@ -1,4 +1,5 @@
 #include "snapshot/tree.h"
+#include "snapshot/wire_check.h"
 
 #include <algorithm>
 #include <cstring>
@@ -101,6 +102,9 @@ Status ValidateNode(const pb::Node& node) {
 
 Result<pb::Tree> DecodeTree(ByteView bytes, const std::string& where) {
   if (bytes.size() > kMaxTreeSize) return DataLossError("tree " + where + " is too large");
+  if (Status s = CheckWireLengths(bytes, *pb::Tree::descriptor()); !s.ok()) {
+    return DataLossError("tree " + where + " is not a valid protobuf Tree: " + s.message());
+  }
   pb::Tree tree;
   if (!tree.ParseFromArray(bytes.data(), static_cast<int>(bytes.size()))) {
     return DataLossError("tree " + where + " is not a valid protobuf Tree");

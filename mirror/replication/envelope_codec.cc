@@ -1,5 +1,7 @@
 #include "mirror/replication/envelope_codec.h"
 
+#include "snapshot/wire_check.h"
+
 #include <algorithm>
 #include <cstdint>
 #include <limits>
@@ -41,6 +43,11 @@ Result<linkpb::Envelope> DecodeEnvelope(ByteView frame, uint64_t max_frame_bytes
   if (frame.size() > max_frame_bytes) {
     return ResourceExhaustedError("frame of " + std::to_string(frame.size()) +
                                   " bytes exceeds the limit of " + std::to_string(max_frame_bytes));
+  }
+  // Lengths first: protobuf would reserve up to 50 MB for a field that
+  // claims more bytes than the frame has.
+  if (Status s = snapshot::CheckWireLengths(frame, *linkpb::Envelope::descriptor()); !s.ok()) {
+    return DataLossError("link frame is not a valid Envelope: " + s.message());
   }
   linkpb::Envelope e;
   if (!e.ParseFromArray(frame.data(), static_cast<int>(frame.size()))) {
