@@ -359,6 +359,14 @@ void Agent::OnCommitted() { Reclaim(/*force=*/false); }
 
 void Agent::Reclaim(bool force) {
   std::lock_guard reclaim_lock(reclaim_mu_);
+  // Not while a policy run captures: its chunks (and its snapshots, until
+  // they are queued) are needed by no queued snapshot yet, and would be
+  // reclaimed under it. The scheduler reclaims after the run.
+  std::unique_lock capture(capture_mu_, std::try_to_lock);
+  if (!capture.owns_lock()) {
+    reclaim_wanted_ = true;
+    return;
+  }
   Result<std::vector<snapshot::SnapshotId>> pending = state_->PendingSnapshotIds();
   if (!pending.ok()) {
     log::Error("outbox reclaim: {}", pending.status().ToString());
@@ -740,7 +748,11 @@ void Agent::SchedulerLoop() {
           state_->PutRun(updated).IgnoreError();
         }
       }
-      RunResult result = RunPolicy(*d.policy, d.scheduled, d.due);
+      RunResult result;
+      {
+        std::lock_guard capture(capture_mu_);
+        result = RunPolicy(*d.policy, d.scheduled, d.due);
+      }
       ran = true;
       std::lock_guard lock(mu_);
       running_.clear();

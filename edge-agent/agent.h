@@ -166,8 +166,13 @@ class Agent {
 
   static constexpr std::chrono::milliseconds kReclaimInterval{5000};
   std::mutex reclaim_mu_;
+  // Held by the scheduler around a policy run, from its first capture until
+  // its snapshots are queued: outbox reclaim skips (and is retried after)
+  // while it is held, or it would take the run's chunks, which no queued
+  // snapshot needs yet. Lock order: reclaim_mu_, then capture_mu_ (tried).
+  std::mutex capture_mu_;
   std::chrono::steady_clock::time_point last_reclaim_{};  // guarded by reclaim_mu_
-  std::atomic<bool> reclaim_wanted_{false};               // a reclaim was skipped by the rate limit
+  std::atomic<bool> reclaim_wanted_{false};  // a reclaim was skipped (rate limit, a run)
   std::atomic<uint64_t> snapshots_taken_{0};
   std::atomic<uint64_t> capture_errors_{0};
   std::atomic<uint64_t> runs_skipped_{0};
