@@ -644,7 +644,12 @@ void Agent::SchedulerLoop() {
       bool requested = false;  // also asked for through RunNow: one run serves both
     };
     std::vector<Due> due;
+    // Without replication (`ferry-agent snapshot` with no daemon running),
+    // only the requested run: the schedule is the daemon's (a new policy's
+    // first run would otherwise race with the request and take a second
+    // snapshot).
     for (const PolicyEntry& e : policies) {
+      if (!options_.replicate) break;
       const mirror::MirrorPolicy& p = e.policy;
       Result<std::optional<PolicyRun>> run = state_->GetRun(p.name);
       auto zone = mirror::LoadTimeZoneCached(p.time_zone);
