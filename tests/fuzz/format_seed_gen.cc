@@ -2,18 +2,19 @@
 // (tests/fuzz/README.md):
 //
 //   cmake --build build --target format_seed_gen
-//   build/bin/format_seed_gen tests/fuzz/corpus
+//   build/bin/format_seed_gen tests/fuzz/corpus [target...]
 //
 // Replaces the files in <dir>/<target>/ for sealed_chunk_fuzz, pack_fuzz,
-// tree_fuzz, manifest_fuzz, keyset_fuzz, ref_set_fuzz, agent_config_fuzz and
-// mirror_policy_fuzz. The binary seeds are objects made by the library's own
-// writers (SealChunk, PackWriter, TreeWriter, SignManifest, Keyset,
+// tree_fuzz, manifest_fuzz, keyset_fuzz, ref_set_fuzz, agent_config_fuzz,
+// mirror_policy_fuzz and stream_batch_fuzz (only those named, if any). The binary seeds are objects
+// made by the library's own writers (SealChunk, PackWriter, TreeWriter, SignManifest, Keyset,
 // RefSetBuilder) with the fixed keys of fuzz_formats.h; nonces, salts and
 // generated keys are random, so every run writes different bytes of the same
 // shape. The YAML seeds are the sample config (configs/agent.yaml) and the
 // examples in docs/ (every ```yaml block that is a MirrorPolicy or an agent
 // config), plus a few variants written here.
 #include <stdlib.h>
+#include <algorithm>
 
 #include <cstdio>
 #include <filesystem>
@@ -33,6 +34,7 @@
 #include "snapshot/ref_set.h"
 #include "snapshot/sealed_chunk.h"
 #include "snapshot/sealed_chunk_format.h"
+#include "snapshot/stream_batch.h"
 #include "snapshot/tree.h"
 #include "tests/fuzz/fuzz_formats.h"
 
@@ -406,7 +408,56 @@ void YamlSeeds(Corpus& agent, Corpus& policy, const std::string& source) {
                      R"("rpo":"1h30m"}})"));
 }
 
-int Main(const std::string& out_dir) {
+// --- stream_batch_fuzz -----------------------------------------------------
+
+void StreamBatchSeeds(Corpus& corpus) {
+  const auto signer = sodium::SigningKeyPairFromSeed(FixedKey(kSigningSeedSalt));
+  if (!signer.ok()) Die("signing key: " + signer.status().ToString());
+  snapshot::StreamBatchKey key;
+  key.key.key = SecretBytes(FixedKey(kDataKeySalt).data(), 32);
+  key.key.id.fill(0x42);
+  key.wrapped.assign(snapshot::kWrappedDataKeySize, 0x57);
+  const std::array<uint8_t, 12> nonce{1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12};
+  struct Case {
+    const char* name;
+    std::vector<std::string> records;
+    bool compress;
+    evp::AeadSuite suite;
+  };
+  const Case cases[] = {
+      {"one", {"{\"t\":1}"}, false, evp::AeadSuite::kAes256Gcm},
+      {"lz4", std::vector<std::string>(40, "{\"sensor\":\"t1\",\"celsius\":21}"), true,
+       evp::AeadSuite::kAes256Gcm},
+      {"chacha",
+       {"", std::string("\x00\xff\x10", 3), "text"},
+       false,
+       evp::AeadSuite::kChaCha20Poly1305},
+  };
+  for (const Case& c : cases) {
+    std::vector<ByteView> views;
+    for (const std::string& r : c.records) views.push_back(AsBytes(r));
+    snapshot::StreamBatchSealOptions options;
+    options.compress = c.compress;
+    options.suite = c.suite;
+    options.nonce_for_test = &nonce;
+    Result<Bytes> sealed = snapshot::SealStreamBatch("events", 1000, views, key, *signer, options);
+    if (!sealed.ok()) Die("seal: " + sealed.status().ToString());
+    Bytes as_is{kBatchAsIs};
+    PutBytes(as_is, *sealed);
+    corpus.Add(std::string("as-is-") + c.name, std::move(as_is));
+    Bytes by_us{kBatchByUs};
+    PutU16(by_us, 77);
+    by_us.push_back(static_cast<uint8_t>((c.compress ? 1 : 0) |
+                                         (c.suite == evp::AeadSuite::kChaCha20Poly1305 ? 2 : 0)));
+    PutU64(by_us, 1000);
+    by_us.push_back(6);
+    PutBytes(by_us, AsBytes("events"));
+    for (ByteView v : views) AppendFrame(by_us, v);
+    corpus.Add(std::string("by-us-") + c.name, std::move(by_us));
+  }
+}
+
+int Main(const std::string& out_dir, const std::vector<std::string>& only) {
   std::string tmp = (fs::temp_directory_path() / "ferry-format-seeds-XXXXXX").string();
   if (!mkdtemp(tmp.data())) Die("mkdtemp failed");
   const std::unique_ptr<snapshot::Keyset> keyset = snapshot::Keyset::Generate();
@@ -414,7 +465,7 @@ int Main(const std::string& out_dir) {
   std::map<std::string, Corpus> corpora;
   for (const char* target :
        {"sealed_chunk_fuzz", "pack_fuzz", "tree_fuzz", "manifest_fuzz", "keyset_fuzz",
-        "ref_set_fuzz", "agent_config_fuzz", "mirror_policy_fuzz"}) {
+        "ref_set_fuzz", "agent_config_fuzz", "mirror_policy_fuzz", "stream_batch_fuzz"}) {
     corpora[target] = Corpus{out_dir + "/" + target, {}};
   }
   SealedChunkSeeds(corpora["sealed_chunk_fuzz"]);
@@ -424,7 +475,11 @@ int Main(const std::string& out_dir) {
   KeysetSeeds(corpora["keyset_fuzz"], *keyset);
   RefSetSeeds(corpora["ref_set_fuzz"], tmp);
   YamlSeeds(corpora["agent_config_fuzz"], corpora["mirror_policy_fuzz"], FERRY_SOURCE_DIR);
-  for (const auto& [target, corpus] : corpora) corpus.Write();
+  StreamBatchSeeds(corpora["stream_batch_fuzz"]);
+  for (const auto& [target, corpus] : corpora) {
+    // Some seeds hold random keys: rewrite only the corpora asked for.
+    if (only.empty() || std::find(only.begin(), only.end(), target) != only.end()) corpus.Write();
+  }
   fs::remove_all(tmp);
   return 0;
 }
@@ -433,9 +488,9 @@ int Main(const std::string& out_dir) {
 }  // namespace ferry::fuzz
 
 int main(int argc, char** argv) {
-  if (argc != 2) {
-    std::fprintf(stderr, "usage: %s <corpus dir, e.g. tests/fuzz/corpus>\n", argv[0]);
+  if (argc < 2) {
+    std::fprintf(stderr, "usage: %s <corpus dir, e.g. tests/fuzz/corpus> [target...]\n", argv[0]);
     return 2;
   }
-  return ferry::fuzz::Main(argv[1]);
+  return ferry::fuzz::Main(argv[1], std::vector<std::string>(argv + 2, argv + argc));
 }

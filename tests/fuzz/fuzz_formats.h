@@ -163,6 +163,19 @@ inline constexpr uint8_t kSealedAsIs = 0;
 inline constexpr uint8_t kSealedByUs = 1;
 inline constexpr uint8_t kSealedPayload = 2;
 
+// stream_batch_fuzz
+//   byte 0   mode (the byte modulo 2):
+//     kBatchAsIs:  a sealed stream batch, verified and opened (data key
+//                  FixedKey(kDataKeySalt)) as it is;
+//     kBatchByUs:  u16 LE bit to flip | options (bit 0 LZ4, bit 1
+//                  ChaCha20-Poly1305) | u64 LE first offset | u8 name
+//                  length | name | records as frames (AppendFrame, at most
+//                  kMaxBatchRecordsPerInput): sealed by SealStreamBatch
+//                  (signing seed FixedKey(kSigningSeedSalt)).
+inline constexpr uint8_t kBatchAsIs = 0;
+inline constexpr uint8_t kBatchByUs = 1;
+inline constexpr size_t kMaxBatchRecordsPerInput = 256;
+
 // pack_fuzz
 //   byte 0   config: bit 0 = read with entry verification (frames and
 //            SHA-256 of every entry); bit 1 = fix the footer checksum first.

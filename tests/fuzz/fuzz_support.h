@@ -45,13 +45,6 @@ class LargestAllocation {
   static inline size_t largest_ = 0;
 };
 
-// Protobuf (3.21) reserves a string field's claimed length up to this many
-// bytes (EpsCopyInputStream's kSafeStringSize) when the claim fits the
-// enclosing message's claimed length, whatever the input's real size: a
-// 12-byte Tree can make it allocate 50 MB, briefly. The bound of a target
-// that parses protobuf is at least this (plus the string's NUL).
-inline constexpr size_t kProtobufStringReserve = 50'000'000 + 1;
-
 // A directory for the files a target writes: created once per process on
 // /dev/shm (else $TMPDIR, else /tmp), removed at exit.
 inline const std::string& ScratchDir() {

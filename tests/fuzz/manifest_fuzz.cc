@@ -59,7 +59,7 @@ bool Parse(ByteView envelope) {
   std::optional<Result<snapshot::ParsedManifest>> parsed;
   const size_t largest = LargestAllocation::During(
       [&] { parsed.emplace(snapshot::ParseManifest(std::move(copy), "fuzz")); });
-  FUZZ_CHECK(largest <= std::max(16 * envelope.size() + (64 << 10), kProtobufStringReserve));
+  FUZZ_CHECK(largest <= 16 * envelope.size() + (64 << 10));
   Result<snapshot::ParsedManifest>& m = *parsed;
   if (!m.ok()) {
     FUZZ_CHECK(m.status().code() == StatusCode::kDataLoss);
