@@ -1,10 +1,7 @@
 #include "snapshot/stream_cut.h"
 
-#include <unistd.h>
-
 #include "core/env.h"
-#include "core/version.h"
-#include "snapshot/manifest.h"
+#include "snapshot/manifest_commit.h"
 #include "snapshot/ref_set.h"
 
 namespace ferry::snapshot {
@@ -35,29 +32,12 @@ Result<SnapshotId> CommitStreamCut(LocalStore& store, const Keyset& keyset,
   ds->set_kind(pb::DATASET_KIND_STREAM);
   ds->mutable_stream()->set_start_offset(options.start_offset);
   ds->mutable_stream()->set_end_offset(options.end_offset);
-  m.set_keyset_id(keyset.id().data(), keyset.id().size());
-  char host[256] = {};
-  ::gethostname(host, sizeof(host) - 1);
-  m.set_hostname(host);
-  m.set_ferry_version(kFerryVersion);
-
   // An empty reference set: the cut names no chunks.
-  const std::string refs_path =
-      store.tmp_dir() + "/refs-" + HexEncode(sodium::RandomArray<8>()) + ".tmp";
+  const std::string refs_path = NewRefsPath(store);
   RefSetBuilder refs(*Env::Default(), store.tmp_dir());
   ASSIGN_OR_RETURN(RefSetSummaryInfo info, refs.Finish(refs_path));
-  pb::RefSetSummary* rs = m.mutable_refs();
-  rs->set_count(info.count);
-  rs->set_sealed_bytes(info.sealed_bytes);
-  rs->set_digest(info.digest.data(), info.digest.size());
-
-  ASSIGN_OR_RETURN(Bytes envelope, SignManifest(m, keyset.signing_key()));
-  ASSIGN_OR_RETURN(ParsedManifest parsed, ParseManifest(std::move(envelope), "(new)"));
-  Status committed = store.CommitSnapshot(parsed, refs_path);
-  if (!committed.ok()) {
-    Env::Default()->RemoveFile(refs_path).IgnoreError();
-    return committed;
-  }
+  SetManifestOrigin(m, keyset, info);
+  ASSIGN_OR_RETURN(ParsedManifest parsed, SignAndCommit(store, keyset, m, refs_path));
   return parsed.id;
 }
 

@@ -22,6 +22,7 @@
 #include "snapshot/chunk_stream.h"
 #include "snapshot/chunk_writer.h"
 #include "snapshot/file_cache.h"
+#include "snapshot/manifest_commit.h"
 #include "snapshot/ref_set.h"
 #include "snapshot/tree.h"
 
@@ -706,25 +707,12 @@ Result<CaptureReport> Capturer::Run(const std::string& source) {
   stats->set_bytes(report_.bytes_logical);
   stats->set_inconsistent(report_.inconsistent.size());
   stats->set_skipped(report_.skipped.size());
-  m.set_keyset_id(keyset_.id().data(), keyset_.id().size());
-  char host[256] = {};
-  ::gethostname(host, sizeof(host) - 1);
-  m.set_hostname(host);
-  m.set_ferry_version(kFerryVersion);
-
-  const std::string refs_path =
-      store_.tmp_dir() + "/refs-" + HexEncode(sodium::RandomArray<8>()) + ".tmp";
+  const std::string refs_path = NewRefsPath(store_);
   ASSIGN_OR_RETURN(RefSetSummaryInfo refs, refs_.Finish(refs_path));
-  pb::RefSetSummary* rs = m.mutable_refs();
-  rs->set_count(refs.count);
-  rs->set_sealed_bytes(refs.sealed_bytes);
-  rs->set_digest(refs.digest.data(), refs.digest.size());
-
-  ASSIGN_OR_RETURN(Bytes envelope, SignManifest(m, keyset_.signing_key()));
-  ASSIGN_OR_RETURN(ParsedManifest parsed, ParseManifest(std::move(envelope), "(new)"));
-  Status committed = store_.CommitSnapshot(parsed, refs_path);
-  if (!committed.ok()) {
-    Env::Default()->RemoveFile(refs_path).IgnoreError();
+  SetManifestOrigin(m, keyset_, refs);
+  Result<ParsedManifest> parsed = SignAndCommit(store_, keyset_, m, refs_path);
+  if (!parsed.ok()) {
+    const Status& committed = parsed.status();
     if (committed.code() == StatusCode::kFailedPrecondition) {
       // Most likely a file cache that no longer matches the store: drop it so
       // that the next capture reads everything.
@@ -739,7 +727,7 @@ Result<CaptureReport> Capturer::Run(const std::string& source) {
       Warn("could not save the file cache (next capture reads every file): " + s.ToString());
     }
   }
-  report_.id = parsed.id;
+  report_.id = parsed->id;
   const ChunkWriterStats& ws = writer_.stats();
   report_.bytes_new = ws.new_plain_bytes.load();
   report_.bytes_stored = ws.stored_bytes.load();

@@ -117,12 +117,16 @@ Result<StreamPosition> PositionFromAck(const linkpb::Envelope& reply, const std:
 
 }  // namespace
 
-Result<StreamPosition> ReplicationSender::QueryStream(const std::string& stream) {
+Status ReplicationSender::ReadyForStreams() {
   RETURN_IF_ERROR(Hello());
   if (!PeerHas(kStreamsCapability)) {
     return UnimplementedError("the far side does not take streams (" + peer_.software() + ")");
   }
-  RETURN_IF_ERROR(SendUnsolicited());
+  return SendUnsolicited();
+}
+
+Result<StreamPosition> ReplicationSender::QueryStream(const std::string& stream) {
+  RETURN_IF_ERROR(ReadyForStreams());
   linkpb::Envelope e;
   const uint64_t id = NextId();
   e.set_request_id(id);
@@ -135,11 +139,7 @@ Result<StreamPosition> ReplicationSender::QueryStream(const std::string& stream)
 Result<uint64_t> ReplicationSender::SendStreamAppend(const std::string& stream,
                                                      uint64_t first_offset, uint32_t record_count,
                                                      std::string sealed_batch) {
-  RETURN_IF_ERROR(Hello());
-  if (!PeerHas(kStreamsCapability)) {
-    return UnimplementedError("the far side does not take streams (" + peer_.software() + ")");
-  }
-  RETURN_IF_ERROR(SendUnsolicited());
+  RETURN_IF_ERROR(ReadyForStreams());
   linkpb::Envelope e;
   const uint64_t id = NextId();
   e.set_request_id(id);

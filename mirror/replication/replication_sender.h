@@ -140,6 +140,9 @@ class ReplicationSender {
   Result<std::optional<linkpb::Envelope>> Apply(linkpb::Envelope e, uint64_t want_request);
   Result<linkpb::Envelope> WaitFor(uint64_t request_id);
   Status DrainUploads();
+  // Hello, the far side lists "streams", and what is due unasked is sent:
+  // before each stream request.
+  Status ReadyForStreams();
   // Sends what options_.unsolicited returns (after an answered Hello from a
   // known key only).
   Status SendUnsolicited();
