@@ -342,6 +342,19 @@ TEST(AgentConfigTest, HubNamedTwiceIsRefused) {
             "datasets[1].name: dataset \"videos\" is configured twice (line 11, column 11)");
 }
 
+// Found by agent_config_fuzz: a byte >= 0x80 in a hub URL was accepted and
+// later quoted raw in LinkClient's messages.
+TEST(AgentConfigTest, HubUrlWithNonAsciiBytesIsRefused) {
+  const std::string error = ErrorOf(Replace(kBase, "ws://127.0.0.1:7070",
+                                            "ws://127.0.0.1:\xff"
+                                            "7070"));
+  EXPECT_NE(error.find("hubs[0].url: must not contain spaces or control characters and must be "
+                       "ASCII"),
+            std::string::npos)
+      << error;
+  for (unsigned char c : error) EXPECT_LT(c, 0x80) << "the message quotes a raw byte: " << error;
+}
+
 TEST(AgentConfigTest, PolicyErrorIsPrefixedAndPointsIntoTheFile) {
   // The policy parser's own message, under policies[0] and with the line and
   // column of the value in this file.

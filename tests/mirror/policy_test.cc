@@ -375,6 +375,18 @@ TEST(MirrorPolicyTest, EveryKindOfErrorNamesItsField) {
   }
 }
 
+// Found by mirror_policy_fuzz: yaml-cpp's "unknown escape character: X"
+// quoted a raw byte of the document (here ESC) in the error message.
+TEST(MirrorPolicyTest, YamlSyntaxErrorsNeverQuoteRawControlBytes) {
+  Result<MirrorPolicy> p = ParseMirrorPolicy(std::string(kMinimal) + "x: \"a\\\x1b\"\n");
+  ASSERT_FALSE(p.ok());
+  EXPECT_NE(p.status().message().find("YAML syntax error"), std::string::npos)
+      << p.status().message();
+  for (unsigned char c : p.status().message()) {
+    EXPECT_TRUE(c >= 0x20 && c < 0x7f) << "raw byte " << int{c} << " in: " << p.status().message();
+  }
+}
+
 TEST(MirrorPolicyTest, OversizedInputIsRefusedBeforeParsing) {
   // Not YAML at all: refused for its size, not for its syntax.
   const std::string huge(kMaxPolicyBytes + 1, '[');
