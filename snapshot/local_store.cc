@@ -603,8 +603,9 @@ void LocalStore::DiscardPack(PackWriter& writer, const std::vector<ChunkId>& ids
   writer.Abandon();
   ++failures_;
   last_failure_ = why;
-  log::Error("store {}: a pack could not be written ({} chunks dropped: missing until put again): {}",
-             dir_, ids.size(), why.ToString());
+  log::Error(
+      "store {}: a pack could not be written ({} chunks dropped: missing until put again): {}",
+      dir_, ids.size(), why.ToString());
   flush_cv_.notify_all();
 }
 
@@ -699,10 +700,9 @@ Status LocalStore::CommitSnapshot(const ParsedManifest& manifest, const std::str
       return DataLossError("snapshot " + hex + ": reference set does not match its manifest");
     }
     if (missing > 0) {
-      Status why = FailedPreconditionError("snapshot " + hex + " references " +
-                                           std::to_string(missing) +
-                                           " chunks the store does not have (first: " +
-                                           first_missing + ")");
+      Status why =
+          FailedPreconditionError("snapshot " + hex + " references " + std::to_string(missing) +
+                                  " chunks the store does not have (first: " + first_missing + ")");
       // Most likely lost with a pack that could not be written: say so, with
       // that error's code (a full disk is RESOURCE_EXHAUSTED).
       if (failures_ > 0) return last_failure_.WithContext(why.message() + "; a pack write failed");
