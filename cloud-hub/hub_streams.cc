@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "cloud-hub/catalog.h"
+#include "core/crash_site.h"
 #include "core/env.h"
 #include "core/log.h"
 #include "snapshot/stream_log.h"
@@ -137,6 +138,7 @@ Result<mirror::StreamPosition> HubStreams::Append(const std::string& tenant,
         ": this hub holds [" + std::to_string(p.start) + ", " + std::to_string(p.next) + ")");
   }
   const ByteView records[] = {sealed};
+  FERRY_CRASH_SITE("hub.streams.before_append");
   Result<snapshot::AppendResult> r = s->log->Append(records);
   if (!r.ok()) {
     // A failed write or fsync leaves the log failed for good (and what it
@@ -147,6 +149,7 @@ Result<mirror::StreamPosition> HubStreams::Append(const std::string& tenant,
     open_.erase(std::make_tuple(tenant, agent, header.stream));
     return r.status();
   }
+  FERRY_CRASH_SITE("hub.streams.after_sync");
   if (empty) p.start = header.first_offset;
   s->index.push_back({header.first_offset, r->first});
   p.next = header.end_offset();

@@ -4,6 +4,8 @@
 
 #include <climits>
 
+#include "core/crash_site.h"
+
 namespace ferry::sqlite {
 namespace {
 
@@ -236,6 +238,7 @@ Transaction::~Transaction() {
 
 Status Transaction::Commit() {
   if (db_ == nullptr) return InternalError("transaction already finished");
+  FERRY_CRASH_SITE("sqlite.before_commit");
   Status s = db_->Exec("COMMIT");
   if (s.ok()) db_ = nullptr;
   return s;

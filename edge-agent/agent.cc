@@ -9,6 +9,7 @@
 #include <unordered_set>
 
 #include "core/bytes.h"
+#include "core/crash_site.h"
 #include "core/env.h"
 #include "core/log.h"
 #include "core/sodium.h"
@@ -399,6 +400,7 @@ void Agent::Reclaim(bool force) {
       return;
     }
   }
+  FERRY_CRASH_SITE("agent.reclaim.before");
   Result<snapshot::ReclaimReport> r =
       outbox_->ReclaimPacks([&](const snapshot::ChunkId& c) { return needed.count(c) > 0; });
   if (!r.ok()) {

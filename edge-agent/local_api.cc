@@ -19,6 +19,7 @@
 #include <optional>
 #include <set>
 
+#include "core/crash_site.h"
 #include "core/env.h"
 #include "core/log.h"
 #include "core/sodium.h"
@@ -242,6 +243,7 @@ http::response<http::string_body> StreamRecords(Agent& agent,
     }
     Result<snapshot::AppendResult> r = streams.Append(stream, *records);
     if (!r.ok()) return StatusReply(r.status());
+    FERRY_CRASH_SITE("agent.stream.before_answer");
     return JsonReply(http::status::ok, json::object{{"stream", stream},
                                                     {"first", r->first},
                                                     {"last", r->last},

@@ -17,6 +17,7 @@
 #include <cstdlib>
 #include <ctime>
 
+#include "core/crash_site.h"
 #include "core/env.h"
 #include "core/log.h"
 #include "core/sodium.h"
@@ -328,6 +329,10 @@ int main(int argc, char** argv) {
   using namespace ferry::agent;
   ferry::log::Init({.level = ferry::log::Level::kInfo, .program = "ferry-agent", .json = false});
   ferry::sodium::InitSodium();
+  if (ferry::Status armed = ferry::ArmCrashSiteFromEnvironment(); !armed.ok()) {
+    std::fprintf(stderr, "ferry-agent: %s\n", armed.ToString().c_str());
+    return 2;
+  }
   CLI::App app{"ferry-agent: snapshots an edge device's datasets and replicates them to hubs."};
   app.require_subcommand(1);
   int exit_code = 0;

@@ -4,6 +4,7 @@
 #include <random>
 
 #include "core/bytes.h"
+#include "core/crash_site.h"
 #include "core/log.h"
 #include "core/version.h"
 #include "edge-agent/agent_clock.h"
@@ -298,8 +299,10 @@ bool Replicator::Deliver(Session& session, const Delivery& d) {
     current_connection_.reset();
   }
   if (report.ok()) {
+    FERRY_CRASH_SITE("agent.delivery.before_record");
     Status s = deps_.state->MarkCommitted(d.snapshot.seq, d.target, session.link.name,
                                           progress.bytes_sent, AgentClock::RealNow());
+    FERRY_CRASH_SITE("agent.delivery.after_record");
     if (!s.ok()) {
       SetError("agent state: " + s.ToString());
       return false;

@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cerrno>
 
+#include "core/crash_site.h"
 #include "core/log.h"
 #include "core/sodium.h"
 #include "snapshot/ref_set.h"
@@ -350,6 +351,7 @@ Status LocalStore::OpenTxn() {
 Status LocalStore::CommitTxn() {
   if (!txn_open_) return OkStatus();
   txn_open_ = false;
+  FERRY_CRASH_SITE("sqlite.before_commit");
   Status s = db_->Exec("COMMIT");
   if (!s.ok()) db_->Exec("ROLLBACK").IgnoreError();
   return s;
@@ -660,13 +662,16 @@ Status LocalStore::FinishPack(PackWriter& writer) {
   const std::string name = HexEncode(contents->checksum);
   const std::string shard = dir_ + "/packs/" + name.substr(0, 2);
   RETURN_IF_ERROR(env_.CreateDirs(shard, 0700));
+  FERRY_CRASH_SITE("store.pack.before_rename");
   RETURN_IF_ERROR(env_.RenameFile(tmp, PackPath(name)));
   RETURN_IF_ERROR(env_.SyncDir(shard));
   RETURN_IF_ERROR(env_.SyncDir(dir_ + "/packs"));
+  FERRY_CRASH_SITE("store.pack.before_index");
   {
     std::lock_guard<std::mutex> db_lock(db_mu_);
     RETURN_IF_ERROR(IndexPack(name, *contents));
   }
+  FERRY_CRASH_SITE("store.pack.after_index");
   forget(contents->entries);
   return OkStatus();
 }
@@ -711,12 +716,15 @@ Status LocalStore::CommitSnapshot(const ParsedManifest& manifest, const std::str
   }
   const std::string final_refs = RefsPath(manifest.id);
   if (refs_path != final_refs) {
+    FERRY_CRASH_SITE("store.commit.before_refs_rename");
     RETURN_IF_ERROR(env_.RenameFile(refs_path, final_refs));
     // The refs must be durable in snapshots/ before the manifest that needs them.
     RETURN_IF_ERROR(env_.SyncDir(dir_ + "/snapshots"));
   }
+  FERRY_CRASH_SITE("store.commit.before_manifest");
   RETURN_IF_ERROR(
       WriteFileAtomic(env_, dir_ + "/snapshots/" + hex + ".manifest", manifest.envelope));
+  FERRY_CRASH_SITE("store.commit.before_row");
   RETURN_IF_ERROR(OpenTxn());
   {
     ASSIGN_OR_RETURN(auto st,
@@ -732,7 +740,9 @@ Status LocalStore::CommitSnapshot(const ParsedManifest& manifest, const std::str
       return s;
     }
   }
-  return CommitTxn();
+  RETURN_IF_ERROR(CommitTxn());
+  FERRY_CRASH_SITE("store.commit.after_row");
+  return OkStatus();
 }
 
 Result<std::vector<SnapshotSummary>> LocalStore::ListSnapshots() {
@@ -945,11 +955,14 @@ Result<ReclaimReport> LocalStore::ReclaimPacks(const std::function<bool(const Ch
   }
   // Durable (synchronous=FULL) before any file goes: a crash from here on
   // leaves files that the next writable open deletes.
+  if (!victims.empty()) FERRY_CRASH_SITE("store.reclaim.before_mark");
   RETURN_IF_ERROR(CommitTxn());
   for (const Victim& v : victims) {
     // pack_id values may be reused by later packs: drop the cached handle.
     open_packs_.erase(v.pack_id);
+    FERRY_CRASH_SITE("store.reclaim.before_unlink");
     Status removed = env_.RemoveFile(PackPath(v.name));
+    FERRY_CRASH_SITE("store.reclaim.after_unlink");
     if (removed.ok()) {
       report.bytes_freed += v.size;
     } else if (removed.code() != StatusCode::kNotFound) {

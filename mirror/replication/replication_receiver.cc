@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cstdint>
 
+#include "core/crash_site.h"
 #include "core/log.h"
 #include "core/version.h"
 #include "mirror/replication/envelope_codec.h"
@@ -226,6 +227,7 @@ Status ReplicationReceiver::HandleStreamAppend(const linkpb::Envelope& in,
     stats_.stream_records += h.record_count;
     stats_.stream_bytes += sealed.size();
   }
+  FERRY_CRASH_SITE("receiver.before_stream_ack");
   out.push_back(StreamAckEnvelope(in.request_id(), h.stream, p));
   return OkStatus();
 }
@@ -334,6 +336,7 @@ void ReplicationReceiver::ReleaseDurableAcks(std::vector<linkpb::Envelope>& out)
   while (n < held_acks_.size() && held_acks_[n].mark <= durable &&
          held_acks_[n].failures == failures) {
     held_bytes_ -= held_acks_[n].ack.upload_ack().credit_bytes();
+    FERRY_CRASH_SITE("receiver.before_upload_ack");
     out.push_back(std::move(held_acks_[n].ack));
     ++n;
   }
@@ -344,7 +347,10 @@ Status ReplicationReceiver::ReleaseAcks(std::vector<linkpb::Envelope>& out) {
   if (held_acks_.empty()) return OkStatus();
   RETURN_IF_ERROR(store_->Flush());
   RETURN_IF_ERROR(CheckHeldAcks());
-  for (HeldAck& h : held_acks_) out.push_back(std::move(h.ack));
+  for (HeldAck& h : held_acks_) {
+    FERRY_CRASH_SITE("receiver.before_upload_ack");
+    out.push_back(std::move(h.ack));
+  }
   held_acks_.clear();
   held_bytes_ = 0;
   return OkStatus();
@@ -439,6 +445,7 @@ Status ReplicationReceiver::FinishCommit(uint64_t request_id, std::vector<linkpb
             HexEncode(ByteView(peer_.data(), 8)));
   // The ack goes out only once the policy has recorded the snapshot too.
   RETURN_IF_ERROR(policy_.OnCommitted(*m));
+  FERRY_CRASH_SITE("receiver.before_commit_ack");
   out.push_back(std::move(e));
   return OkStatus();
 }
