@@ -15,10 +15,12 @@
 #include <gtest/gtest.h>
 #include <signal.h>
 
+#include <algorithm>
 #include <atomic>
 #include <boost/json.hpp>
 #include <chrono>
 #include <cstdlib>
+#include <functional>
 #include <map>
 #include <random>
 #include <set>
@@ -27,6 +29,7 @@
 #include <thread>
 #include <vector>
 
+#include "core/crash_site.h"
 #include "tests/testing/fleet.h"
 
 namespace ferry::testing {
@@ -51,7 +54,8 @@ class CrashTest : public ::testing::Test {
     std::printf("crash suite seed: %llu (FERRY_CRASH_SEED=%llu replays it)\n",
                 static_cast<unsigned long long>(seed_), static_cast<unsigned long long>(seed_));
     const char* long_mode = std::getenv("FERRY_FAULT_LONG");
-    points_ = long_mode != nullptr && std::string(long_mode) == "1" ? 200 : 20;
+    long_ = long_mode != nullptr && std::string(long_mode) == "1";
+    points_ = long_ ? 200 : 20;
     rng_.seed(seed_);
     fleet_ = std::make_unique<Fleet>(dir_.path());
     volume_ = dir_.Sub("volume");
@@ -76,7 +80,9 @@ class CrashTest : public ::testing::Test {
     const std::string to = dir_.Sub("restore-" + id.substr(0, 12));
     CommandResult r = fleet_->Ctl({"restore", "--keyset", fleet_->keyset(), id, "--to", to});
     ASSERT_EQ(r.exit_code, 0) << "restore of " << id << ": " << r.err << fleet_->Logs();
-    EXPECT_EQ(DiffTrees(expected, to, {.mtimes = true}), "") << "snapshot " << id;
+    const std::string diff = DiffTrees(expected, to, {.mtimes = true});
+    EXPECT_EQ(diff, "") << "snapshot " << id << ", expected " << expected
+                        << (diff.empty() ? "" : fleet_->Logs());
     RemoveTree(to);
   }
 
@@ -133,32 +139,52 @@ class CrashTest : public ::testing::Test {
     EXPECT_EQ(want, end) << "the hub's stream ends at " << want;
   }
 
-  TempDir dir_;
-  uint64_t seed_ = 0;
-  int points_ = 20;
-  std::mt19937_64 rng_;
-  std::unique_ptr<Fleet> fleet_;
-  std::string volume_;
-};
+  void StartFleet() {
+    fleet_->StartHub();
+    fleet_->CreateTenant();
+    fleet_->ConfigureAgent(
+        "datasets:\n  - {name: vol, path: " + volume_ +
+        "}\nstreams:\n  - {name: events, fsync: batch, segmentSize: 64KiB}\n"
+        "policies:\n"
+        "  - {apiVersion: ferry/v1, kind: MirrorPolicy, metadata: {name: p},\n"
+        "     spec: {datasets: [events, vol], schedule: {every: 24h}, targets: [{hub: hub-a}]}}\n");
+    fleet_->StartAgent();
+    // A new policy runs at once: let that run finish and deliver, and check
+    // its snapshots against the volume as it was (empty), so that no crash
+    // point takes them for its own.
+    const std::string initial = dir_.Sub("expected-initial");
+    ASSERT_EQ(RunCommand({"/bin/cp", "-a", volume_, initial}).exit_code, 0);
+    std::map<std::string, std::string> committed;
+    ASSERT_TRUE(Fleet::WaitUntil(
+        [&] {
+          const json::value status = fleet_->AgentStatus();
+          committed = AgentCommitted(status);
+          return status.is_object() && !Pending(status) && status.at("running").as_string() == "" &&
+                 status.at("policies").at(0).at("runs").to_number<uint64_t>() >= 1;
+        },
+        seconds(60)))
+        << fleet_->Logs();
+    for (const auto& [id, dataset] : committed) {
+      if (dataset == "vol") ExpectRestores(id, initial);
+      verified_.insert(id);
+    }
+  }
 
-TEST_F(CrashTest, KillDashNineAtRandomPointsLosesNothingAcknowledged) {
-  fleet_->StartHub();
-  fleet_->CreateTenant();
-  fleet_->ConfigureAgent(
-      "datasets:\n  - {name: vol, path: " + volume_ +
-      "}\nstreams:\n  - {name: events, fsync: batch, segmentSize: 64KiB}\n"
-      "policies:\n"
-      "  - {apiVersion: ferry/v1, kind: MirrorPolicy, metadata: {name: p},\n"
-      "     spec: {datasets: [events, vol], schedule: {every: 24h}, targets: [{hub: hub-a}]}}\n");
-  fleet_->StartAgent();
+  static bool Pending(const json::value& status) {
+    bool pending = false;
+    for (const json::value& p : status.at("pending").as_array()) {
+      pending = pending || p.at("snapshots").to_number<uint64_t>() > 0;
+    }
+    return pending;
+  }
 
-  std::map<std::string, std::string> expected_of;  // snapshot id -> copy of the volume
-  std::set<std::string> verified;
-  uint64_t answered_end = 0;  // every offset below it was answered to a producer
-  int agent_kills = 0, hub_kills = 0;
+  enum class Victim { kAgent, kHub };
 
-  for (int point = 0; point < points_; ++point) {
-    SCOPED_TRACE("crash point " + std::to_string(point) + ", seed " + std::to_string(seed_));
+  // One crash point: the volume changes, a producer appends to the stream
+  // and a policy run captures and replicates, while `crash` brings one of
+  // the two processes down (and says which); then it is restarted, the work
+  // converges, and everything acknowledged is checked.
+  void CrashPoint(int point, const std::function<Victim()>& crash) {
     MutateVolume();
     const std::string expected = dir_.Sub("expected-" + std::to_string(point));
     ASSERT_EQ(RunCommand({"/bin/cp", "-a", volume_, expected}).exit_code, 0);
@@ -170,7 +196,7 @@ TEST_F(CrashTest, KillDashNineAtRandomPointsLosesNothingAcknowledged) {
     const json::value before = fleet_->AgentStatus();
     ASSERT_TRUE(before.is_object()) << fleet_->Logs();
     const uint64_t agent_end = before.at("streams").at(0).at("end_offset").to_number<uint64_t>();
-    ASSERT_GE(agent_end, answered_end) << "an answered append was lost by the agent";
+    ASSERT_GE(agent_end, answered_end_) << "an answered append was lost by the agent";
     std::atomic<bool> stop{false};
     std::atomic<uint64_t> answered{agent_end};
     std::thread producer([&, batch_rng = std::mt19937_64(rng_())]() mutable {
@@ -192,25 +218,18 @@ TEST_F(CrashTest, KillDashNineAtRandomPointsLosesNothingAcknowledged) {
       fleet_->AgentApi("POST", "/v1/snapshots", R"({"policy":"p"})");  // may die with the agent
     });
 
-    // The crash, at a seeded moment of that work.
-    const bool kill_agent = rng_() % 2 == 0;
-    std::this_thread::sleep_for(milliseconds(rng_() % 1500));  // the seeded crash point
-    if (kill_agent) {
-      fleet_->StopAgent(SIGKILL);
-      ++agent_kills;
-    } else {
-      fleet_->StopHub(SIGKILL);
-      ++hub_kills;
-    }
+    const Victim victim = crash();
     stop = true;
     producer.join();
     run.join();
-    if (kill_agent) {
+    if (victim == Victim::kAgent) {
+      ++agent_kills_;
       fleet_->StartAgent();
     } else {
+      ++hub_kills_;
       fleet_->StartHub();
     }
-    answered_end = answered.load();
+    answered_end_ = answered.load();
 
     // Converge: a run whose answer was lost to the crash is run again (runs
     // are idempotent per cut), then everything reaches the hub.
@@ -220,14 +239,8 @@ TEST_F(CrashTest, KillDashNineAtRandomPointsLosesNothingAcknowledged) {
     ASSERT_TRUE(Fleet::WaitUntil(
         [&] {
           const json::value status = fleet_->AgentStatus();
-          bool pending = false;
-          if (status.is_object()) {
-            for (const json::value& p : status.at("pending").as_array()) {
-              pending = pending || p.at("snapshots").to_number<uint64_t>() > 0;
-            }
-          }
           committed = AgentCommitted(status);
-          return status.is_object() && !pending && HubStreamNext() >= answered_end;
+          return status.is_object() && !Pending(status) && HubStreamNext() >= answered_end_;
         },
         seconds(90)))
         << "nothing pending and every answered append at the hub" << fleet_->Logs();
@@ -237,63 +250,172 @@ TEST_F(CrashTest, KillDashNineAtRandomPointsLosesNothingAcknowledged) {
     const std::map<std::string, std::string> at_hub = HubSnapshots();
     for (const auto& [id, dataset] : committed) {
       ASSERT_TRUE(at_hub.count(id)) << "committed snapshot " << id << " is not at the hub";
-      if (dataset != "vol" || verified.count(id)) continue;
-      if (!expected_of.count(id)) expected_of[id] = expected;
-      ExpectRestores(id, expected_of[id]);
-      verified.insert(id);
+      if (dataset != "vol" || verified_.count(id)) continue;
+      if (!expected_of_.count(id)) expected_of_[id] = expected;
+      ExpectRestores(id, expected_of_[id]);
+      verified_.insert(id);
     }
     // Every answered append, in order, no gap (checked on the new part).
-    ExpectStreamAtHub(answered_end > 500 ? answered_end - 500 : 0, answered_end);
+    ExpectStreamAtHub(answered_end_ > 500 ? answered_end_ - 500 : 0, answered_end_);
+  }
+
+  // After the last point: the whole stream, and both stores verify.
+  void FinalChecks() {
+    ExpectStreamAtHub(0, answered_end_);
+    // The newest snapshot of each dataset at the hub, and the hub store's
+    // newest; the outbox's (its chunks may have been reclaimed once the hub
+    // had them: verify knows).
+    for (const std::string dataset : {"vol", "events"}) {
+      CommandResult v = fleet_->Ctl({"verify", "--keyset", fleet_->keyset(), "latest", "--agent",
+                                     "cam-1", "--dataset", dataset});
+      EXPECT_EQ(v.exit_code, 0) << "verify of the latest " << dataset << " at the hub: " << v.err;
+    }
+    fleet_->StopAgent(SIGTERM);
+    fleet_->StopHub(SIGTERM);
+    CommandResult hub_store =
+        fleet_->Ctl({"verify", "--store", fleet_->hub_data() + "/tenants/edge/store", "--keyset",
+                     fleet_->keyset(), "latest"},
+                    false);
+    EXPECT_EQ(hub_store.exit_code, 0) << hub_store.err;
+    // The outbox keeps its snapshots' manifests but reclaims the packs of
+    // those every target has: each snapshot in it verifies, or says exactly
+    // that its chunks were reclaimed (delivered) — never that one is missing
+    // or damaged.
+    const std::string outbox = fleet_->agent_state() + "/outbox";
+    CommandResult list = fleet_->Ctl({"snapshot", "list", "--store", outbox, "--json"}, false);
+    ASSERT_EQ(list.exit_code, 0) << list.err;
+    const json::value in_outbox = ParseJson(list.out);
+    int outbox_intact = 0, outbox_reclaimed = 0;
+    for (const json::value& snap : in_outbox.as_array()) {
+      const std::string id(snap.at("id").as_string());
+      CommandResult v =
+          fleet_->Ctl({"verify", "--store", outbox, "--keyset", fleet_->keyset(), id}, false);
+      if (v.exit_code == 0) {
+        ++outbox_intact;
+      } else {
+        EXPECT_NE(v.err.find("was reclaimed from this store"), std::string::npos)
+            << "outbox snapshot " << id << ": " << v.err;
+        ++outbox_reclaimed;
+      }
+    }
+    std::printf(
+        "crash suite: %zu snapshots restored, %llu stream records; verify passed at the hub "
+        "(latest of each dataset, the store's latest); outbox: %d snapshots intact, %d "
+        "delivered and reclaimed\n",
+        verified_.size(), static_cast<unsigned long long>(answered_end_), outbox_intact,
+        outbox_reclaimed);
+  }
+
+  TempDir dir_;
+  uint64_t seed_ = 0;
+  int points_ = 20;
+  std::mt19937_64 rng_;
+  std::unique_ptr<Fleet> fleet_;
+  std::string volume_;
+  bool long_ = false;
+  std::map<std::string, std::string> expected_of_;  // snapshot id -> copy of the volume
+  std::set<std::string> verified_;
+  uint64_t answered_end_ = 0;  // every offset below it was answered to a producer
+  int agent_kills_ = 0, hub_kills_ = 0;
+};
+
+TEST_F(CrashTest, KillDashNineAtRandomPointsLosesNothingAcknowledged) {
+  StartFleet();
+  for (int point = 0; point < points_; ++point) {
+    SCOPED_TRACE("crash point " + std::to_string(point) + ", seed " + std::to_string(seed_));
+    CrashPoint(point, [&] {
+      // The crash, at a seeded moment of that work.
+      const bool kill_agent = rng_() % 2 == 0;
+      std::this_thread::sleep_for(milliseconds(rng_() % 1500));  // the seeded crash point
+      if (kill_agent) {
+        fleet_->StopAgent(SIGKILL);
+        return Victim::kAgent;
+      }
+      fleet_->StopHub(SIGKILL);
+      return Victim::kHub;
+    });
     if (HasFatalFailure()) return;
   }
-  std::printf(
-      "crash suite: %d crash points (%d agent, %d hub kills), %zu snapshots restored, "
-      "%llu stream records\n",
-      points_, agent_kills, hub_kills, verified.size(),
-      static_cast<unsigned long long>(answered_end));
+  std::printf("crash suite: %d crash points (%d agent, %d hub kills)\n", points_, agent_kills_,
+              hub_kills_);
+  FinalChecks();
+}
 
-  // The whole stream, and the stores.
-  ExpectStreamAtHub(0, answered_end);
-  // Both stores pass verify: the newest snapshot of each at the hub, and
-  // the outbox's newest (its chunks may have been reclaimed once the hub had
-  // them: verify knows).
-  for (const std::string dataset : {"vol", "events"}) {
-    CommandResult v = fleet_->Ctl({"verify", "--keyset", fleet_->keyset(), "latest", "--agent",
-                                   "cam-1", "--dataset", dataset});
-    EXPECT_EQ(v.exit_code, 0) << "verify of the latest " << dataset << " at the hub: " << v.err;
+// The named crash sites (core/crash_site.h) of the real daemons: each process
+// is started with FERRY_CRASH_AT=<site>[:<n>] and must stop there by itself
+// (exit 86) while it works — proving the site is reached — and the work then
+// converges with nothing acknowledged lost. Every site each process passes is
+// exercised (sqlite.before_commit is left to the power-loss suite: a
+// daemon's first commits come at startup); the n-th pass is 1 in quick
+// mode, 1 to 3 (seeded) in long mode.
+TEST_F(CrashTest, CrashAtEveryNamedSiteOfTheDaemonsLosesNothingAcknowledged) {
+  if (!CrashSitesCompiledIn()) GTEST_SKIP() << "built with FERRY_CRASH_SITES=OFF";
+  const std::vector<std::string> hub_sites = {
+      "store.pack.before_rename",     "store.pack.before_index",
+      "store.pack.after_index",       "store.commit.before_refs_rename",
+      "store.commit.before_manifest", "store.commit.before_row",
+      "store.commit.after_row",       "receiver.before_upload_ack",
+      "receiver.before_commit_ack",   "receiver.before_stream_ack",
+      "hub.catalog.before_record",    "hub.catalog.after_record",
+      "hub.streams.before_append",    "hub.streams.after_sync"};
+  const std::vector<std::string> agent_sites = {
+      "store.pack.before_rename",     "store.pack.before_index",
+      "store.pack.after_index",       "store.commit.before_refs_rename",
+      "store.commit.before_manifest", "store.commit.before_row",
+      "store.commit.after_row",       "store.reclaim.before_mark",
+      "store.reclaim.before_unlink",  "store.reclaim.after_unlink",
+      "agent.delivery.before_record", "agent.delivery.after_record",
+      "agent.reclaim.before",         "agent.stream.before_answer"};
+  // Every site but sqlite.before_commit is in one list or both.
+  for (std::string_view site : kCrashSites) {
+    const std::string s(site);
+    if (s == "sqlite.before_commit") continue;
+    EXPECT_TRUE(std::count(hub_sites.begin(), hub_sites.end(), s) +
+                    std::count(agent_sites.begin(), agent_sites.end(), s) >
+                0)
+        << "crash site " << s << " is exercised by no daemon";
   }
-  fleet_->StopAgent(SIGTERM);
-  fleet_->StopHub(SIGTERM);
-  CommandResult hub_store =
-      fleet_->Ctl({"verify", "--store", fleet_->hub_data() + "/tenants/edge/store", "--keyset",
-                   fleet_->keyset(), "latest"},
-                  false);
-  EXPECT_EQ(hub_store.exit_code, 0) << hub_store.err;
-  // The outbox keeps its snapshots' manifests but reclaims the packs of
-  // those every target has: each snapshot in it verifies, or says exactly
-  // that its chunks were reclaimed (delivered) — never that one is missing
-  // or damaged.
-  const std::string outbox = fleet_->agent_state() + "/outbox";
-  CommandResult list = fleet_->Ctl({"snapshot", "list", "--store", outbox, "--json"}, false);
-  ASSERT_EQ(list.exit_code, 0) << list.err;
-  const json::value in_outbox = ParseJson(list.out);
-  int outbox_intact = 0, outbox_reclaimed = 0;
-  for (const json::value& snap : in_outbox.as_array()) {
-    const std::string id(snap.at("id").as_string());
-    CommandResult v =
-        fleet_->Ctl({"verify", "--store", outbox, "--keyset", fleet_->keyset(), id}, false);
-    if (v.exit_code == 0) {
-      ++outbox_intact;
+  StartFleet();
+  std::vector<std::pair<Victim, std::string>> plan;
+  for (const auto& s : hub_sites) plan.push_back({Victim::kHub, s});
+  for (const auto& s : agent_sites) plan.push_back({Victim::kAgent, s});
+  std::shuffle(plan.begin(), plan.end(), rng_);
+  int point = 0;
+  for (const auto& [victim, site] : plan) {
+    const int nth = long_ ? 1 + static_cast<int>(rng_() % 3) : 1;
+    const std::string armed = site + ":" + std::to_string(nth);
+    SCOPED_TRACE(std::string(victim == Victim::kHub ? "hub" : "agent") + " at " + armed +
+                 ", seed " + std::to_string(seed_));
+    // Restart the process armed (the environment is inherited).
+    ::setenv("FERRY_CRASH_AT", armed.c_str(), 1);
+    if (victim == Victim::kHub) {
+      fleet_->StopHub(SIGTERM);
+      fleet_->StartHub();
     } else {
-      EXPECT_NE(v.err.find("was reclaimed from this store"), std::string::npos)
-          << "outbox snapshot " << id << ": " << v.err;
-      ++outbox_reclaimed;
+      fleet_->StopAgent(SIGTERM);
+      fleet_->StartAgent();
     }
+    ::unsetenv("FERRY_CRASH_AT");
+    CrashPoint(point++, [&, victim = victim, site = site] {
+      ChildProcess* p = victim == Victim::kHub ? fleet_->hub() : fleet_->agent();
+      const bool reached = Fleet::WaitUntil([&] { return !p->running(); }, seconds(60));
+      EXPECT_TRUE(reached) << "crash site " << site << " not reached within 60 s";
+      if (victim == Victim::kHub) {
+        const int code = fleet_->hub()->Stop(SIGKILL);
+        EXPECT_EQ(code, kCrashSiteExitCode) << fleet_->hub()->Log();
+        fleet_->StopHub(SIGKILL);
+      } else {
+        const int code = fleet_->agent()->Stop(SIGKILL);
+        EXPECT_EQ(code, kCrashSiteExitCode) << fleet_->agent()->Log();
+        fleet_->StopAgent(SIGKILL);
+      }
+      return victim;
+    });
+    if (HasFatalFailure()) return;
   }
-  std::printf(
-      "crash suite: verify passed at the hub (latest of each dataset, the store's latest); "
-      "outbox: %d snapshots intact, %d delivered and reclaimed\n",
-      outbox_intact, outbox_reclaimed);
+  std::printf("crash suite: %zu named crash sites (%zu hub, %zu agent), each reached\n",
+              plan.size(), hub_sites.size(), agent_sites.size());
+  FinalChecks();
 }
 
 }  // namespace
