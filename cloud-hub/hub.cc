@@ -12,6 +12,7 @@
 
 #include "cloud-hub/policy_pusher.h"
 #include "cloud-hub/rest_api.h"
+#include "core/crash_site.h"
 #include "core/env.h"
 #include "core/log.h"
 #include "mirror/link/link_channel.h"
@@ -77,8 +78,14 @@ class AgentStreamSink final : public mirror::StreamSink {
 
 class HubPolicy final : public mirror::ReceiverPolicy {
  public:
-  HubPolicy(Catalog& catalog, Metrics& metrics, std::optional<Agent> agent, HubStreams& streams)
-      : catalog_(catalog), metrics_(metrics), agent_(std::move(agent)) {
+  // `enroll_throttle` counts the join tokens refused from `peer_address`.
+  HubPolicy(Catalog& catalog, Metrics& metrics, std::optional<Agent> agent, HubStreams& streams,
+            AuthThrottle& enroll_throttle, std::string peer_address)
+      : catalog_(catalog),
+        metrics_(metrics),
+        agent_(std::move(agent)),
+        enroll_throttle_(enroll_throttle),
+        peer_address_(std::move(peer_address)) {
     if (agent_) stream_sink_.emplace(streams, catalog, metrics, *agent_);
   }
 
@@ -112,11 +119,34 @@ class HubPolicy final : public mirror::ReceiverPolicy {
     if (request.signing_key().size() != sizeof(sodium::PublicKey)) {
       return InvalidArgumentError("enrollment needs the agent's 32-byte manifest signing key");
     }
+    // An address that sent too many bad join tokens is refused before its
+    // token is looked at; the session then ends with this error (logged
+    // with the session's end; the throttle began with a warning).
+    if (Status admitted = enroll_throttle_.Admit(peer_address_); !admitted.ok()) {
+      metrics_.auth_throttled_link.fetch_add(1);
+      return admitted;
+    }
     sodium::PublicKey signing{};
     std::memcpy(signing.data(), request.signing_key().data(), signing.size());
     std::map<std::string, std::string> labels(request.labels().begin(), request.labels().end());
-    ASSIGN_OR_RETURN(Agent agent, catalog_.RedeemJoinToken(request.token(), request.agent_name(),
-                                                           peer, signing, labels));
+    Result<Agent> redeemed =
+        catalog_.RedeemJoinToken(request.token(), request.agent_name(), peer, signing, labels);
+    if (!redeemed.ok()) {
+      // Unknown, spent, expired or of another agent: a failed guess.
+      // (A bad name or a name conflict is not about the token.)
+      if (redeemed.status().code() == StatusCode::kPermissionDenied) {
+        metrics_.auth_failures_link.fetch_add(1);
+        if (enroll_throttle_.RecordFailure(peer_address_)) {
+          const AuthThrottleOptions& o = enroll_throttle_.options();
+          log::Warn(
+              "{} failed join tokens from {} within {} ms: its enrollments are refused for {} ms",
+              o.max_failures, AuthThrottle::AddressKey(peer_address_), o.window.count(),
+              o.window.count());
+        }
+      }
+      return redeemed.status();
+    }
+    Agent agent = std::move(*redeemed);
     log::Info("enrolled agent {} of tenant {} ({})", agent.name, agent.tenant,
               mirror::Fingerprint(peer));
     mirror::linkpb::EnrollResponse response;
@@ -141,7 +171,9 @@ class HubPolicy final : public mirror::ReceiverPolicy {
     r.chunks = m.body.refs().count();
     r.sealed_bytes = m.body.refs().sealed_bytes();
     r.labels.insert(m.body.labels().begin(), m.body.labels().end());
+    FERRY_CRASH_SITE("hub.catalog.before_record");
     RETURN_IF_ERROR(catalog_.RecordSnapshot(r));
+    FERRY_CRASH_SITE("hub.catalog.after_record");
     metrics_.commits.fetch_add(1);
     metrics_.ObserveCommitSeconds(
         std::chrono::duration<double>(std::chrono::steady_clock::now() - commit_started_).count());
@@ -176,6 +208,8 @@ class HubPolicy final : public mirror::ReceiverPolicy {
   Catalog& catalog_;
   Metrics& metrics_;
   const std::optional<Agent> agent_;
+  AuthThrottle& enroll_throttle_;
+  const std::string peer_address_;
   std::optional<AgentStreamSink> stream_sink_;
   std::chrono::steady_clock::time_point commit_started_{};
 };
@@ -187,6 +221,9 @@ struct Hub::State {
   std::atomic<bool> draining{false};
   // Open sessions of enrolled agents, per tenant, for policy pushes.
   std::unique_ptr<PolicyPusher> policies;
+  // Failed API tokens (REST) and join tokens (link) per peer address.
+  std::unique_ptr<AuthThrottle> api_throttle;
+  std::unique_ptr<AuthThrottle> join_throttle;
   std::unique_ptr<RestApi> rest;
   std::unique_ptr<mirror::transport::LinkServer> server;
 };
@@ -239,6 +276,8 @@ Result<std::unique_ptr<Hub>> Hub::Start(const HubConfig& config) {
   state.config = config;
   state.policies =
       std::make_unique<PolicyPusher>(*hub->catalog_, hub->metrics_, config.max_frame_bytes);
+  state.api_throttle = std::make_unique<AuthThrottle>(config.auth_throttle);
+  state.join_throttle = std::make_unique<AuthThrottle>(config.auth_throttle);
 
   RestContext rest;
   rest.catalog = hub->catalog_.get();
@@ -247,6 +286,7 @@ Result<std::unique_ptr<Hub>> Hub::Start(const HubConfig& config) {
   rest.metrics = &hub->metrics_;
   rest.hub_fingerprint = hub->fingerprint_;
   rest.public_link_url = config.public_url;
+  rest.auth_throttle = state.api_throttle.get();
   // Runs on an I/O thread: it only marks the tenant's sessions, whose own
   // threads then send the sync (PolicyPusher).
   PolicyPusher* pusher = state.policies.get();
@@ -263,8 +303,9 @@ Result<std::unique_ptr<Hub>> Hub::Start(const HubConfig& config) {
   callbacks.on_session = [self](std::shared_ptr<mirror::transport::LinkConnection> connection) {
     self->ServeLinkSession(std::move(connection));
   };
-  callbacks.http = [self](const mirror::transport::HttpRequest& request) {
-    return self->state_->rest->Handle(request);
+  callbacks.http_from = [self](const mirror::transport::HttpRequest& request,
+                               const std::string& peer_address) {
+    return self->state_->rest->Handle(request, peer_address);
   };
 
   mirror::transport::LinkServerOptions options;
@@ -317,7 +358,8 @@ void Hub::ServeLinkSession(std::shared_ptr<mirror::transport::LinkConnection> co
       connection->Close(store.status());
       ended = store.status();
     } else {
-      HubPolicy policy(*catalog_, metrics_, agent, *streams_);
+      HubPolicy policy(*catalog_, metrics_, agent, *streams_, *state.join_throttle,
+                       AuthThrottle::AddressOfEndpoint(connection->remote_endpoint()));
       mirror::ReceiverOptions receiver_options;
       receiver_options.max_frame_bytes = state.config.max_frame_bytes;
       receiver_options.upload_window_bytes = state.config.upload_window_bytes;

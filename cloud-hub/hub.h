@@ -18,6 +18,7 @@
 #include <memory>
 #include <string>
 
+#include "cloud-hub/auth_throttle.h"
 #include "cloud-hub/catalog.h"
 #include "cloud-hub/hub_streams.h"
 #include "cloud-hub/metrics.h"
@@ -42,6 +43,10 @@ struct HubConfig {
   std::chrono::milliseconds session_idle_timeout{120'000};
   // The ws:// URL agents should use (returned with enrollment tokens).
   std::string public_url;
+  // Failed tokens per peer address, counted apart for API tokens (REST:
+  // 429 while throttled) and join tokens (link enrollment: refused with
+  // RESOURCE_EXHAUSTED and the session closed). See AuthThrottle.
+  AuthThrottleOptions auth_throttle;
 };
 
 // `ferry-hub init`: creates the data dir, the identity key, the catalog and

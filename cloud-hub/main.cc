@@ -25,6 +25,7 @@
 
 #include "cloud-hub/catalog.h"
 #include "cloud-hub/hub.h"
+#include "core/crash_site.h"
 #include "core/env.h"
 #include "core/log.h"
 #include "core/version.h"
@@ -50,6 +51,9 @@ struct RunOptions {
   int64_t max_frame_bytes = 8 << 20;
   int64_t upload_window_bytes = 64 << 20;
   int64_t max_http_body_bytes = 1 << 20;
+  int64_t auth_max_failures = 10;
+  std::string auth_failure_window = "1m";
+  int64_t auth_max_addresses = 4096;
   std::string port_file;
   bool check = false;
 };
@@ -184,6 +188,9 @@ int Run(CLI::App& cmd, RunOptions o) {
                                           "limits.uploadWindowBytes",
                                           "limits.maxHttpBodyBytes",
                                           "limits.sessionIdleTimeout",
+                                          "auth.maxFailures",
+                                          "auth.failureWindow",
+                                          "auth.maxAddresses",
                                           "shutdownGrace"};
   Status s = file->CheckKnownKeys(known);
   if (s.ok()) s = file->Apply(cmd, "--listen", "listen", o.listen);
@@ -204,6 +211,15 @@ int Run(CLI::App& cmd, RunOptions o) {
   if (s.ok()) {
     s = file->Apply(cmd, "--session-idle-timeout", "limits.sessionIdleTimeout",
                     o.session_idle_timeout);
+  }
+  if (s.ok()) {
+    s = file->Apply(cmd, "--auth-max-failures", "auth.maxFailures", o.auth_max_failures);
+  }
+  if (s.ok()) {
+    s = file->Apply(cmd, "--auth-failure-window", "auth.failureWindow", o.auth_failure_window);
+  }
+  if (s.ok()) {
+    s = file->Apply(cmd, "--auth-max-addresses", "auth.maxAddresses", o.auth_max_addresses);
   }
   if (s.ok()) s = file->Apply(cmd, "--shutdown-grace", "shutdownGrace", o.shutdown_grace);
   if (!s.ok()) {
@@ -244,6 +260,18 @@ int Run(CLI::App& cmd, RunOptions o) {
   Result<int64_t> idle = mirror::ParseDuration(o.session_idle_timeout);
   if (!idle.ok()) return usage("session-idle-timeout: " + idle.status().message());
   config.session_idle_timeout = std::chrono::seconds(*idle);
+  if (o.auth_max_failures < 0 || o.auth_max_failures > 1'000'000) {
+    return usage("auth-max-failures: 0 (no throttle)..1000000");
+  }
+  Result<int64_t> auth_window = mirror::ParseDuration(o.auth_failure_window);
+  if (!auth_window.ok()) return usage("auth-failure-window: " + auth_window.status().message());
+  if (*auth_window < 1 || *auth_window > 86'400) return usage("auth-failure-window: 1s..1d");
+  if (o.auth_max_addresses < 16 || o.auth_max_addresses > 1'000'000) {
+    return usage("auth-max-addresses: 16..1000000");
+  }
+  config.auth_throttle.max_failures = static_cast<uint32_t>(o.auth_max_failures);
+  config.auth_throttle.window = std::chrono::seconds(*auth_window);
+  config.auth_throttle.max_addresses = static_cast<size_t>(o.auth_max_addresses);
   Result<log::Level> level = log::ParseLevel(o.log_level);
   if (!level.ok()) return usage("log-level: " + level.status().message());
   if (o.log_format != "auto" && o.log_format != "text" && o.log_format != "json") {
@@ -255,12 +283,14 @@ int Run(CLI::App& cmd, RunOptions o) {
   if (o.check) {
     std::printf(
         "config ok: listen %s:%u, data dir %s, max sessions %zu, io threads %d, max frame %llu, "
-        "upload window %llu, http body %zu, idle timeout %llds, shutdown grace %llds, log %s/%s\n",
+        "upload window %llu, http body %zu, idle timeout %llds, auth throttle %u failures per "
+        "%llds (%zu addresses), shutdown grace %llds, log %s/%s\n",
         config.listen_address.c_str(), config.port, config.data_dir.c_str(), config.max_sessions,
         config.io_threads, static_cast<unsigned long long>(config.max_frame_bytes),
         static_cast<unsigned long long>(config.upload_window_bytes), config.max_http_body_bytes,
-        static_cast<long long>(*idle), static_cast<long long>(*grace), o.log_format.c_str(),
-        o.log_level.c_str());
+        static_cast<long long>(*idle), config.auth_throttle.max_failures,
+        static_cast<long long>(*auth_window), config.auth_throttle.max_addresses,
+        static_cast<long long>(*grace), o.log_format.c_str(), o.log_level.c_str());
     return 0;
   }
 
@@ -320,6 +350,10 @@ int main(int argc, char** argv) {
   using namespace ferry;
   using namespace ferry::hub;
   log::Init({.level = log::Level::kInfo, .program = "ferry-hub", .json = false});
+  if (Status armed = ArmCrashSiteFromEnvironment(); !armed.ok()) {
+    std::fprintf(stderr, "ferry-hub: %s\n", armed.ToString().c_str());
+    return 2;
+  }
   CLI::App app{"ferry-hub: the Ferry hub (link endpoint, chunk stores, catalog, REST API)"};
   app.require_subcommand(1);
   int exit_code = 0;
@@ -379,6 +413,19 @@ int main(int argc, char** argv) {
   run->add_option("--session-idle-timeout", o.session_idle_timeout,
                   "Close a link session silent this long")
       ->envname("FERRY_HUB_SESSION_IDLE_TIMEOUT")
+      ->capture_default_str();
+  run->add_option("--auth-max-failures", o.auth_max_failures,
+                  "Failed tokens per address and window before its attempts are refused "
+                  "(0: never)")
+      ->envname("FERRY_HUB_AUTH_MAX_FAILURES")
+      ->capture_default_str();
+  run->add_option("--auth-failure-window", o.auth_failure_window,
+                  "Window failed tokens are counted in; also how long an address is refused")
+      ->envname("FERRY_HUB_AUTH_FAILURE_WINDOW")
+      ->capture_default_str();
+  run->add_option("--auth-max-addresses", o.auth_max_addresses,
+                  "Addresses the auth throttle tracks at once (oldest forgotten first)")
+      ->envname("FERRY_HUB_AUTH_MAX_ADDRESSES")
       ->capture_default_str();
   run->add_option("--shutdown-grace", o.shutdown_grace,
                   "On SIGTERM, how long sessions get to finish their current batch")

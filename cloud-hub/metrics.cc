@@ -56,6 +56,25 @@ std::string Metrics::Render(const std::string& extra) const {
        n(stream_bytes.load()));
 
   out +=
+      "# HELP ferry_hub_auth_failures_total Failed authentication attempts: API tokens refused "
+      "(where=\"http\") and join tokens refused (where=\"link\").\n"
+      "# TYPE ferry_hub_auth_failures_total counter\n"
+      "ferry_hub_auth_failures_total{where=\"http\"} " +
+      n(auth_failures_http.load()) +
+      "\n"
+      "ferry_hub_auth_failures_total{where=\"link\"} " +
+      n(auth_failures_link.load()) + "\n";
+  out +=
+      "# HELP ferry_hub_auth_throttled_total Authentication attempts refused unchecked because "
+      "their address made too many failed ones (HTTP 429; refused enrollments on the link).\n"
+      "# TYPE ferry_hub_auth_throttled_total counter\n"
+      "ferry_hub_auth_throttled_total{where=\"http\"} " +
+      n(auth_throttled_http.load()) +
+      "\n"
+      "ferry_hub_auth_throttled_total{where=\"link\"} " +
+      n(auth_throttled_link.load()) + "\n";
+
+  out +=
       "# HELP ferry_hub_commit_seconds Time from a commit request to its acknowledgement.\n"
       "# TYPE ferry_hub_commit_seconds histogram\n";
   for (size_t i = 0; i < kCommitBuckets.size(); ++i) {

@@ -34,6 +34,13 @@ class Metrics {
   std::atomic<uint64_t> stream_batches{0};  // stream batches stored
   std::atomic<uint64_t> stream_records{0};  // records in them
   std::atomic<uint64_t> stream_bytes{0};    // their sealed bytes
+  // Failed authentication (AuthThrottle): API tokens refused (401) and join
+  // tokens refused on the link; attempts refused unchecked while their
+  // address was throttled (429 over HTTP, RESOURCE_EXHAUSTED on the link).
+  std::atomic<uint64_t> auth_failures_http{0};
+  std::atomic<uint64_t> auth_failures_link{0};
+  std::atomic<uint64_t> auth_throttled_http{0};
+  std::atomic<uint64_t> auth_throttled_link{0};
 
   void ObserveCommitSeconds(double seconds);
   // Counts an error by type (a Status code name, e.g. "PERMISSION_DENIED")

@@ -3,8 +3,10 @@
 #include <boost/beast/http.hpp>
 #include <boost/json.hpp>
 #include <cctype>
+#include <chrono>
 #include <ctime>
 #include <exception>
+#include <optional>
 #include <string_view>
 #include <utility>
 #include <vector>
@@ -1346,7 +1348,32 @@ Status Authorize(const Route& route, const ApiToken& who, const std::vector<std:
   return OkStatus();
 }
 
-Reply Dispatch(RestContext& ctx, const HttpRequest& req) {
+// Refused (429, Retry-After) while the peer's address is throttled for
+// failed tokens; nothing of the request's token is looked at.
+std::optional<Reply> Throttled(RestContext& ctx, const std::string& peer) {
+  if (ctx.auth_throttle == nullptr) return std::nullopt;
+  std::chrono::seconds retry_after{0};
+  Status admitted = ctx.auth_throttle->Admit(peer, &retry_after);
+  if (admitted.ok()) return std::nullopt;
+  if (ctx.metrics != nullptr) ctx.metrics->auth_throttled_http.fetch_add(1);
+  Reply r = ErrorReply(ctx, admitted, http::status::too_many_requests);
+  r.headers.emplace_back("Retry-After", std::to_string(retry_after.count()));
+  return r;
+}
+
+// Counts a refused token that was presented (a request without any
+// Authorization header guesses nothing).
+void CountFailedToken(RestContext& ctx, const HttpRequest& req, const std::string& peer) {
+  if (req.find(http::field::authorization) == req.end()) return;
+  if (ctx.metrics != nullptr) ctx.metrics->auth_failures_http.fetch_add(1);
+  if (ctx.auth_throttle != nullptr && ctx.auth_throttle->RecordFailure(peer)) {
+    const AuthThrottleOptions& o = ctx.auth_throttle->options();
+    log::Warn("hub api: {} failed API tokens from {} within {} ms: its requests get 429 for {} ms",
+              o.max_failures, AuthThrottle::AddressKey(peer), o.window.count(), o.window.count());
+  }
+}
+
+Reply Dispatch(RestContext& ctx, const HttpRequest& req, const std::string& peer) {
   const std::string_view target = req.target();
   if (target.size() > kMaxTargetBytes) {
     return ErrorReply(ctx,
@@ -1409,8 +1436,12 @@ Reply Dispatch(RestContext& ctx, const HttpRequest& req) {
 
   if (route->scope != Scope::kPublic) {
     if (ctx.catalog == nullptr) return ErrorReply(ctx, UnavailableError("no catalog configured"));
+    if (std::optional<Reply> throttled = Throttled(ctx, peer)) return std::move(*throttled);
     Result<ApiToken> who = Authenticate(ctx, req);
-    if (!who.ok()) return ErrorReply(ctx, who.status());
+    if (!who.ok()) {
+      if (who.status().code() == StatusCode::kUnauthenticated) CountFailedToken(ctx, req, peer);
+      return ErrorReply(ctx, who.status());
+    }
     call.who = std::move(*who);
     Status allowed = Authorize(*route, call.who, call.args);
     if (!allowed.ok()) return ErrorReply(ctx, allowed);
@@ -1440,12 +1471,13 @@ HttpResponse ToHttp(const HttpRequest& req, Reply&& reply) {
 
 RestApi::RestApi(RestContext context) : ctx_(std::move(context)) {}
 
-mirror::transport::HttpResponse RestApi::Handle(const mirror::transport::HttpRequest& request) {
+mirror::transport::HttpResponse RestApi::Handle(const mirror::transport::HttpRequest& request,
+                                                const std::string& peer_address) {
   if (ctx_.metrics != nullptr) ctx_.metrics->http_requests++;
   // No exception leaves: third-party code (Boost.JSON, the stores, the
   // policy parser) may throw; the request then fails alone with a 500.
   try {
-    return ToHttp(request, Dispatch(ctx_, request));
+    return ToHttp(request, Dispatch(ctx_, request, peer_address));
   } catch (const std::exception& e) {
     log::Error("hub api: {} {}: exception: {}", std::string(request.method_string()),
                std::string(request.target().substr(0, 256)), e.what());

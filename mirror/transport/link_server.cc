@@ -218,12 +218,13 @@ class HttpConnection : public std::enable_shared_from_this<HttpConnection> {
       return Respond(std::move(res), false);
     }
     const bool keep_alive = req.keep_alive();
-    if (!server_.callbacks().http) {
+    const LinkServerCallbacks& callbacks = server_.callbacks();
+    if (!callbacks.http && !callbacks.http_from) {
       return Respond(TextResponse(http::status::not_found, req.version(), "not found"), keep_alive);
     }
     HttpResponse res;
     try {
-      res = server_.callbacks().http(req);
+      res = callbacks.http_from ? callbacks.http_from(req, PeerAddress()) : callbacks.http(req);
     } catch (const std::exception& e) {
       log::Error("HTTP handler threw on {} {}: {}", std::string(req.method_string()),
                  std::string(path), e.what());
@@ -245,6 +246,13 @@ class HttpConnection : public std::enable_shared_from_this<HttpConnection> {
                         self->stream_.expires_after(self->server_.options().http_timeout);
                         self->DoRead();
                       });
+  }
+
+  // The peer's IP address, "" when the socket cannot tell (it was reset).
+  std::string PeerAddress() {
+    beast::error_code ec;
+    const tcp::endpoint ep = stream_.socket().remote_endpoint(ec);
+    return ec ? std::string() : ep.address().to_string();
   }
 
   void Close() {

@@ -14,7 +14,8 @@
 //   - an upgrade offering other subprotocols only: 400 with the header
 //     "Ferry-Link-Protocols: ferry-link-v1" (so a client of another version
 //     can say so); GET /v1/link without an upgrade: 426.
-//   - any other request: `http` (the hub's REST API plugs in here), or 404
+//   - any other request: `http` or `http_from` (the hub's REST API plugs
+//     in here), or 404
 //     with a short text body without it. Keep-alive is honoured.
 //
 // Stop() (also run by the destructor) stops accepting, ends every session
@@ -62,6 +63,10 @@ struct LinkServerCallbacks {
   std::function<void(std::shared_ptr<LinkConnection>)> on_session;
   // Answers requests other than the link upgrade. Default: 404.
   std::function<HttpResponse(const HttpRequest&)> http;
+  // The same, also given the peer's IP address as text ("192.0.2.7",
+  // "2001:db8::7"; "" when the socket cannot tell), e.g. for limits per
+  // address. Used instead of `http` when set.
+  std::function<HttpResponse(const HttpRequest&, const std::string& peer_address)> http_from;
 };
 
 struct LinkServerOptions {
