@@ -30,6 +30,7 @@
 #include <vector>
 
 #include "core/crash_site.h"
+#include "core/sqlite.h"
 #include "tests/testing/fleet.h"
 
 namespace ferry::testing {
@@ -277,6 +278,14 @@ class CrashTest : public ::testing::Test {
                      fleet_->keyset(), "latest"},
                     false);
     EXPECT_EQ(hub_store.exit_code, 0) << hub_store.err;
+    // Every SQLite file of both daemons passes integrity_check.
+    for (const std::string& db :
+         {fleet_->hub_data() + "/catalog.db", fleet_->hub_data() + "/tenants/edge/store/index.db",
+          fleet_->agent_state() + "/agent.db", fleet_->agent_state() + "/outbox/index.db"}) {
+      auto opened = sqlite::Database::Open(db, {.read_only = true, .create = false});
+      ASSERT_TRUE(opened.ok()) << db << ": " << opened.status().ToString();
+      EXPECT_TRUE((*opened)->IntegrityCheck().ok()) << "integrity_check of " << db;
+    }
     // The outbox keeps its snapshots' manifests but reclaims the packs of
     // those every target has: each snapshot in it verifies, or says exactly
     // that its chunks were reclaimed (delivered) — never that one is missing
@@ -300,8 +309,8 @@ class CrashTest : public ::testing::Test {
     }
     std::printf(
         "crash suite: %zu snapshots restored, %llu stream records; verify passed at the hub "
-        "(latest of each dataset, the store's latest); outbox: %d snapshots intact, %d "
-        "delivered and reclaimed\n",
+        "(latest of each dataset, the store's latest); integrity_check clean on 4 SQLite files; "
+        "outbox: %d snapshots intact, %d delivered and reclaimed\n",
         verified_.size(), static_cast<unsigned long long>(answered_end_), outbox_intact,
         outbox_reclaimed);
   }

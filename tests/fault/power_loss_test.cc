@@ -322,7 +322,7 @@ class PowerLossTest : public ::testing::Test {
     auto store = LocalStore::Open(dir, LocalStore::Mode::kReadWrite);
     ASSERT_TRUE(store.ok()) << "recovery: " << store.status().ToString();
     {
-      auto db = sqlite::Database::Open(dir + "/index.db");
+      auto db = sqlite::Database::Open(dir + "/index.db", {.read_only = true, .create = false});
       ASSERT_TRUE(db.ok()) << db.status().ToString();
       EXPECT_TRUE((*db)->IntegrityCheck().ok()) << "integrity_check of index.db";
     }
