@@ -4,11 +4,12 @@
 
 namespace ferry::agent {
 
-Result<std::unique_ptr<Streams>> Streams::Open(const AgentConfig& config) {
+Result<std::unique_ptr<Streams>> Streams::Open(const AgentConfig& config, Env* env) {
   auto streams = std::unique_ptr<Streams>(new Streams());
   streams->configs_ = config.streams;
   for (const StreamConfig& c : config.streams) {
     snapshot::StreamLogOptions o;
+    o.env = env;
     o.fsync =
         c.fsync_every_batch ? snapshot::FsyncPolicy::kEveryBatch : snapshot::FsyncPolicy::kInterval;
     if (!c.fsync_every_batch) o.fsync_interval_ms = c.fsync_interval_ms;
@@ -54,8 +55,10 @@ Result<snapshot::AppendResult> Streams::Append(std::string_view stream,
                                                std::span<const ByteView> records) {
   ASSIGN_OR_RETURN(snapshot::StreamLog * log, Find(stream));
   ASSIGN_OR_RETURN(snapshot::AppendResult r, log->Append(records));
-  // Under an fsync interval, the answer waits for the group sync.
-  RETURN_IF_ERROR(log->WaitDurable(r.last));
+  // Under an fsync interval, the answer waits for the group sync; it is an
+  // error if a failed fsync discarded the batch meanwhile (even when later
+  // records took its offsets since).
+  RETURN_IF_ERROR(log->WaitDurable(r));
   {
     std::lock_guard lock(mu_);
     ++generation_;
@@ -144,7 +147,8 @@ Result<std::vector<snapshot::StreamRecord>> Streams::Read(std::string_view strea
 std::vector<Streams::Info> Streams::List() const {
   std::vector<Info> out;
   for (const auto& [name, log] : logs_) {
-    Info info{name, log->start_offset(), log->end_offset(), log->durable_end_offset(), {}};
+    Info info{name, log->start_offset(), log->end_offset(), log->durable_end_offset(),
+              {},   log->epoch(),        log->failure()};
     std::lock_guard lock(mu_);
     if (auto it = acked_.find(name); it != acked_.end()) info.acked = it->second;
     out.push_back(std::move(info));

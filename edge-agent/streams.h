@@ -11,9 +11,17 @@
 // records, the stream's local retention (age, size) may delete it. Nothing
 // that some target lacks is ever deleted.
 //
+// A failed write or fsync (a full disk, EIO) fails the appends whose records
+// were not durable yet, with the I/O error; those records are discarded and
+// never answered. The stream then goes on by itself, without a restart: the
+// next append (or a policy's cut) discards the unsynced tail and appends from
+// the durable end (snapshot/stream_log.h, "A failed write or fsync").
+//
 // Errors: kNotFound for an unknown stream (the message lists the known ones),
 // the StreamLog's otherwise (kInvalidArgument for an oversized record or
-// batch, kOutOfRange for a read below the first retained offset).
+// batch, kOutOfRange for a read below the first retained offset, the I/O
+// error of a failed write or fsync: kDataLoss for EIO, kResourceExhausted
+// for a full disk).
 // Thread-safety: thread-safe.
 #pragma once
 
@@ -27,6 +35,7 @@
 #include <vector>
 
 #include "core/bytes.h"
+#include "core/env.h"
 #include "core/status.h"
 #include "edge-agent/agent_config.h"
 #include "snapshot/stream_log.h"
@@ -36,11 +45,17 @@ namespace ferry::agent {
 class Streams {
  public:
   // Opens (and recovers) every configured stream. A torn tail found by the
-  // recovery is logged with the offset it was cut at.
-  static Result<std::unique_ptr<Streams>> Open(const AgentConfig& config);
+  // recovery is logged with the offset it was cut at. The logs write through
+  // `env` (tests inject faults), which must outlive this.
+  static Result<std::unique_ptr<Streams>> Open(const AgentConfig& config,
+                                               Env* env = Env::Default());
   ~Streams();
 
-  // Appends a batch and returns its offsets once they are durable.
+  // Appends a batch and returns its offsets once they are durable. An error
+  // is not an answer: a failed write or fsync discards the batch's records
+  // (see above) — all of them, except that a batch longer than what is left
+  // of a segment keeps the records written before the segment was rolled,
+  // which the roll made durable.
   Result<snapshot::AppendResult> Append(std::string_view stream, std::span<const ByteView> records);
   Result<std::vector<snapshot::StreamRecord>> Read(std::string_view stream, uint64_t from,
                                                    size_t max_records, size_t max_bytes);
@@ -73,6 +88,10 @@ class Streams {
     uint64_t end_offset = 0;
     uint64_t durable_end_offset = 0;
     std::map<std::string, uint64_t> acked;  // per hub: next offset it holds (as last told)
+    // Unsynced tails discarded after a failed write or fsync since the start.
+    uint64_t discarded_tails = 0;
+    // A failed write or fsync not yet recovered from (OK when healthy).
+    Status failure;
   };
   std::vector<Info> List() const;
 

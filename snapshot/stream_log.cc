@@ -36,6 +36,8 @@ constexpr size_t kWriteChunk = size_t{1} << 20;   // Append writes at most this 
 constexpr size_t kScanWindow = size_t{1} << 20;   // Open reads segments in windows of this size
 constexpr size_t kReadWindow = size_t{64} << 10;  // Read's window: most reads are small
 constexpr uint64_t kMaxStartFileBytes = 4096;
+// Discarded tails remembered for late waiters (one entry per failure).
+constexpr size_t kMaxDiscards = 64;
 
 bool EndsWith(const std::string& s, std::string_view suffix) {
   return s.size() >= suffix.size() &&
@@ -209,6 +211,34 @@ std::string Describe(FrameScanner::Check check, const FrameScanner& s) {
   }
   return "ok";
 }
+
+// A file written under a temporary name and then renamed: reports (and
+// names in its errors) the name it has now, not the one it was created as.
+class RenamedFile final : public WritableFile {
+ public:
+  RenamedFile(std::unique_ptr<WritableFile> file, std::string path)
+      : file_(std::move(file)), path_(std::move(path)) {}
+  Status Append(ByteView data) override { return Renamed(file_->Append(data)); }
+  Status Sync() override { return Renamed(file_->Sync()); }
+  Status Close() override { return Renamed(file_->Close()); }
+  uint64_t Size() const override { return file_->Size(); }
+  const std::string& path() const override { return path_; }
+
+ private:
+  Status Renamed(const Status& s) const {
+    if (s.ok()) return s;
+    std::string message = s.message();
+    const std::string& old_path = file_->path();
+    for (size_t at = message.find(old_path); at != std::string::npos;
+         at = message.find(old_path, at + path_.size())) {
+      message.replace(at, old_path.size(), path_);
+    }
+    return Status(s.code(), std::move(message));
+  }
+
+  std::unique_ptr<WritableFile> file_;
+  std::string path_;
+};
 
 std::string RecordAt(uint64_t offset, uint64_t position) {
   return "record at offset " + std::to_string(offset) + " (byte " + std::to_string(position) + ")";
@@ -470,10 +500,27 @@ Status StreamLog::Recover(std::vector<std::pair<uint64_t, std::string>> names) {
 }
 
 Status StreamLog::RewriteLastSegment(const std::shared_ptr<Segment>& seg, uint64_t valid_bytes) {
-  const std::string path = JoinPath(dir_, seg->name);
+  Result<std::unique_ptr<WritableFile>> out = CopySegmentPrefix(*seg, valid_bytes);
+  if (!out.ok())
+    return out.status().WithContext("stream log " + dir_ + ": rewriting the last segment");
+  // Appends go on in the rewritten file (the descriptor follows the rename).
+  active_ = std::move(*out);
+  durable_end_ = end_;
+  durable_bytes_ = valid_bytes;
+  buffer_end_offset_ = end_;
+  last_index_position_ = seg->index.empty() ? sf::kHeaderSize : seg->index.back().position;
+  return OkStatus();
+}
+
+Result<std::unique_ptr<WritableFile>> StreamLog::CopySegmentPrefix(const Segment& seg,
+                                                                   uint64_t valid_bytes) {
+  const std::string path = JoinPath(dir_, seg.name);
   const std::string tmp = path + sf::kTempSuffix;
+  // A copy that failed earlier in this process may have left its file.
+  ASSIGN_OR_RETURN(bool stale, env_.FileExists(tmp));
+  if (stale) RETURN_IF_ERROR(env_.RemoveFile(tmp));
   ASSIGN_OR_RETURN(std::unique_ptr<WritableFile> out, env_.NewWritableFile(tmp));
-  Status s = out->Append(EncodeSegmentHeader(seg->first_offset, seg->created_unix_ns));
+  Status s = out->Append(EncodeSegmentHeader(seg.first_offset, seg.created_unix_ns));
   if (s.ok() && valid_bytes > sf::kHeaderSize) {
     Result<std::unique_ptr<RandomAccessFile>> in = env_.NewRandomAccessFile(path);
     s = in.status();
@@ -490,14 +537,10 @@ Status StreamLog::RewriteLastSegment(const std::shared_ptr<Segment>& seg, uint64
   if (!s.ok()) {
     out.reset();
     env_.RemoveFile(tmp).IgnoreError();
-    return s.WithContext("stream log " + dir_ + ": rewriting the last segment");
+    return s;
   }
-  // Appends go on in the rewritten file (the descriptor follows the rename).
-  active_ = std::move(out);
-  durable_end_ = end_;
-  buffer_end_offset_ = end_;
-  last_index_position_ = seg->index.empty() ? sf::kHeaderSize : seg->index.back().position;
-  return OkStatus();
+  std::unique_ptr<WritableFile> renamed = std::make_unique<RenamedFile>(std::move(out), path);
+  return renamed;
 }
 
 Status StreamLog::CreateSegment(uint64_t first_offset) {
@@ -517,6 +560,7 @@ Status StreamLog::CreateSegment(uint64_t first_offset) {
   active_ = std::move(file);
   last_index_position_ = sf::kHeaderSize;
   buffer_end_offset_ = first_offset;
+  durable_bytes_ = sf::kHeaderSize;
   std::lock_guard<std::mutex> l(mu_);
   if (segments_.empty()) {
     start_ = end_ = durable_end_ = first_offset;
@@ -546,6 +590,7 @@ Result<AppendResult> StreamLog::Append(std::span<const ByteView> records) {
   AppendResult result;
   {
     std::lock_guard<std::mutex> a(append_mu_);
+    RETURN_IF_ERROR(ResumeLocked());
     {
       std::lock_guard<std::mutex> l(mu_);
       if (closed_) return FailedPreconditionError("stream log " + dir_ + " is closed");
@@ -554,6 +599,7 @@ Result<AppendResult> StreamLog::Append(std::span<const ByteView> records) {
         return ResourceExhaustedError("stream log " + dir_ + ": offsets exhausted");
       }
       result.first = end_;
+      result.epoch = epoch_;
     }
     result.last = result.first + records.size() - 1;
 
@@ -592,12 +638,12 @@ Result<AppendResult> StreamLog::Append(std::span<const ByteView> records) {
       buffer_.clear();
       pending_index_.clear();
       std::lock_guard<std::mutex> l(mu_);
-      if (error_.ok()) error_ = s;
-      durable_cv_.notify_all();
-      return s;
+      return FailLocked(s);
     }
   }
-  if (options_.fsync == FsyncPolicy::kEveryBatch) RETURN_IF_ERROR(SyncThrough(result.last));
+  if (options_.fsync == FsyncPolicy::kEveryBatch) {
+    RETURN_IF_ERROR(SyncThrough(result.last, result.epoch));
+  }
   return result;
 }
 
@@ -633,28 +679,64 @@ Status StreamLog::RollLocked() {
 }
 
 Status StreamLog::SyncLocked() {
-  uint64_t target = 0;
+  uint64_t target = 0, target_bytes = 0;
   {
     std::lock_guard<std::mutex> l(mu_);
     if (!error_.ok()) return error_;
+    // A roll that failed to create the next segment left no active one
+    // (and set error_); otherwise only Close clears it.
+    if (!active_) return FailedPreconditionError("stream log " + dir_ + " is closed");
     target = end_;
+    target_bytes = segments_.back()->bytes;  // the active segment: what it holds now
   }
   const Status s = active_->Sync();
   std::lock_guard<std::mutex> l(mu_);
   if (!s.ok()) {
-    // The file's content is unknown now: never sync again and call it durable.
-    if (error_.ok()) error_ = s;
-  } else {
-    durable_end_ = std::max(durable_end_, target);
-    if (durable_end_ == end_) dirty_since_.reset();
+    // The file's content is unknown now: never sync it again and call it
+    // durable. The next writer discards what was not durable.
+    return FailLocked(s);
   }
+  durable_end_ = std::max(durable_end_, target);
+  durable_bytes_ = target_bytes;
+  if (durable_end_ == end_) dirty_since_.reset();
   durable_cv_.notify_all();
-  return s;
+  return OkStatus();
 }
 
-Status StreamLog::SyncThrough(uint64_t offset) {
+Status StreamLog::FailLocked(const Status& s) {
+  if (error_.ok()) {
+    error_ =
+        s.WithContext("stream log " + dir_ + ": records from offset " +
+                      std::to_string(durable_end_) + " on were not made durable and are discarded");
+    log::Error("{}; appends go on from offset {} once the tail is discarded", error_.ToString(),
+               durable_end_);
+  }
+  durable_cv_.notify_all();
+  return error_;
+}
+
+Status StreamLog::DiscardedStatusLocked(uint64_t offset, uint64_t epoch) const {
+  if (epoch > epoch_) {
+    return InvalidArgumentError("stream log " + dir_ + ": epoch " + std::to_string(epoch) +
+                                " is in the future (the log is at " + std::to_string(epoch_) + ")");
+  }
+  for (const Discard& d : discards_) {
+    if (d.epoch != epoch) continue;
+    if (offset < d.from) return OkStatus();  // durable before the failure: kept
+    return d.cause;
+  }
+  return AbortedError("stream log " + dir_ + ": offset " + std::to_string(offset) +
+                      " was written in epoch " + std::to_string(epoch) +
+                      ", too many failures ago to tell whether it was kept; treat it as lost");
+}
+
+Status StreamLog::SyncThrough(uint64_t offset, uint64_t epoch) {
   std::unique_lock<std::mutex> l(mu_);
-  while (durable_end_ <= offset) {
+  for (;;) {
+    // A discard since the batch was written: its records are gone unless
+    // they were durable before the failure.
+    if (epoch != epoch_) return DiscardedStatusLocked(offset, epoch);
+    if (durable_end_ > offset) return OkStatus();
     if (!error_.ok()) return error_;
     if (closed_) return CancelledError("stream log " + dir_ + " is closed");
     if (syncing_) {
@@ -667,23 +749,38 @@ Status StreamLog::SyncThrough(uint64_t offset) {
     Status s;
     {
       std::lock_guard<std::mutex> a(append_mu_);
-      s = active_ ? SyncLocked() : FailedPreconditionError("stream log " + dir_ + " is closed");
+      s = SyncLocked();
     }
     l.lock();
     syncing_ = false;
     durable_cv_.notify_all();
-    if (!s.ok()) return s;
+    // The sync may have been of a newer epoch's file: the loop looks again.
+    if (!s.ok() && epoch == epoch_) return s;
   }
-  return OkStatus();
 }
 
 Status StreamLog::WaitDurable(uint64_t offset) {
+  uint64_t epoch = 0;
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    epoch = epoch_;
+  }
+  return WaitDurableIn(offset, epoch);
+}
+
+Status StreamLog::WaitDurable(const AppendResult& appended) {
+  return WaitDurableIn(appended.last, appended.epoch);
+}
+
+Status StreamLog::WaitDurableIn(uint64_t offset, uint64_t epoch) {
   std::unique_lock<std::mutex> l(mu_);
-  if (offset >= end_) {
+  if (epoch == epoch_ && offset >= end_) {
     return OutOfRangeError("stream log " + dir_ + ": offset " + std::to_string(offset) +
                            " has not been appended (the log ends at " + std::to_string(end_) + ")");
   }
-  durable_cv_.wait(l, [&] { return durable_end_ > offset || !error_.ok() || closed_; });
+  durable_cv_.wait(
+      l, [&] { return epoch != epoch_ || durable_end_ > offset || !error_.ok() || closed_; });
+  if (epoch != epoch_) return DiscardedStatusLocked(offset, epoch);
   if (durable_end_ > offset) return OkStatus();
   if (!error_.ok()) return error_;
   return CancelledError("stream log " + dir_ + " closed before offset " + std::to_string(offset) +
@@ -691,25 +788,131 @@ Status StreamLog::WaitDurable(uint64_t offset) {
 }
 
 Status StreamLog::Sync() {
-  uint64_t target = 0;
+  {
+    std::lock_guard<std::mutex> a(append_mu_);
+    RETURN_IF_ERROR(ResumeLocked());
+  }
+  uint64_t target = 0, epoch = 0;
   {
     std::lock_guard<std::mutex> l(mu_);
     if (durable_end_ >= end_) return error_;
     target = end_ - 1;
+    epoch = epoch_;
   }
-  return SyncThrough(target);
+  return SyncThrough(target, epoch);
 }
 
 Status StreamLog::SyncIfDue() {
-  uint64_t target = 0;
+  uint64_t target = 0, epoch = 0;
   {
     std::lock_guard<std::mutex> l(mu_);
     if (!dirty_since_ || durable_end_ >= end_) return error_;
     const int64_t interval = int64_t{options_.fsync_interval_ms} * 1'000'000;
     if (clock_.MonotonicNanos() - *dirty_since_ < interval) return error_;
     target = end_ - 1;
+    epoch = epoch_;
   }
-  return SyncThrough(target);
+  return SyncThrough(target, epoch);
+}
+
+Status StreamLog::ResumeLocked() {
+  Status cause;
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    if (closed_ || error_.ok()) return OkStatus();
+    if (unrecoverable_) return error_;
+    cause = error_;
+  }
+  return DiscardUnsyncedTailLocked(cause);
+}
+
+Status StreamLog::DiscardUnsyncedTailLocked(const Status& cause) {
+  const std::shared_ptr<Segment> seg = segments_.back();  // stable: append_mu_ is held
+  const std::string where = Where(*seg);
+  uint64_t keep_end = 0, discarded_end = 0;
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    keep_end = durable_end_;
+    discarded_end = end_;
+  }
+  const uint64_t keep_bytes = durable_bytes_;
+  auto give_up = [&](const Status& why) {
+    std::lock_guard<std::mutex> l(mu_);
+    unrecoverable_ = true;
+    error_ = why;
+    log::Error("{}", why.ToString());
+    durable_cv_.notify_all();
+    return why;
+  };
+  // Older segments were durable before this one was created, so the
+  // durable part of the log ends in this segment.
+  if (keep_end < seg->first_offset || keep_end > seg->end_offset || keep_bytes < sf::kHeaderSize ||
+      keep_bytes > seg->bytes) {
+    return give_up(InternalError(where + ": durable end " + std::to_string(keep_end) + " (byte " +
+                                 std::to_string(keep_bytes) + ") is outside the segment"));
+  }
+
+  // Check the durable prefix record by record: it is what the log keeps.
+  {
+    ASSIGN_OR_RETURN(std::unique_ptr<RandomAccessFile> file,
+                     env_.NewRandomAccessFile(JoinPath(dir_, seg->name)));
+    FrameScanner scan(*file, sf::kHeaderSize, keep_bytes, kScanWindow);
+    uint64_t offset = seg->first_offset;
+    for (;;) {
+      ASSIGN_OR_RETURN(FrameScanner::Check check, scan.Next(offset));
+      if (check == FrameScanner::Check::kEnd) break;
+      if (check != FrameScanner::Check::kOk) {
+        return give_up(DataLossError(where + ": the durable part no longer checks out (" +
+                                     RecordAt(offset, scan.position()) + ": " +
+                                     Describe(check, scan) + "), found after " + cause.ToString()));
+      }
+      ++offset;
+    }
+    if (offset != keep_end) {
+      return give_up(DataLossError(where + ": the durable part holds records up to offset " +
+                                   std::to_string(offset) + ", not " + std::to_string(keep_end)));
+    }
+  }
+  // A roll that failed after its fsync may have left the next segment's file.
+  ASSIGN_OR_RETURN(std::vector<std::string> names, env_.ListDir(dir_));
+  for (const std::string& name : names) {
+    const std::optional<uint64_t> first = ParseSegmentName(name);
+    if (first && *first > seg->first_offset) {
+      RETURN_IF_ERROR(env_.RemoveFile(JoinPath(dir_, name)));
+    }
+  }
+  // The copy is fsync'd, renamed over the segment, and the directory (with
+  // any removal above) fsync'd before a record goes in.
+  Result<std::unique_ptr<WritableFile>> fresh = CopySegmentPrefix(*seg, keep_bytes);
+  if (!fresh.ok()) {
+    return fresh.status().WithContext(where + ": discarding the records from offset " +
+                                      std::to_string(keep_end) + " on after " + cause.ToString());
+  }
+  if (active_) active_->Close().IgnoreError();  // never synced again: its content is unknown
+  active_ = std::move(*fresh);
+  buffer_.clear();
+  pending_index_.clear();
+  buffer_end_offset_ = keep_end;
+  durable_bytes_ = keep_bytes;
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    seg->end_offset = keep_end;
+    seg->bytes = keep_bytes;
+    std::erase_if(seg->index, [&](const IndexEntry& e) { return e.position >= keep_bytes; });
+    end_ = keep_end;
+    dirty_since_.reset();
+    discards_.push_back(Discard{epoch_, keep_end, cause});
+    if (discards_.size() > kMaxDiscards) discards_.pop_front();
+    ++epoch_;
+    error_ = OkStatus();
+    durable_cv_.notify_all();
+  }
+  last_index_position_ = seg->index.empty() ? sf::kHeaderSize : seg->index.back().position;
+  log::Warn(
+      "{}: discarded records [{}, {}) that were not durable when a write or fsync failed; "
+      "appends go on from offset {}",
+      where, keep_end, discarded_end, keep_end);
+  return OkStatus();
 }
 
 void StreamLog::SyncLoop() {
@@ -773,10 +976,17 @@ Result<std::vector<StreamRecord>> StreamLog::Read(uint64_t from_offset, size_t m
     FrameScanner scan(**file, hint.position, seg_bytes, kReadWindow);
     uint64_t cur = seg->first_offset + hint.relative_offset;
     while (cur < seg_end && out.size() < max_records) {
-      ASSIGN_OR_RETURN(FrameScanner::Check check, scan.Next(cur));
-      if (check != FrameScanner::Check::kOk) {
+      Result<FrameScanner::Check> check = scan.Next(cur);
+      if (!check.ok() || *check != FrameScanner::Check::kOk) {
+        {
+          // An unsynced tail discarded since we looked (the segment was
+          // copied without it): the outer loop looks again from here.
+          std::lock_guard<std::mutex> l(mu_);
+          if (cur >= seg->end_offset) break;
+        }
+        if (!check.ok()) return check.status();
         return DataLossError(Where(*seg) + ": " + RecordAt(cur, scan.position()) + ": " +
-                             Describe(check, scan));
+                             Describe(*check, scan));
       }
       if (cur >= offset) {
         const ByteView payload = scan.payload();
@@ -786,12 +996,17 @@ Result<std::vector<StreamRecord>> StreamLog::Read(uint64_t from_offset, size_t m
       }
       ++cur;
     }
-    offset = cur;
+    offset = std::max(offset, cur);
   }
   return out;
 }
 
 Status StreamLog::TruncateBefore(uint64_t offset) {
+  {
+    std::lock_guard<std::mutex> a(append_mu_);
+    RETURN_IF_ERROR(ResumeLocked());
+  }
+  uint64_t epoch = 0;
   {
     std::lock_guard<std::mutex> l(mu_);
     if (closed_) return FailedPreconditionError("stream log " + dir_ + " is closed");
@@ -800,9 +1015,10 @@ Status StreamLog::TruncateBefore(uint64_t offset) {
                              std::to_string(offset) + ": the log ends at " + std::to_string(end_));
     }
     if (offset <= start_) return OkStatus();
+    epoch = epoch_;
   }
   // The start file must never point past what a crash would leave.
-  RETURN_IF_ERROR(SyncThrough(offset - 1));
+  RETURN_IF_ERROR(SyncThrough(offset - 1, epoch));
 
   std::vector<std::shared_ptr<Segment>> doomed;
   {
@@ -817,9 +1033,7 @@ Status StreamLog::TruncateBefore(uint64_t offset) {
     if (tail.end_offset > tail.first_offset && tail.end_offset <= offset) {
       if (Status s = RollLocked(); !s.ok()) {
         std::lock_guard<std::mutex> l(mu_);
-        if (error_.ok()) error_ = s;
-        durable_cv_.notify_all();
-        return s;
+        return FailLocked(s);
       }
     }
     RETURN_IF_ERROR(
@@ -876,6 +1090,16 @@ uint64_t StreamLog::start_offset() const {
 uint64_t StreamLog::end_offset() const {
   std::lock_guard<std::mutex> l(mu_);
   return end_;
+}
+
+uint64_t StreamLog::epoch() const {
+  std::lock_guard<std::mutex> l(mu_);
+  return epoch_;
+}
+
+Status StreamLog::failure() const {
+  std::lock_guard<std::mutex> l(mu_);
+  return error_;
 }
 
 uint64_t StreamLog::durable_end_offset() const {

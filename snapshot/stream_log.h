@@ -17,15 +17,18 @@
 //    fsyncs (group commit): one sync covers every batch written before it.
 //  - kInterval: Append returns once the batch is written to the OS (not
 //    durable: a crash of the machine may lose it; a crash of the process
-//    alone does not). The records are durable once WaitDurable(last) returns
-//    OK, which happens at most `fsync_interval_ms` (plus one fsync) after the
-//    append, when the sync thread (or the owner's SyncIfDue()) syncs. The
-//    answer to a producer is WaitDurable's OK, not Append's.
+//    alone does not). The records are durable once WaitDurable(result)
+//    returns OK, which happens at most `fsync_interval_ms` (plus one fsync)
+//    after the append, when the sync thread (or the owner's SyncIfDue())
+//    syncs. The answer to a producer is WaitDurable's OK, not Append's.
 //  Under both policies, records of older segments are durable (a segment is
 //  fsync'd before the next one is created), and so is everything recovered
-//  by Open. Read may return records that are not durable yet under
-//  kInterval; a replicator must not ship offsets >= durable_end_offset(),
-//  since a machine crash could give those offsets to other records.
+//  by Open. Read may return records that are not durable yet (under
+//  kInterval, or written by an Append that has not returned); a replicator
+//  must not ship offsets >= durable_end_offset(), since a machine crash or
+//  a failed fsync (below) could give those offsets to other records. A
+//  batch that spans a roll has the records before the roll durable once
+//  the roll happened, whatever becomes of the rest.
 //
 // Open recovers. It reads every segment once (building the index and
 // checking every record's CRC): damage in a segment other than the last is
@@ -46,10 +49,25 @@
 // appended), kDataLoss (damaged segments or start file, with file and
 // offset), kUnavailable (another StreamLog holds the directory's lock),
 // kFailedPrecondition (the log was closed), kCancelled (WaitDurable when the
-// log closes with the offset not durable), and I/O errors from Env. A failed
-// write or fsync is final: every later Append, Sync and WaitDurable returns
-// it (a failed fsync leaves the file's content unknown); reopen to recover.
-// Records of a failed Append may or may not be there after the reopen.
+// log closes with the offset not durable), and I/O errors from Env.
+//
+// A failed write or fsync (a full disk, EIO) fails the call that hit it and
+// every call waiting for a record that was not durable yet, with the I/O
+// error. The file is never fsync'd again: a failed fsync leaves its content
+// unknown, and a second fsync that succeeds proves nothing about the pages
+// the first one failed to write. Instead, the next Append, Sync or
+// TruncateBefore discards the unsynced tail before going on: it checks the
+// last segment's durable prefix (every record's CRC, up to the byte where
+// the last successful fsync ended), copies it into a fresh file (fsync'd,
+// renamed over the segment, directory fsync'd, as Open does) and appends go
+// on in that file from durable_end_offset(). Records not durable at the
+// failure are gone: nobody was told they were stored, and their offsets go
+// to the next records. If the disk still fails, that call fails with the
+// new error and the next one tries again (at most one segment of I/O per
+// attempt). A durable prefix that no longer checks out is kDataLoss for
+// good. A waiter that an epoch change (a discard) overtook still gets the
+// failure for its records, never the answer meant for the records that
+// took their offsets (see AppendResult::epoch).
 //
 // Thread-safety: thread-safe. Append, TruncateBefore, Sync and SyncIfDue are
 // serialized internally (one writer at a time); Read, WaitDurable and the
@@ -61,6 +79,7 @@
 
 #include <condition_variable>
 #include <cstdint>
+#include <deque>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -116,6 +135,11 @@ struct StreamRecord {
 struct AppendResult {
   uint64_t first = 0;  // offset of the batch's first record
   uint64_t last = 0;   // offset of its last record (first + size - 1)
+  // The log's epoch when the batch was written: it grows by one each time
+  // a failed write or fsync makes the log discard its unsynced tail (and
+  // give those offsets out again). WaitDurable(AppendResult) uses it to
+  // tell the batch from later records at the same offsets.
+  uint64_t epoch = 0;
 };
 
 struct StreamSegmentInfo {
@@ -166,7 +190,13 @@ class StreamLog {
   // write or fsync failed; kCancelled if the log is closed first. Under
   // kInterval it waits for the next due sync; under kEveryBatch an answered
   // Append's records are durable already.
+  // WaitDurable(offset) waits for the record at `offset` in the epoch of
+  // the call. A producer that waits for its own batch must use the second
+  // form: it fails (with the I/O error that caused the discard) if the
+  // batch was discarded after a failed write or fsync, even when later
+  // records have been given its offsets since.
   Status WaitDurable(uint64_t offset);
+  Status WaitDurable(const AppendResult& appended);
 
   // fdatasyncs everything appended so far, now.
   Status Sync();
@@ -207,6 +237,12 @@ class StreamLog {
   // What Open found; fixed after Open.
   const StreamLogRecovery& recovery() const { return recovery_; }
   const std::string& dir() const { return dir_; }
+  // The current epoch (see AppendResult::epoch): how many times this open
+  // log discarded an unsynced tail after a failed write or fsync.
+  uint64_t epoch() const;
+  // The failure the log is waiting to recover from (OK when healthy): the
+  // next Append, Sync or TruncateBefore discards the unsynced tail first.
+  Status failure() const;
 
  private:
   struct Segment;
@@ -220,11 +256,27 @@ class StreamLog {
   Status Init();
   Status Recover(std::vector<std::pair<uint64_t, std::string>> names);
   Status RewriteLastSegment(const std::shared_ptr<Segment>& seg, uint64_t valid_bytes);
+  // Copies the header and bytes [header, valid_bytes) of `seg` into
+  // <name>.tmp, fsyncs it, renames it over the segment and fsyncs the
+  // directory; returns the new file, open for appending at its end.
+  Result<std::unique_ptr<WritableFile>> CopySegmentPrefix(const Segment& seg, uint64_t valid_bytes);
   Status CreateSegment(uint64_t first_offset);
   Status WriteBuffered();
   Status RollLocked();
   Status SyncLocked();
-  Status SyncThrough(uint64_t offset);
+  Status SyncThrough(uint64_t offset, uint64_t epoch);
+  Status WaitDurableIn(uint64_t offset, uint64_t epoch);
+  // With append_mu_ held: if a write or fsync failed, discards the unsynced
+  // tail (see the header comment) so that appends can go on.
+  Status ResumeLocked();
+  Status DiscardUnsyncedTailLocked(const Status& cause);
+  // With mu_ held: records the first failure (with context) and wakes the
+  // waiters; returns the log's error.
+  Status FailLocked(const Status& s);
+  // With mu_ held, for a waiter of `offset` written in `epoch` < epoch_:
+  // OK if the record was durable when its epoch ended, the failure that
+  // discarded it otherwise.
+  Status DiscardedStatusLocked(uint64_t offset, uint64_t epoch) const;
   void SyncLoop();
   std::string Where(const Segment& seg) const;
 
@@ -243,6 +295,9 @@ class StreamLog {
   std::vector<IndexEntry> pending_index_;  // guarded by append_mu_: their index entries
   uint64_t buffer_end_offset_ = 0;         // guarded by append_mu_: end once buffer_ is written
   uint64_t last_index_position_ = 0;       // guarded by append_mu_: of the active segment
+  // guarded by append_mu_: bytes of the active segment that the last
+  // successful fsync made durable (durable_end_'s byte position).
+  uint64_t durable_bytes_ = 0;
 
   // Guards what readers see; held briefly.
   mutable std::mutex mu_;
@@ -256,7 +311,17 @@ class StreamLog {
   bool syncing_ = false;                // guarded by mu_: a group-commit leader is syncing
   bool closed_ = false;                 // guarded by mu_
   bool stopping_ = false;               // guarded by mu_
-  Status error_;                        // guarded by mu_: sticky write/sync failure
+  Status error_;                        // guarded by mu_: write/sync failure not yet recovered
+  bool unrecoverable_ = false;          // guarded by mu_: the durable prefix no longer checks out
+  uint64_t epoch_ = 0;                  // guarded by mu_: tails discarded so far
+  // A discarded tail: records from `from` on, written in `epoch`, were
+  // dropped because of `cause`.
+  struct Discard {
+    uint64_t epoch = 0;
+    uint64_t from = 0;
+    Status cause;
+  };
+  std::deque<Discard> discards_;  // guarded by mu_: the most recent ones, oldest first
   std::thread sync_thread_;
 };
 

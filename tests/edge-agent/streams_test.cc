@@ -1,7 +1,9 @@
 // Streams on a real ferry-agent process (issue 7, "On the agent"): records
 // appended through the local API get dense offsets and come back byte for
 // byte, answered appends survive kill -9, and bad input gets a 4xx while the
-// agent keeps serving.
+// agent keeps serving. And agent::Streams in-process over a faulty Env: a
+// failed write or fsync fails the appends it hits, answers none of their
+// records, and the stream goes on without a restart.
 #include <gtest/gtest.h>
 #include <signal.h>
 
@@ -12,10 +14,14 @@
 #include <boost/json.hpp>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <thread>
 #include <vector>
 
+#include "core/env.h"
+#include "edge-agent/agent_config.h"
+#include "edge-agent/streams.h"
 #include "tests/testing/http_client.h"
 #include "tests/testing/process.h"
 #include "tests/testing/test_util.h"
@@ -370,6 +376,219 @@ TEST_F(StreamsTest, TailFollowsTheStreamOverAWebSocket) {
   HttpResult not_ws = HttpRequest(port_, "GET", "/v1/streams/events/tail");
   EXPECT_EQ(not_ws.status, 400);
   EXPECT_NE(not_ws.body.find("WebSocket"), std::string::npos) << not_ws.body;
+}
+
+// ---------------------------------------------------------------------------
+// In-process: failed writes and fsyncs
+
+// The POSIX Env whose files' writes or fsyncs fail on demand. Counts the
+// fsyncs of a file after one of its fsyncs failed (must stay 0).
+class FaultyEnv final : public Env {
+ public:
+  std::atomic<bool> fail_syncs{false};
+  std::atomic<bool> fail_writes{false};
+  std::atomic<int> injected{0};
+  std::atomic<int> syncs_after_failure{0};
+
+  Result<std::unique_ptr<WritableFile>> NewWritableFile(const std::string& path,
+                                                        mode_t mode) override {
+    ASSIGN_OR_RETURN(std::unique_ptr<WritableFile> f, base_.NewWritableFile(path, mode));
+    return std::unique_ptr<WritableFile>(new File(*this, std::move(f)));
+  }
+  Result<std::unique_ptr<RandomAccessFile>> NewRandomAccessFile(const std::string& path) override {
+    return base_.NewRandomAccessFile(path);
+  }
+  Result<Bytes> ReadFile(const std::string& path, uint64_t max_size) override {
+    return base_.ReadFile(path, max_size);
+  }
+  Status RenameFile(const std::string& from, const std::string& to) override {
+    return base_.RenameFile(from, to);
+  }
+  Status SyncDir(const std::string& dir) override { return base_.SyncDir(dir); }
+  Status CreateDirs(const std::string& path, mode_t mode) override {
+    return base_.CreateDirs(path, mode);
+  }
+  Status RemoveFile(const std::string& path) override { return base_.RemoveFile(path); }
+  Result<bool> FileExists(const std::string& path) override { return base_.FileExists(path); }
+  Result<std::vector<std::string>> ListDir(const std::string& path) override {
+    return base_.ListDir(path);
+  }
+  Result<uint64_t> FileSize(const std::string& path) override { return base_.FileSize(path); }
+
+ private:
+  class File final : public WritableFile {
+   public:
+    File(FaultyEnv& env, std::unique_ptr<WritableFile> base) : env_(env), base_(std::move(base)) {}
+    Status Append(ByteView data) override {
+      if (env_.fail_writes) {
+        ++env_.injected;
+        return DataLossError("write " + path() + ": Input/output error (injected)");
+      }
+      return base_->Append(data);
+    }
+    Status Sync() override {
+      if (failed_) ++env_.syncs_after_failure;
+      if (env_.fail_syncs) {
+        failed_ = true;
+        ++env_.injected;
+        return DataLossError("fdatasync " + path() + ": Input/output error (injected)");
+      }
+      return base_->Sync();
+    }
+    Status Close() override { return base_->Close(); }
+    uint64_t Size() const override { return base_->Size(); }
+    const std::string& path() const override { return base_->path(); }
+
+   private:
+    FaultyEnv& env_;
+    std::unique_ptr<WritableFile> base_;
+    bool failed_ = false;
+  };
+
+  Env& base_ = *Env::Default();
+};
+
+class StreamsFailureTest : public ::testing::Test {
+ protected:
+  std::unique_ptr<agent::Streams> Open() {
+    agent::AgentConfig config;
+    config.state_dir = dir_.Sub("state");
+    agent::StreamConfig batch;
+    batch.name = "events";  // fsync: batch
+    agent::StreamConfig interval;
+    interval.name = "metrics";
+    interval.fsync_every_batch = false;
+    interval.fsync_interval_ms = 5;
+    config.streams = {batch, interval};
+    Result<std::unique_ptr<agent::Streams>> streams = agent::Streams::Open(config, &env_);
+    EXPECT_TRUE(streams.ok()) << streams.status().ToString();
+    return streams.ok() ? std::move(*streams) : nullptr;
+  }
+
+  static std::vector<std::string> Records(uint64_t first, size_t n) {
+    std::vector<std::string> out;
+    for (size_t i = 0; i < n; ++i) out.push_back("{\"n\":" + std::to_string(first + i) + "}");
+    return out;
+  }
+  static Result<snapshot::AppendResult> Append(agent::Streams& streams, const std::string& stream,
+                                               const std::vector<std::string>& records) {
+    std::vector<ByteView> views;
+    for (const std::string& r : records) views.push_back(AsBytes(r));
+    return streams.Append(stream, views);
+  }
+  static std::vector<std::string> ReadAll(agent::Streams& streams, const std::string& stream) {
+    Result<std::vector<snapshot::StreamRecord>> r = streams.Read(stream, 0, 100000, 64u << 20);
+    EXPECT_TRUE(r.ok()) << r.status().ToString();
+    std::vector<std::string> out;
+    if (r.ok()) {
+      for (const auto& rec : *r) out.emplace_back(rec.data.begin(), rec.data.end());
+    }
+    return out;
+  }
+  static agent::Streams::Info InfoOf(agent::Streams& streams, const std::string& stream) {
+    for (agent::Streams::Info& i : streams.List()) {
+      if (i.name == stream) return i;
+    }
+    ADD_FAILURE() << "no stream " << stream;
+    return {};
+  }
+
+  TempDir dir_;
+  FaultyEnv env_;
+};
+
+TEST_F(StreamsFailureTest, FailedFsyncFailsTheAppendAndTheStreamGoesOnWithoutARestart) {
+  for (const std::string stream : {"events", "metrics"}) {
+    SCOPED_TRACE(stream);
+    RemoveTree(dir_.Sub("state"));
+    std::unique_ptr<agent::Streams> streams = Open();
+    ASSERT_NE(streams, nullptr);
+    std::vector<std::string> answered = Records(0, 3);
+    ASSERT_TRUE(Append(*streams, stream, answered).ok());
+
+    env_.fail_syncs = true;
+    Result<snapshot::AppendResult> failed = Append(*streams, stream, Records(100, 2));
+    env_.fail_syncs = false;
+    ASSERT_FALSE(failed.ok());
+    EXPECT_TRUE(HasCode(failed.status(), StatusCode::kDataLoss));
+    EXPECT_NE(failed.status().message().find("Input/output error"), std::string::npos)
+        << failed.status().ToString();
+    EXPECT_FALSE(InfoOf(*streams, stream).failure.ok());
+
+    // The next append is answered, at the offset the failed one had.
+    const std::vector<std::string> next = Records(3, 4);
+    Result<snapshot::AppendResult> r = Append(*streams, stream, next);
+    ASSERT_TRUE(r.ok()) << r.status().ToString();
+    EXPECT_EQ(r->first, 3u);
+    answered.insert(answered.end(), next.begin(), next.end());
+    EXPECT_EQ(ReadAll(*streams, stream), answered) << "the failed batch is not there";
+    const agent::Streams::Info info = InfoOf(*streams, stream);
+    EXPECT_TRUE(info.failure.ok()) << info.failure.ToString();
+    EXPECT_EQ(info.discarded_tails, 1u);
+    EXPECT_EQ(info.durable_end_offset, answered.size());
+    EXPECT_EQ(env_.syncs_after_failure, 0);
+
+    // And after a restart, exactly the answered records.
+    ASSERT_TRUE(streams->Close().ok());
+    streams.reset();
+    streams = Open();
+    ASSERT_NE(streams, nullptr);
+    EXPECT_EQ(ReadAll(*streams, stream), answered);
+  }
+}
+
+TEST_F(StreamsFailureTest, FailedWriteFailsTheAppendAndTheNextOneIsAnswered) {
+  std::unique_ptr<agent::Streams> streams = Open();
+  ASSERT_NE(streams, nullptr);
+  std::vector<std::string> answered = Records(0, 2);
+  ASSERT_TRUE(Append(*streams, "events", answered).ok());
+  env_.fail_writes = true;
+  EXPECT_FALSE(Append(*streams, "events", Records(100, 1)).ok());
+  env_.fail_writes = false;
+  const std::vector<std::string> next = Records(2, 1);
+  Result<snapshot::AppendResult> r = Append(*streams, "events", next);
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_EQ(r->first, 2u);
+  answered.insert(answered.end(), next.begin(), next.end());
+  EXPECT_EQ(ReadAll(*streams, "events"), answered);
+}
+
+TEST_F(StreamsFailureTest, ConcurrentProducersGetAnAnswerOnlyForWhatIsStored) {
+  std::unique_ptr<agent::Streams> streams = Open();
+  ASSERT_NE(streams, nullptr);
+  for (const std::string stream : {"events", "metrics"}) {
+    SCOPED_TRACE(stream);
+    std::mutex mu;
+    std::map<uint64_t, std::string> answered;
+    int failures = 0;
+    std::vector<std::thread> producers;
+    for (int t = 0; t < 3; ++t) {
+      producers.emplace_back([&, t] {
+        for (int i = 0; i < 30; ++i) {
+          if (t == 0) env_.fail_syncs = i % 8 == 3;  // a few failures under everyone
+          const std::vector<std::string> records =
+              Records(uint64_t(t) * 1000 + uint64_t(i) * 10, 3);
+          Result<snapshot::AppendResult> r = Append(*streams, stream, records);
+          std::lock_guard lock(mu);
+          if (!r.ok()) {
+            ++failures;
+            continue;
+          }
+          for (size_t k = 0; k < records.size(); ++k) answered[r->first + k] = records[k];
+        }
+      });
+    }
+    for (std::thread& p : producers) p.join();
+    env_.fail_syncs = false;
+    EXPECT_GT(failures, 0);
+    const std::vector<std::string> all = ReadAll(*streams, stream);
+    ASSERT_EQ(all.size(), answered.size()) << "exactly the answered records, densely";
+    for (size_t o = 0; o < all.size(); ++o) {
+      ASSERT_TRUE(answered.count(o)) << o;
+      EXPECT_EQ(all[o], answered[o]) << "offset " << o;
+    }
+  }
+  EXPECT_EQ(env_.syncs_after_failure, 0);
 }
 
 }  // namespace

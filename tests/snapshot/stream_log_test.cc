@@ -144,7 +144,13 @@ class TestEnv final : public Env {
 
   std::atomic<bool> fail_syncs{false};
   std::atomic<bool> fail_appends{false};
+  // Appends write the first half of their data, then fail (a torn write).
+  std::atomic<bool> tear_appends{false};
+  std::atomic<bool> fail_sync_dirs{false};
   std::atomic<int> syncs{0};
+  // Syncs of a file whose earlier Sync failed: must stay 0 (a failed fsync
+  // is never retried and then taken for success).
+  std::atomic<int> syncs_after_failure{0};
 
   // Every file written through this Env loses its unsynced bytes (cut off,
   // or overwritten with zeros as a file whose size reached the disk before
@@ -194,6 +200,8 @@ class TestEnv final : public Env {
   }
   Status SyncDir(const std::string& dir) override {
     if (crashed_) return UnavailableError("crashed");
+    if (fail_sync_dirs)
+      return DataLossError("injected: fsync of directory " + dir + " failed (EIO)");
     return base_.SyncDir(dir);
   }
   Status CreateDirs(const std::string& path, mode_t mode) override {
@@ -220,13 +228,24 @@ class TestEnv final : public Env {
     Status Append(ByteView data) override {
       if (env_.crashed_) return UnavailableError("crashed");
       if (env_.fail_appends) return ResourceExhaustedError("injected: no space left on device");
+      if (env_.tear_appends) {
+        const ByteView half = data.first(data.size() / 2);
+        RETURN_IF_ERROR(base_->Append(half));
+        t_->size += half.size();
+        return DataLossError("injected: write failed after " + std::to_string(half.size()) +
+                             " bytes (EIO)");
+      }
       RETURN_IF_ERROR(base_->Append(data));
       t_->size += data.size();
       return OkStatus();
     }
     Status Sync() override {
       if (env_.crashed_) return UnavailableError("crashed");
-      if (env_.fail_syncs) return DataLossError("injected: fdatasync failed (EIO)");
+      if (sync_failed_) ++env_.syncs_after_failure;
+      if (env_.fail_syncs) {
+        sync_failed_ = true;
+        return DataLossError("injected: fdatasync " + path() + " failed (EIO)");
+      }
       RETURN_IF_ERROR(base_->Sync());
       ++env_.syncs;
       t_->synced = t_->size;
@@ -240,6 +259,7 @@ class TestEnv final : public Env {
     TestEnv& env_;
     std::unique_ptr<WritableFile> base_;
     std::shared_ptr<Tracked> t_;
+    bool sync_failed_ = false;
   };
 
   Env& base_ = *Env::Default();
@@ -1115,43 +1135,299 @@ TEST_F(StreamLogTest, CloseReleasesWaitersWithEverythingDurable) {
   EXPECT_EQ(ReadAll(*log).size(), 2u) << "reads still work after Close";
 }
 
-TEST_F(StreamLogTest, FailedFsyncPoisonsTheLog) {
+// ---------------------------------------------------------------------------
+// Failed writes and fsyncs: the unsynced tail is discarded, appends go on
+
+TEST_F(StreamLogTest, FailedFsyncFailsTheBatchDiscardsItAndTheNextAppendGoesOn) {
   TestEnv env;
   StreamLogOptions o;
   o.env = &env;
   std::unique_ptr<StreamLog> log = Open(o);
   ASSERT_NE(log, nullptr);
-  Append(*log, Batch(0, 2, 10));
+  std::vector<Bytes> model = Batch(0, 2, 10);
+  Append(*log, model);
   env.fail_syncs = true;
-  Result<AppendResult> r = TryAppend(*log, Batch(2, 2, 10));
-  EXPECT_TRUE(HasCode(r.status(), StatusCode::kDataLoss));
-  env.fail_syncs = false;  // too late: a failed fsync leaves the content unknown
-  EXPECT_TRUE(HasCode(TryAppend(*log, Batch(2, 1, 10)).status(), StatusCode::kDataLoss));
-  EXPECT_TRUE(HasCode(log->Sync(), StatusCode::kDataLoss));
+  Result<AppendResult> failed = TryAppend(*log, Batch(100, 2, 10));
+  EXPECT_TRUE(HasCode(failed.status(), StatusCode::kDataLoss));
+  EXPECT_THAT(failed.status().message(),
+              HasSubstr("records from offset 2 on were not made durable"));
+  EXPECT_THAT(failed.status().message(), HasSubstr("injected: fdatasync"));
+  EXPECT_FALSE(log->failure().ok()) << "failed until the next write discards the tail";
   EXPECT_TRUE(HasCode(log->WaitDurable(3), StatusCode::kDataLoss));
   EXPECT_TRUE(log->WaitDurable(1).ok()) << "what was durable stays durable";
+  env.fail_syncs = false;
+
+  // No restart: the next append discards the failed batch and takes its offsets.
+  const std::vector<Bytes> next = Batch(2, 3, 10);
+  const AppendResult r = Append(*log, next);
+  EXPECT_EQ(r.first, 2u);
+  EXPECT_EQ(r.epoch, 1u);
+  EXPECT_EQ(log->epoch(), 1u);
+  EXPECT_TRUE(log->failure().ok());
+  model.insert(model.end(), next.begin(), next.end());
+  EXPECT_EQ(log->durable_end_offset(), 5u);
+  ExpectRecords(ReadAll(*log), 0, model);
+  EXPECT_EQ(env.syncs_after_failure, 0) << "the file whose fsync failed was fsync'd again";
+
+  // The segment was copied into a fresh file: errors still name the segment.
+  env.fail_syncs = true;
+  Result<AppendResult> again = TryAppend(*log, Batch(100, 1, 10));
+  env.fail_syncs = false;
+  EXPECT_THAT(again.status().message(),
+              HasSubstr("fdatasync " + SegPath("00000000000000000000.seg") + " failed"));
+  EXPECT_THAT(again.status().message(), ::testing::Not(HasSubstr(".tmp")));
+
+  // What was answered survives a machine crash, and nothing else is there.
+  env.SimulateCrash(TestEnv::Crash::kTruncate);
   log.reset();
   log = Open();
   ASSERT_NE(log, nullptr);
-  EXPECT_GE(log->end_offset(), 2u);
+  EXPECT_FALSE(log->recovery().tail_truncated);
+  ExpectRecords(ReadAll(*log), 0, model);
 }
 
-TEST_F(StreamLogTest, FailedWritePoisonsTheLog) {
+TEST_F(StreamLogTest, FailedWriteDiscardsTheTornBatchAndTheNextAppendGoesOn) {
+  for (const bool torn : {false, true}) {
+    SCOPED_TRACE(torn ? "half the batch written" : "nothing written");
+    ::ferry::testing::RemoveTree(dir_);
+    TestEnv env;
+    StreamLogOptions o = Small();
+    o.env = &env;
+    std::unique_ptr<StreamLog> log = Open(o);
+    ASSERT_NE(log, nullptr);
+    std::vector<Bytes> model = Batch(0, 3, 100);
+    Append(*log, model);
+    (torn ? env.tear_appends : env.fail_appends) = true;
+    Result<AppendResult> failed = TryAppend(*log, Batch(100, 1, 100));
+    EXPECT_TRUE(
+        HasCode(failed.status(), torn ? StatusCode::kDataLoss : StatusCode::kResourceExhausted));
+    (torn ? env.tear_appends : env.fail_appends) = false;
+    EXPECT_EQ(log->end_offset(), 3u);
+
+    // Enough to roll a segment after the discard.
+    for (int i = 0; i < 4; ++i) {
+      const std::vector<Bytes> next = Batch(model.size(), 2, 100);
+      EXPECT_EQ(Append(*log, next).first, model.size());
+      model.insert(model.end(), next.begin(), next.end());
+    }
+    ExpectRecords(ReadAll(*log), 0, model);
+    EXPECT_GE(SegmentFiles(dir_).size(), 2u);
+    env.SimulateCrash(TestEnv::Crash::kZeroFill);
+    log.reset();
+    log = Open(Small());
+    ASSERT_NE(log, nullptr);
+    ExpectRecords(ReadAll(*log), 0, model);
+  }
+}
+
+TEST_F(StreamLogTest, FailedIntervalFsyncFailsEveryWaiterOfTheGroupEvenAfterTheLogWentOn) {
+  FakeClock clock;
+  TestEnv env;
+  StreamLogOptions o;
+  o.env = &env;
+  o.clock = &clock;
+  o.fsync = FsyncPolicy::kInterval;
+  o.sync_thread = false;
+  std::unique_ptr<StreamLog> log = Open(o);
+  ASSERT_NE(log, nullptr);
+  const int64_t interval = int64_t{o.fsync_interval_ms} * 1'000'000;
+  std::vector<Bytes> model = Batch(0, 2, 30);
+  const AppendResult durable = Append(*log, model);
+  clock.Advance(interval);
+  ASSERT_TRUE(log->SyncIfDue().ok());
+
+  // Two batches in one group; its fsync fails.
+  const AppendResult a = Append(*log, Batch(100, 3, 30));
+  const AppendResult b = Append(*log, Batch(200, 2, 30));
+  Status waited_a = InternalError("WaitDurable did not return");
+  std::thread waiter([&] { waited_a = log->WaitDurable(a); });
+  env.fail_syncs = true;
+  clock.Advance(interval);
+  EXPECT_TRUE(HasCode(log->SyncIfDue(), StatusCode::kDataLoss));
+  waiter.join();
+  EXPECT_TRUE(HasCode(waited_a, StatusCode::kDataLoss)) << waited_a.ToString();
+  env.fail_syncs = false;
+
+  // The next batch takes offsets 2.. and becomes durable ...
+  const std::vector<Bytes> next = Batch(2, 5, 30);
+  const AppendResult c = Append(*log, next);
+  EXPECT_EQ(c.first, 2u);
+  clock.Advance(interval);
+  ASSERT_TRUE(log->SyncIfDue().ok());
+  ASSERT_TRUE(log->WaitDurable(c).ok());
+  EXPECT_GT(log->durable_end_offset(), b.last);
+  // ... but a waiter of a discarded batch still learns that it failed,
+  // although its offsets are durable now (with other records in them).
+  EXPECT_TRUE(HasCode(log->WaitDurable(b), StatusCode::kDataLoss));
+  EXPECT_TRUE(HasCode(log->WaitDurable(a), StatusCode::kDataLoss));
+  EXPECT_TRUE(log->WaitDurable(durable).ok()) << "durable before the failure: kept";
+  model.insert(model.end(), next.begin(), next.end());
+  ExpectRecords(ReadAll(*log), 0, model);
+  EXPECT_EQ(env.syncs_after_failure, 0);
+}
+
+TEST_F(StreamLogTest, ConcurrentAppendersOfAFailedGroupAllFailAndNoneIsAnswered) {
+  // Appenders share fsyncs; one fails under them. Every batch answered OK
+  // must be in the log at its offsets, and no failed one, whatever the
+  // interleaving; the log goes on. (One segment: see the next test for a
+  // batch that spans a roll.)
   TestEnv env;
   StreamLogOptions o;
   o.env = &env;
   std::unique_ptr<StreamLog> log = Open(o);
   ASSERT_NE(log, nullptr);
-  Append(*log, Batch(0, 2, 10));
-  env.fail_appends = true;
-  EXPECT_TRUE(HasCode(TryAppend(*log, Batch(2, 2, 10)).status(), StatusCode::kResourceExhausted));
-  env.fail_appends = false;
-  EXPECT_TRUE(HasCode(TryAppend(*log, Batch(2, 2, 10)).status(), StatusCode::kResourceExhausted));
-  EXPECT_EQ(log->end_offset(), 2u);
-  log.reset();
-  log = Open();
+  std::mutex mu;
+  std::map<uint64_t, Bytes> answered;
+  std::atomic<int> failures{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 4; ++t) {
+    threads.emplace_back([&, t] {
+      for (int i = 0; i < 40; ++i) {
+        if (t == 0 && i % 10 == 5) env.fail_syncs = true;
+        if (t == 0 && i % 10 == 6) env.fail_syncs = false;
+        const std::vector<Bytes> records = Batch(uint64_t(t) * 1000000 + uint64_t(i) * 10, 2, 40);
+        Result<AppendResult> r = TryAppend(*log, records);
+        if (!r.ok()) {
+          ++failures;
+          continue;
+        }
+        std::lock_guard<std::mutex> l(mu);
+        for (size_t k = 0; k < records.size(); ++k) answered[r->first + k] = records[k];
+      }
+    });
+  }
+  for (std::thread& t : threads) t.join();
+  env.fail_syncs = false;
+  ASSERT_TRUE(log->Sync().ok());
+  EXPECT_GT(failures.load(), 0);
+  const std::vector<StreamRecord> all = ReadAll(*log);
+  ASSERT_EQ(all.size(), answered.size()) << "dense: exactly the answered records";
+  for (const StreamRecord& r : all) {
+    ASSERT_TRUE(answered.count(r.offset)) << r.offset;
+    ASSERT_TRUE(r.data == answered[r.offset]) << "offset " << r.offset;
+  }
+  EXPECT_EQ(env.syncs_after_failure, 0);
+}
+
+TEST_F(StreamLogTest, RecordsARollMadeDurableStayWhenTheRestOfTheirBatchFails) {
+  // A batch larger than what is left of the segment: the roll fsyncs the
+  // records before it, then creating the next segment fails. Those records
+  // are durable (a replicator may have shipped them) and stay; the rest of
+  // the batch was never written; the batch is not answered.
+  TestEnv env;
+  StreamLogOptions o = Small();  // 5 records of 100 bytes per segment
+  o.env = &env;
+  std::unique_ptr<StreamLog> log = Open(o);
   ASSERT_NE(log, nullptr);
-  EXPECT_EQ(log->end_offset(), 2u);
+  std::vector<Bytes> model = Batch(0, 4, 100);
+  Append(*log, model);
+  env.fail_sync_dirs = true;
+  const std::vector<Bytes> spanning = Batch(4, 3, 100);
+  EXPECT_TRUE(HasCode(TryAppend(*log, spanning).status(), StatusCode::kDataLoss));
+  env.fail_sync_dirs = false;
+  EXPECT_EQ(log->durable_end_offset(), 5u);
+  model.push_back(spanning[0]);
+  const std::vector<Bytes> next = Batch(5, 2, 100);
+  EXPECT_EQ(Append(*log, next).first, 5u);
+  model.insert(model.end(), next.begin(), next.end());
+  ExpectRecords(ReadAll(*log), 0, model);
+}
+
+TEST_F(StreamLogTest, FailedRollLeavesNoStraySegmentAndAppendsGoOn) {
+  TestEnv env;
+  StreamLogOptions o = Small();  // 5 records of 100 bytes per segment
+  o.env = &env;
+  std::unique_ptr<StreamLog> log = Open(o);
+  ASSERT_NE(log, nullptr);
+  std::vector<Bytes> model;
+  for (int i = 0; i < 5; ++i) {
+    const std::vector<Bytes> one = Batch(model.size(), 1, 100);
+    Append(*log, one);
+    model.push_back(one[0]);
+  }
+  ASSERT_EQ(SegmentFiles(dir_).size(), 1u);
+  // The roll's new segment is written and fsync'd, its directory entry is not.
+  env.fail_sync_dirs = true;
+  EXPECT_TRUE(HasCode(TryAppend(*log, Batch(5, 1, 100)).status(), StatusCode::kDataLoss));
+  env.fail_sync_dirs = false;
+  for (int i = 0; i < 6; ++i) {
+    const std::vector<Bytes> one = Batch(model.size(), 1, 100);
+    EXPECT_EQ(Append(*log, one).first, model.size());
+    model.push_back(one[0]);
+  }
+  ExpectRecords(ReadAll(*log), 0, model);
+  EXPECT_EQ(SegmentFiles(dir_).size(), 3u);
+  log.reset();
+  log = Open(Small());
+  ASSERT_NE(log, nullptr);
+  ExpectRecords(ReadAll(*log), 0, model);
+}
+
+TEST_F(StreamLogTest, DiskStillFailingFailsTheDiscardAndALaterAppendRetriesIt) {
+  TestEnv env;
+  StreamLogOptions o;
+  o.env = &env;
+  std::unique_ptr<StreamLog> log = Open(o);
+  ASSERT_NE(log, nullptr);
+  std::vector<Bytes> model = Batch(0, 4, 20);
+  Append(*log, model);
+  env.fail_syncs = true;
+  EXPECT_FALSE(TryAppend(*log, Batch(100, 1, 20)).ok());
+  // The copy of the durable part cannot be fsync'd either.
+  Result<AppendResult> again = TryAppend(*log, Batch(100, 1, 20));
+  EXPECT_TRUE(HasCode(again.status(), StatusCode::kDataLoss));
+  EXPECT_THAT(again.status().message(), HasSubstr("discarding the records from offset 4"));
+  EXPECT_TRUE(HasCode(log->Sync(), StatusCode::kDataLoss));
+  EXPECT_FALSE(log->failure().ok());
+  env.fail_syncs = false;
+  ASSERT_TRUE(log->Sync().ok()) << "Sync discards the tail too";
+  EXPECT_EQ(log->end_offset(), 4u);
+  const std::vector<Bytes> next = Batch(4, 2, 20);
+  EXPECT_EQ(Append(*log, next).first, 4u);
+  model.insert(model.end(), next.begin(), next.end());
+  ExpectRecords(ReadAll(*log), 0, model);
+  Result<bool> tmp = Env::Default()->FileExists(SegPath("00000000000000000000.seg.tmp"));
+  ASSERT_TRUE(tmp.ok());
+  EXPECT_FALSE(*tmp) << "a failed copy leaves no temporary file";
+  EXPECT_EQ(env.syncs_after_failure, 0);
+}
+
+TEST_F(StreamLogTest, DurablePartThatNoLongerChecksOutAfterAFailureIsDataLossForGood) {
+  TestEnv env;
+  StreamLogOptions o;
+  o.env = &env;
+  std::unique_ptr<StreamLog> log = Open(o);
+  ASSERT_NE(log, nullptr);
+  Append(*log, Batch(0, 3, 20));
+  env.fail_syncs = true;
+  EXPECT_FALSE(TryAppend(*log, Batch(3, 1, 20)).ok());
+  env.fail_syncs = false;
+  FlipByte(SegPath("00000000000000000000.seg"), sf::kHeaderSize + sf::kFrameSize + 2);
+  Result<AppendResult> r = TryAppend(*log, Batch(3, 1, 20));
+  EXPECT_TRUE(HasCode(r.status(), StatusCode::kDataLoss));
+  EXPECT_THAT(r.status().message(), HasSubstr("the durable part no longer checks out"));
+  EXPECT_TRUE(HasCode(TryAppend(*log, Batch(3, 1, 20)).status(), StatusCode::kDataLoss));
+  EXPECT_EQ(log->end_offset(), 4u) << "nothing discarded, nothing appended";
+}
+
+TEST_F(StreamLogTest, RetentionAfterAFailureDiscardsTheTailFirst) {
+  TestEnv env;
+  StreamLogOptions o = Small();
+  o.env = &env;
+  std::unique_ptr<StreamLog> log = Open(o);
+  ASSERT_NE(log, nullptr);
+  std::vector<Bytes> model = Batch(0, 8, 100);
+  for (size_t i = 0; i < model.size(); i += 2) {
+    Append(*log, std::vector<Bytes>(model.begin() + static_cast<std::ptrdiff_t>(i),
+                                    model.begin() + static_cast<std::ptrdiff_t>(i + 2)));
+  }
+  env.fail_syncs = true;
+  EXPECT_FALSE(TryAppend(*log, Batch(100, 1, 100)).ok());
+  env.fail_syncs = false;
+  ASSERT_TRUE(log->TruncateBefore(5).ok());
+  EXPECT_EQ(log->start_offset(), 5u);
+  EXPECT_EQ(log->end_offset(), 8u);
+  ExpectRecords(ReadAll(*log), 5, model);
 }
 
 // ---------------------------------------------------------------------------
