@@ -56,6 +56,10 @@ class ChunkStore : public ChunkSink, public ChunkSource {
   // the staged file over.
   virtual Status CommitSnapshot(const ParsedManifest& manifest,
                                 const std::string& staged_refs_path) = 0;
+  // Whether CommitSnapshot of `id` completed: the snapshot is listed. (Its
+  // manifest file alone proves nothing: a commit whose last step failed
+  // leaves one behind, and must be committed again, not taken as done.)
+  virtual Result<bool> IsCommitted(const SnapshotId& id) = 0;
   // A local directory for files being received (e.g. a reference set
   // arriving in parts), on the same filesystem as the store where it has one.
   virtual std::string staging_dir() const = 0;

@@ -102,6 +102,12 @@ Result<std::unique_ptr<LocalStore>> LocalStore::Create(const std::string& dir,
                                      ": the directory is not empty");
     }
   }
+  return CreateIn(dir, options);
+}
+
+Result<std::unique_ptr<LocalStore>> LocalStore::CreateIn(const std::string& dir,
+                                                         const LocalStoreOptions& options) {
+  Env& env = *options.env;
   RETURN_IF_ERROR(env.CreateDirs(dir, 0700));
   for (const char* sub : {"packs", "snapshots", "tmp", "cache"}) {
     RETURN_IF_ERROR(env.CreateDirs(JoinPath(dir, sub), 0700));
@@ -140,9 +146,40 @@ Result<std::unique_ptr<LocalStore>> LocalStore::OpenOrCreate(const std::string& 
   ASSIGN_OR_RETURN(bool exists, env.FileExists(dir));
   if (exists) {
     ASSIGN_OR_RETURN(std::vector<std::string> names, env.ListDir(dir));
-    if (!names.empty()) return Open(dir, Mode::kReadWrite, options);
+    if (!names.empty()) {
+      ASSIGN_OR_RETURN(bool marked, env.FileExists(JoinPath(dir, kMarkerName)));
+      if (marked) return Open(dir, Mode::kReadWrite, options);
+      ASSIGN_OR_RETURN(bool unfinished, IsUnfinishedCreation(env, dir, names));
+      if (!unfinished) return Open(dir, Mode::kReadWrite, options);  // says what is wrong
+      // A creation that failed before its marker (a full disk, an I/O
+      // error): it holds nothing but the empty skeleton. Start it again.
+      log::Warn("store {}: creating it again (an earlier creation did not finish)", dir);
+      for (const std::string& name : names) {
+        if (name.rfind("index.db", 0) == 0 || name.rfind(kMarkerName, 0) == 0) {
+          RETURN_IF_ERROR(env.RemoveFile(JoinPath(dir, name)));
+        }
+      }
+      return CreateIn(dir, options);
+    }
   }
   return Create(dir, options);
+}
+
+Result<bool> LocalStore::IsUnfinishedCreation(Env& env, const std::string& dir,
+                                              const std::vector<std::string>& names) {
+  for (const std::string& name : names) {
+    const bool skeleton_dir =
+        name == "packs" || name == "snapshots" || name == "tmp" || name == "cache";
+    const bool own_file = name == "lock" || name == "index.db" || name == "index.db-wal" ||
+                          name == "index.db-shm" || name == "index.db-journal" ||
+                          name.rfind(std::string(kMarkerName) + ".tmp-", 0) == 0;
+    if (!skeleton_dir && !own_file) return false;
+    if (skeleton_dir) {
+      ASSIGN_OR_RETURN(std::vector<std::string> inside, env.ListDir(JoinPath(dir, name)));
+      if (!inside.empty()) return false;  // it was used: not ours to redo
+    }
+  }
+  return true;
 }
 
 Status LocalStore::Init(bool create) {
@@ -762,6 +799,13 @@ Result<std::vector<SnapshotSummary>> LocalStore::ListSnapshots() {
     out.push_back(SnapshotSummary{id, st.ColumnInt(1), std::move(m.body)});
   }
   return out;
+}
+
+Result<bool> LocalStore::IsCommitted(const SnapshotId& id) {
+  std::lock_guard<std::mutex> lock(db_mu_);
+  ASSIGN_OR_RETURN(sqlite::Statement st, db_->Prepare("SELECT 1 FROM snapshots WHERE id = ?"));
+  st.BindBlob(1, id);
+  return st.Step();
 }
 
 Result<ParsedManifest> LocalStore::LoadManifest(const SnapshotId& id) {

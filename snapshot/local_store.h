@@ -95,7 +95,9 @@ class LocalStore final : public ChunkStore {
                                                     const LocalStoreOptions& options = {});
   static Result<std::unique_ptr<LocalStore>> Open(const std::string& dir, Mode mode,
                                                   const LocalStoreOptions& options = {});
-  // Open for writing, creating the store first if `dir` is absent or empty.
+  // Open for writing, creating the store first if `dir` is absent or empty,
+  // or holds only the empty skeleton of a creation that failed before its
+  // marker was written (which is created again).
   static Result<std::unique_ptr<LocalStore>> OpenOrCreate(const std::string& dir,
                                                           const LocalStoreOptions& options = {});
   ~LocalStore() override;
@@ -138,6 +140,7 @@ class LocalStore final : public ChunkStore {
   // refs next to the manifest and records the snapshot. kFailedPrecondition
   // if chunks are missing.
   Status CommitSnapshot(const ParsedManifest& manifest, const std::string& refs_path) override;
+  Result<bool> IsCommitted(const SnapshotId& id) override;
   Result<std::vector<SnapshotSummary>> ListSnapshots();
   Result<ParsedManifest> LoadManifest(const SnapshotId& id) override;
   std::string RefsPath(const SnapshotId& id) const;
@@ -193,6 +196,14 @@ class LocalStore final : public ChunkStore {
 
  private:
   LocalStore(std::string dir, Mode mode, const LocalStoreOptions& options);
+  // Create without the emptiness check.
+  static Result<std::unique_ptr<LocalStore>> CreateIn(const std::string& dir,
+                                                      const LocalStoreOptions& options);
+  // `names` (the entries of `dir`, which has no marker) are only what a
+  // creation that stopped before writing the marker leaves: the lock, the
+  // index, marker temporaries and the four empty directories.
+  static Result<bool> IsUnfinishedCreation(Env& env, const std::string& dir,
+                                           const std::vector<std::string>& names);
   Status Init(bool create);
   Status Recover();
   // The writer's connection is kept inside a transaction between commits.

@@ -418,7 +418,14 @@ Status ReplicationReceiver::FinishCommit(uint64_t request_id, std::vector<linkpb
   e.set_request_id(request_id);
   linkpb::CommitAck* ack = e.mutable_commit_ack();
   ack->set_snapshot_id(m->id.data(), m->id.size());
-  if (store_->LoadManifest(m->id).ok()) {
+  // Listed, not merely a manifest file: a commit whose snapshot row failed
+  // leaves the file behind and must be committed again.
+  Result<bool> committed_before = store_->IsCommitted(m->id);
+  if (!committed_before.ok()) {
+    cleanup();
+    return committed_before.status();
+  }
+  if (*committed_before) {
     cleanup();
     // Recorded again: a crash may have come between the store's commit and
     // the policy's record of it (OnCommitted must be idempotent).

@@ -33,10 +33,9 @@
 // hub's store (every snapshot) and on the agent's outbox, every SQLite file
 // passes `PRAGMA integrity_check`, and the whole streams read back.
 //
-// Two hub bugs this suite found are reported, not fixed here; each has a
-// disabled test below that reproduces it. One of them (a snapshot missing
-// from the hub store's index until a restart) is counted and printed as
-// "KNOWN BUG" by the main test, which then checks that a restart repairs it.
+// Two hub bugs this suite found have a test each below (a snapshot the hub
+// acknowledged missing from its store's index; a tenant store whose
+// creation failed refused for good).
 //
 // Quick mode (CI): 11 points, one or two per kind of work and syscall.
 // FERRY_FAULT_LONG=1: 60 seeded points over every kind and syscall.
@@ -63,6 +62,7 @@
 #include <thread>
 #include <vector>
 
+#include "core/sqlite.h"
 #include "tests/testing/fleet.h"
 
 namespace ferry::testing {
@@ -844,46 +844,18 @@ TEST_F(IoErrorTest, InjectedEioOnWriteAndFsyncFailsCleanlyAndWorkResumesWithoutA
     }
   }
   // Every snapshot the hub acknowledged is in its store and verifies.
-  // Known bug (reported, cloud-hub/mirror): when the store's snapshot row
-  // fails to commit after the manifest file was written, the retried commit
-  // is answered already_present from the manifest file alone, and the row
-  // is only recorded when the store is next opened writable (a hub
-  // restart). Such snapshots are counted and printed, then checked again
-  // after a restart of the hub.
-  std::vector<std::string> unrecorded;
   for (const auto& [id, expected] : expected_of_) {
     CommandResult v =
         fleet_->Ctl({"verify", "--store", hub_store, "--keyset", fleet_->keyset(), id}, false);
-    if (v.exit_code == 4 && v.err.find("no snapshot matches") != std::string::npos) {
-      unrecorded.push_back(id);
-      std::printf(
-          "[ioerr] KNOWN BUG: snapshot %s was acknowledged by the hub but is not in its "
-          "store's index (until the store is reopened)\n",
-          id.substr(0, 16).c_str());
-      continue;
-    }
     EXPECT_EQ(v.exit_code, 0) << "snapshot " << id << " at the hub: " << v.err;
   }
-  if (!unrecorded.empty()) {
-    // The store's writable open (the first use after a start) records them.
-    fleet_->StartHub();
-    CommandResult via_hub = fleet_->Ctl({"verify", "--keyset", fleet_->keyset(), unrecorded[0]});
-    EXPECT_EQ(via_hub.exit_code, 0) << via_hub.err;
-    fleet_->StopHub(SIGTERM);
-    for (const std::string& id : unrecorded) {
-      CommandResult v =
-          fleet_->Ctl({"verify", "--store", hub_store, "--keyset", fleet_->keyset(), id}, false);
-      EXPECT_EQ(v.exit_code, 0) << "snapshot " << id << " after the hub's restart: " << v.err;
-    }
-  }
   int databases = 0;
-  if (::access("/usr/bin/sqlite3", X_OK) == 0) {
-    for (const std::string& db : {fleet_->hub_data() + "/catalog.db", hub_store + "/index.db",
-                                  fleet_->agent_state() + "/agent.db", outbox + "/index.db"}) {
-      CommandResult c = RunCommand({"/usr/bin/sqlite3", db, "PRAGMA integrity_check"});
-      EXPECT_EQ(Trim(c.out), "ok") << db << ": " << c.out << c.err;
-      ++databases;
-    }
+  for (const std::string& db : {fleet_->hub_data() + "/catalog.db", hub_store + "/index.db",
+                                fleet_->agent_state() + "/agent.db", outbox + "/index.db"}) {
+    auto opened = sqlite::Database::Open(db, {.read_only = true, .create = false});
+    ASSERT_TRUE(opened.ok()) << db << ": " << opened.status().ToString();
+    EXPECT_TRUE((*opened)->IntegrityCheck().ok()) << "integrity_check of " << db;
+    ++databases;
   }
   std::string kinds;
   for (const auto& [kind, n] : injected_by_kind_)
@@ -893,12 +865,12 @@ TEST_F(IoErrorTest, InjectedEioOnWriteAndFsyncFailsCleanlyAndWorkResumesWithoutA
   std::printf(
       "[ioerr] %zu points (seed %llu), %d failed calls (%s), %d appends and %d runs failed and "
       "were not answered (%d snapshots listed by a failed run left undelivered); %zu snapshots "
-      "restored byte for byte (%zu missing from the hub store's index until a restart: known "
-      "bug); %llu + %llu stream records read back densely at agent and hub; verify --store "
+      "restored byte for byte; %llu + %llu stream records read back densely at agent and hub; "
+      "verify --store "
       "passed (hub, outbox: %d intact, %d reclaimed); integrity_check ok on %d databases; "
       "%d failed catalog writes not logged by the hub; %.1f s\n",
       points.size(), static_cast<unsigned long long>(seed_), failed_calls_, kinds.c_str(),
-      failed_appends_, failed_runs_, undelivered_, expected_of_.size(), unrecorded.size(),
+      failed_appends_, failed_runs_, undelivered_, expected_of_.size(),
       static_cast<unsigned long long>(answered_["events"]),
       static_cast<unsigned long long>(answered_["metrics"]), outbox_intact, outbox_reclaimed,
       databases, silent_catalog_failures_, elapsed);
@@ -913,7 +885,7 @@ TEST_F(IoErrorTest, InjectedEioOnWriteAndFsyncFailsCleanlyAndWorkResumesWithoutA
 // refuses it for good ("not a Ferry store"): the hub never accepts that
 // tenant's uploads again, even after a restart, until an operator removes
 // the directory.
-TEST_F(IoErrorTest, DISABLED_FailedTenantStoreCreationIsRetried) {
+TEST_F(IoErrorTest, FailedTenantStoreCreationIsRetried) {
   fleet_->StartHub();
   fleet_->CreateTenant();
   fleet_->ConfigureAgent(AgentYaml());  // enrolled: the catalog is written before the fault
@@ -932,12 +904,12 @@ TEST_F(IoErrorTest, DISABLED_FailedTenantStoreCreationIsRetried) {
 }
 
 // A commit whose snapshot row fails to commit in the store's index.db
-// (after the manifest file was written) fails, and is retried by the agent;
-// the receiver then answers already_present because the manifest file
-// exists (LoadManifest), records the snapshot in the catalog and
-// acknowledges it — but the store's index never gets the row until the
-// store is reopened: the store does not list the snapshot it acknowledged.
-TEST_F(IoErrorTest, DISABLED_RetriedCommitAfterAFailedSnapshotRowIsInTheStore) {
+// (after the manifest file was written) fails, and is retried by the agent.
+// The receiver used to answer already_present because the manifest file
+// existed, so the store did not list the snapshot it acknowledged until it
+// was reopened; it now commits again unless the snapshot is listed
+// (ChunkStore::IsCommitted).
+TEST_F(IoErrorTest, RetriedCommitAfterAFailedSnapshotRowIsInTheStore) {
   StartAndSettle();
   if (HasFatalFailure()) return;
   const std::string store = fleet_->hub_data() + "/tenants/edge/store";

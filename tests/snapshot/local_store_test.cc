@@ -80,6 +80,7 @@ bool Exists(const std::string& path) {
 class FaultyEnv final : public Env {
  public:
   std::atomic<bool> fail_pack_renames{false};
+  std::atomic<bool> fail_marker_rename{false};
 
   Result<std::unique_ptr<WritableFile>> NewWritableFile(const std::string& path,
                                                         mode_t mode) override {
@@ -94,6 +95,9 @@ class FaultyEnv final : public Env {
   Status RenameFile(const std::string& from, const std::string& to) override {
     if (fail_pack_renames && to.find("/packs/") != std::string::npos) {
       return ResourceExhaustedError("injected: no space left to rename " + from);
+    }
+    if (fail_marker_rename && to.ends_with("/FERRY-STORE")) {
+      return DataLossError("injected: rename " + from + ": Input/output error");
     }
     return base_.RenameFile(from, to);
   }
@@ -288,6 +292,42 @@ TEST_F(LocalStoreTest, OpenOrCreateCreatesOnceThenOpens) {
   Result<std::unique_ptr<LocalStore>> s = LocalStore::OpenOrCreate(store_dir_);
   ASSERT_TRUE(s.ok()) << s.status().ToString();
   EXPECT_TRUE((*s)->ReadSealedChunk(c.id).ok()) << "the existing store was opened, not replaced";
+}
+
+TEST_F(LocalStoreTest, OpenOrCreateRedoesACreationThatFailedBeforeItsMarker) {
+  FaultyEnv env;
+  env.fail_marker_rename = true;
+  LocalStoreOptions options;
+  options.env = &env;
+  Result<std::unique_ptr<LocalStore>> failed = LocalStore::OpenOrCreate(store_dir_, options);
+  ASSERT_FALSE(failed.ok());
+  EXPECT_THAT(failed.status().message(), HasSubstr("Input/output error"));
+  // The disk works again: the skeleton left behind is created again (not
+  // "not a Ferry store" for good), and the store works.
+  const TestChunk c = MakeChunk(*keyset_, 1);
+  {
+    Result<std::unique_ptr<LocalStore>> s = LocalStore::OpenOrCreate(store_dir_);
+    ASSERT_TRUE(s.ok()) << s.status().ToString();
+    ASSERT_TRUE(Put(**s, c).ok());
+    ASSERT_TRUE((*s)->Flush().ok());
+  }
+  Result<std::unique_ptr<LocalStore>> s = LocalStore::Open(store_dir_, LocalStore::Mode::kReadOnly);
+  ASSERT_TRUE(s.ok()) << s.status().ToString();
+  EXPECT_TRUE((*s)->ReadSealedChunk(c.id).ok());
+}
+
+TEST_F(LocalStoreTest, OpenOrCreateNeverRedoesADirectoryHoldingAnythingElse) {
+  FaultyEnv env;
+  env.fail_marker_rename = true;
+  LocalStoreOptions options;
+  options.env = &env;
+  ASSERT_FALSE(LocalStore::OpenOrCreate(store_dir_, options).ok());
+  WriteFileOrDie(store_dir_ + "/someone-elses-file", AsBytes(std::string("keep me")));
+  Result<std::unique_ptr<LocalStore>> s = LocalStore::OpenOrCreate(store_dir_);
+  ASSERT_FALSE(s.ok());
+  EXPECT_THAT(s.status().message(), HasSubstr("is not a Ferry store"));
+  const Bytes kept = ReadFileOrDie(store_dir_ + "/someone-elses-file");
+  EXPECT_EQ(std::string(kept.begin(), kept.end()), "keep me");
 }
 
 // --- Chunks ---
