@@ -1,4 +1,4 @@
-// Writes the seed corpora of the snapshot format and config targets
+// Writes the seed corpora of the snapshot format, config and hub HTTP targets
 // (tests/fuzz/README.md):
 //
 //   cmake --build build --target format_seed_gen
@@ -6,13 +6,16 @@
 //
 // Replaces the files in <dir>/<target>/ for sealed_chunk_fuzz, pack_fuzz,
 // tree_fuzz, manifest_fuzz, keyset_fuzz, ref_set_fuzz, agent_config_fuzz,
-// mirror_policy_fuzz and stream_batch_fuzz (only those named, if any). The binary seeds are objects
+// mirror_policy_fuzz, stream_batch_fuzz, hub_config_fuzz and
+// http_request_fuzz (only those named, if any). The binary seeds are objects
 // made by the library's own writers (SealChunk, PackWriter, TreeWriter, SignManifest, Keyset,
 // RefSetBuilder) with the fixed keys of fuzz_formats.h; nonces, salts and
 // generated keys are random, so every run writes different bytes of the same
-// shape. The YAML seeds are the sample config (configs/agent.yaml) and the
-// examples in docs/ (every ```yaml block that is a MirrorPolicy or an agent
-// config), plus a few variants written here.
+// shape. The YAML seeds are the sample configs (configs/agent.yaml,
+// configs/hub.yaml) and the examples in docs/ (every ```yaml block that is a
+// MirrorPolicy or an agent config), plus a few variants written here; the
+// HTTP seeds are a request for every route of docs/api.md and its usual
+// errors, with placeholders for tokens and ids (fuzz_formats.h).
 #include <stdlib.h>
 #include <algorithm>
 
@@ -408,6 +411,321 @@ void YamlSeeds(Corpus& agent, Corpus& policy, const std::string& source) {
                      R"("rpo":"1h30m"}})"));
 }
 
+// --- hub_config_fuzz ----------------------------------------------------------
+
+void HubConfigSeeds(Corpus& corpus, const std::string& source) {
+  corpus.Add("configs-hub.yaml", ReadOrDie(source + "/configs/hub.yaml"));
+  corpus.Add("minimal.yaml", ToBytes("listen: \"127.0.0.1:0\"\ndataDir: /var/lib/ferry-hub\n"));
+  corpus.Add("every-key.yaml",
+             ToBytes("listen: \"[::1]:9443\"\ndataDir: \"/srv/ferry/hub\"\n"
+                     "publicUrl: \"ws://hub.example.com/v1/link\"\n"
+                     "log:\n  format: json\n  level: debug\n"
+                     "limits:\n  maxSessions: 100000\n  ioThreads: 64\n  maxFrameBytes: 65536\n"
+                     "  uploadWindowBytes: 1073741824\n  maxHttpBodyBytes: 1024\n"
+                     "  sessionIdleTimeout: \"1h30m\"\n"
+                     "auth:\n  maxFailures: 0\n  failureWindow: \"1d\"\n  maxAddresses: 16\n"
+                     "shutdownGrace: \"2m5s\"\n"));
+  corpus.Add(
+      "flow-and-anchors.yaml",
+      ToBytes("{listen: &l \"0.0.0.0:7070\", dataDir: /data, log: {format: text, level: "
+              "warn},\n limits: &lim {maxSessions: 8, ioThreads: 1, maxFrameBytes: 1048576,\n"
+              "   uploadWindowBytes: 1048576, maxHttpBodyBytes: 65536, "
+              "sessionIdleTimeout: 45s},\n"
+              " auth: {maxFailures: 3, failureWindow: 10m, maxAddresses: 1000000}, "
+              "shutdownGrace: 1s}\n"));
+  corpus.Add("out-of-range.yaml",
+             ToBytes("listen: \"hub.example.com:70000\"\nlimits:\n  maxSessions: 0\n"
+                     "  uploadWindowBytes: 1024\nauth:\n  failureWindow: 2d\n"
+                     "log: {level: loud, format: xml}\n"));
+  corpus.Add("unknown-key.yaml", ToBytes("listen: \"0.0.0.0:7070\"\nlimits:\n  maxSesions: 10\n"));
+  corpus.Add("wrong-types.yaml",
+             ToBytes("limits:\n  ioThreads: two\n  maxSessions: [1, 2]\nlisten: {host: a}\n"));
+  // Found by hub_config_fuzz (docs/reliability.md, "Fuzzing"): a key that
+  // is a list threw out of ferry-hub; bytes of the document echoed raw in
+  // messages.
+  corpus.Add("regression-complex-key.yaml", ToBytes("log:\n  ? [format, level]\n  : json\n"));
+  corpus.Add("regression-raw-bytes-in-key.yaml", ToBytes("auth:\n  max\x1b[2J\x93\x9e"
+                                                         "Addresses: 16\n"));
+  corpus.Add("regression-unknown-escape.yaml", ToBytes("listen: \"0.0.0.0:70\\\x1b"
+                                                       "70\"\n"));
+  corpus.Add("regression-raw-bytes-in-listen.yaml", ToBytes("listen: \"\\x01\\x1b[31m\"\n"));
+  corpus.Add("regression-raw-bytes-in-log-level.yaml", ToBytes("log: {level: \"\\u202e\\x07\"}\n"));
+}
+
+// --- http_request_fuzz --------------------------------------------------------
+
+// One request as a client sends it: the body with a Content-Length, or
+// chunked in two chunks.
+struct HttpSeed {
+  std::string method = "GET";
+  std::string target = "/";
+  std::string token = "";  // for "Authorization: Bearer ..." (a placeholder)
+  std::string body = "";
+  std::string type = "application/json";  // Content-Type of a body
+  std::string headers = "";               // more header lines, each with its CRLF
+  std::string version = "1.1";
+  bool chunked = false;
+};
+
+std::string Http(const HttpSeed& r) {
+  std::string out = r.method + " " + r.target + " HTTP/" + r.version + "\r\n" +
+                    "Host: hub.example:7070\r\nUser-Agent: ferryctl/0.1\r\n";
+  if (!r.token.empty()) out += "Authorization: Bearer " + r.token + "\r\n";
+  out += r.headers;
+  if (r.body.empty()) return out + "\r\n";
+  if (!r.type.empty()) out += "Content-Type: " + r.type + "\r\n";
+  if (!r.chunked) {
+    return out + "Content-Length: " + std::to_string(r.body.size()) + "\r\n\r\n" + r.body;
+  }
+  out += "Transfer-Encoding: chunked\r\n\r\n";
+  const size_t half = r.body.size() / 2;
+  for (const std::string& part : {r.body.substr(0, half), r.body.substr(half)}) {
+    char size[16];
+    std::snprintf(size, sizeof size, "%zx", part.size());
+    if (!part.empty()) out += std::string(size) + "\r\n" + part + "\r\n";
+  }
+  return out + "0\r\n\r\n";
+}
+
+void AddHttp(Corpus& corpus, const std::string& name, uint8_t config,
+             std::initializer_list<HttpSeed> requests) {
+  Bytes input{config};
+  for (const HttpSeed& r : requests) PutBytes(input, AsBytes(Http(r)));
+  corpus.Add(name + ".http", std::move(input));
+}
+
+// A request for every route of docs/api.md (and their usual errors),
+// with the tokens and ids as placeholders (fuzz_formats.h).
+void HttpSeeds(Corpus& c) {
+  constexpr uint8_t kNone = kHttpTokenNone, kRoot = kHttpTokenRoot, kAdmin = kHttpTokenAdmin,
+                    kReader = kHttpTokenReader;
+  const std::string policy =
+      "apiVersion: ferry/v1\nkind: MirrorPolicy\nmetadata: {name: dogs}\nspec:\n"
+      "  agents: {matchLabels: {site: shop}}\n  datasets: [videos]\n"
+      "  schedule: \"*/15 * * * *\"\n  targets: [{hub: cloud-east}]\n"
+      "  retention: {keepLast: 4, daily: 7}\n";
+  const std::string policy_json =
+      R"({"apiVersion":"ferry/v1","kind":"MirrorPolicy","metadata":{"name":"yard",)"
+      R"("tenant":"acme"},"spec":{"agents":{"matchLabels":{"site":"shop"}},)"
+      R"("datasets":["videos"],"schedule":{"every":"1h"},"targets":[{"hub":"cloud-east"}],)"
+      R"("retention":{"keepLast":2},"rpo":"2h"}})";
+  std::string bad_policy = policy;
+  bad_policy.replace(bad_policy.find("daily: 7"), 8, "daily: -1");
+
+  // Operational.
+  AddHttp(c, "healthz", kNone, {{.method = "GET", .target = "/healthz"}});
+  AddHttp(c, "readyz", kNone, {{.method = "GET", .target = "/readyz"}});
+  AddHttp(c, "metrics", kNone, {{.method = "GET", .target = "/metrics"}});
+  // Tenants, and authentication.
+  AddHttp(c, "tenants-list-root", kNone,
+          {{.method = "GET", .target = "/v1/tenants", .token = "$ROOT"}});
+  AddHttp(c, "tenants-list-reader", kNone,
+          {{.method = "GET", .target = "/v1/tenants", .token = "$READER"}});
+  AddHttp(c, "tenants-no-token", kNone, {{.method = "GET", .target = "/v1/tenants"}});
+  AddHttp(c, "tenants-basic-auth", kNone,
+          {{.method = "GET",
+            .target = "/v1/tenants",
+            .headers = "Authorization: Basic YWRtaW46YWRtaW4=\r\n"}});
+  AddHttp(
+      c, "tenants-guessed-tokens-throttled", kHttpThrottle,
+      {{.method = "GET", .target = "/v1/tenants", .token = "fry_aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa0"},
+       {.method = "GET", .target = "/v1/tenants", .token = "fry_aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa1"},
+       {.method = "GET", .target = "/v1/tenants", .token = "fry_aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa2"},
+       {.method = "GET", .target = "/v1/tenants", .token = "$ROOT"}});
+  AddHttp(c, "tenant-create", kNone,
+          {{.method = "POST",
+            .target = "/v1/tenants",
+            .token = "$ROOT",
+            .body = R"({"name": "initech"})"}});
+  AddHttp(c, "tenant-create-bad-name", kNone,
+          {{.method = "POST",
+            .target = "/v1/tenants",
+            .token = "$ROOT",
+            .body = R"({"name": "Not A Name"})"}});
+  AddHttp(
+      c, "tenant-create-malformed-json", kNone,
+      {{.method = "POST", .target = "/v1/tenants", .token = "$ROOT", .body = R"({"name": "x",)"}});
+  AddHttp(c, "tenant-create-unknown-field", kNone,
+          {{.method = "POST",
+            .target = "/v1/tenants",
+            .token = "$ROOT",
+            .body = R"({"name": "x", "owner": "me"})"}});
+  AddHttp(c, "tenant-create-deep-json", kRoot,
+          {{.method = "POST",
+            .target = "/v1/tenants",
+            .body = "{\"name\": " + std::string(20, '[') + std::string(20, ']') + "}"}});
+  AddHttp(c, "tenant-create-by-tenant-admin", kNone,
+          {{.method = "POST",
+            .target = "/v1/tenants",
+            .token = "$ADMIN",
+            .body = R"({"name": "umbrella"})"}});
+  AddHttp(c, "tenant-get", kNone,
+          {{.method = "GET", .target = "/v1/tenants/acme", .token = "$ADMIN"}});
+  AddHttp(c, "tenant-get-other-tenant", kNone,
+          {{.method = "GET", .target = "/v1/tenants/globex", .token = "$ADMIN"}});
+  // Enrollment and agents.
+  AddHttp(c, "enrollment-token", kNone,
+          {{.method = "POST",
+            .target = "/v1/tenants/acme/enrollment-tokens",
+            .token = "$ADMIN",
+            .body = R"({"ttl_seconds": 600, "agent_name": "cam-9", )"
+                    R"("labels": {"site": "shop", "zone": "b"}})"}});
+  AddHttp(c, "enrollment-token-empty-body", kAdmin,
+          {{.method = "POST", .target = "/v1/tenants/acme/enrollment-tokens"}});
+  AddHttp(c, "enrollment-token-bad-ttl", kAdmin,
+          {{.method = "POST",
+            .target = "/v1/tenants/acme/enrollment-tokens",
+            .body = R"({"ttl_seconds": -5, "labels": {"bad key!": 1}})"}});
+  AddHttp(c, "agents-list", kReader, {{.method = "GET", .target = "/v1/tenants/acme/agents"}});
+  AddHttp(c, "agent-get", kNone,
+          {{.method = "GET", .target = "/v1/tenants/acme/agents/cam-1", .token = "$READER"}});
+  AddHttp(c, "agent-get-revoked", kNone,
+          {{.method = "GET", .target = "/v1/tenants/acme/agents/cam-2", .token = "$READER"}});
+  AddHttp(c, "agent-revoke", kNone,
+          {{.method = "POST", .target = "/v1/tenants/acme/agents/cam-1/revoke", .token = "$ADMIN"},
+           {.method = "GET", .target = "/v1/tenants/acme/agents/cam-1", .token = "$ADMIN"}});
+  AddHttp(c, "status", kNone,
+          {{.method = "GET", .target = "/v1/tenants/acme/status", .token = "$READER"}});
+  // Snapshots, chunks, keys.
+  AddHttp(c, "snapshots-list", kNone,
+          {{.method = "GET", .target = "/v1/tenants/acme/snapshots", .token = "$READER"}});
+  AddHttp(c, "snapshots-list-filtered", kNone,
+          {{.method = "GET",
+            .target = "/v1/tenants/acme/snapshots?agent=cam-1&dataset=videos&"
+                      "since=2023-11-14T00:00:00Z&until=1700000000&limit=10",
+            .token = "$READER"}});
+  AddHttp(c, "snapshots-list-times", kReader,
+          {{.method = "GET",
+            .target = "/v1/tenants/acme/snapshots?since=2023-11-14T12:00:00.5%2B02:00&"
+                      "until=2024-02-29"}});
+  AddHttp(
+      c, "snapshots-list-bad-query", kReader,
+      {{.method = "GET", .target = "/v1/tenants/acme/snapshots?limit=0&since=yesterday&x=%zz"}});
+  AddHttp(c, "snapshot-get", kNone,
+          {{.method = "GET", .target = "/v1/tenants/acme/snapshots/$SNAP", .token = "$READER"}});
+  AddHttp(c, "snapshot-manifest", kNone,
+          {{.method = "GET",
+            .target = "/v1/tenants/acme/snapshots/$SNAP/manifest",
+            .token = "$READER"}});
+  AddHttp(
+      c, "snapshot-refs", kNone,
+      {{.method = "GET", .target = "/v1/tenants/acme/snapshots/$SNAP/refs", .token = "$READER"}});
+  AddHttp(c, "snapshot-unknown", kReader,
+          {{.method = "GET", .target = "/v1/tenants/acme/snapshots/" + std::string(64, '0')}});
+  AddHttp(c, "snapshot-bad-id", kReader,
+          {{.method = "GET", .target = "/v1/tenants/acme/snapshots/xyz/manifest"}});
+  AddHttp(c, "chunk-get", kNone,
+          {{.method = "GET", .target = "/v1/tenants/acme/chunks/$CHUNK", .token = "$READER"}});
+  std::string unknown_chunk;
+  for (int i = 0; i < 32; ++i) unknown_chunk += "ab";
+  AddHttp(c, "chunk-unknown", kReader,
+          {{.method = "GET", .target = "/v1/tenants/acme/chunks/" + unknown_chunk}});
+  AddHttp(c, "key-get", kNone,
+          {{.method = "GET", .target = "/v1/tenants/acme/keys/$KEY", .token = "$READER"}});
+  AddHttp(c, "key-other-tenant", kNone,
+          {{.method = "GET", .target = "/v1/tenants/globex/keys/$KEY", .token = "$ROOT"}});
+  // Policies.
+  AddHttp(c, "policies-list", kNone,
+          {{.method = "GET", .target = "/v1/tenants/acme/policies", .token = "$READER"}});
+  AddHttp(c, "policy-get", kNone,
+          {{.method = "GET", .target = "/v1/tenants/acme/policies/cams", .token = "$READER"}});
+  const HttpSeed put_yaml{.method = "PUT",
+                          .target = "/v1/tenants/acme/policies/dogs",
+                          .token = "$ADMIN",
+                          .body = policy,
+                          .type = "application/yaml"};
+  AddHttp(c, "policy-put-yaml", kNone, {put_yaml, put_yaml});
+  AddHttp(c, "policy-put-json", kAdmin,
+          {{.method = "PUT",
+            .target = "/v1/tenants/acme/policies/yard",
+            .body = policy_json,
+            .type = "application/json; charset=utf-8"}});
+  AddHttp(c, "policy-put-chunked", kAdmin,
+          {{.method = "PUT",
+            .target = "/v1/tenants/acme/policies/dogs",
+            .body = policy,
+            .type = "text/yaml",
+            .chunked = true}});
+  AddHttp(c, "policy-put-wrong-name", kAdmin,
+          {{.method = "PUT",
+            .target = "/v1/tenants/acme/policies/cats",
+            .body = policy,
+            .type = "application/x-yaml"}});
+  AddHttp(c, "policy-put-bad-type", kAdmin,
+          {{.method = "PUT",
+            .target = "/v1/tenants/acme/policies/dogs",
+            .body = policy,
+            .type = "text/plain"}});
+  AddHttp(c, "policy-put-invalid", kAdmin,
+          {{.method = "PUT",
+            .target = "/v1/tenants/acme/policies/dogs",
+            .body = bad_policy,
+            .type = "application/yaml"}});
+  AddHttp(c, "policy-delete", kNone,
+          {{.method = "DELETE", .target = "/v1/tenants/acme/policies/cams", .token = "$ADMIN"},
+           {.method = "GET", .target = "/v1/tenants/acme/policies", .token = "$ADMIN"}});
+  // API tokens.
+  AddHttp(c, "tokens-tenant-list", kNone,
+          {{.method = "GET", .target = "/v1/tenants/acme/tokens", .token = "$ADMIN"}});
+  AddHttp(c, "token-create", kNone,
+          {{.method = "POST",
+            .target = "/v1/tenants/acme/tokens",
+            .token = "$ADMIN",
+            .body = R"({"role": "operator", "description": "ci pipeline"})"}});
+  AddHttp(
+      c, "token-create-bad-role", kAdmin,
+      {{.method = "POST", .target = "/v1/tenants/acme/tokens", .body = R"({"role": "owner"})"}});
+  AddHttp(c, "tokens-all", kRoot, {{.method = "GET", .target = "/v1/tokens"}});
+  AddHttp(c, "token-get", kNone,
+          {{.method = "GET", .target = "/v1/tokens/$TOKID", .token = "$ADMIN"}});
+  AddHttp(c, "token-revoke", kNone,
+          {{.method = "DELETE", .target = "/v1/tokens/$TOKID", .token = "$ROOT"},
+           {.method = "GET", .target = "/v1/tenants", .token = "$READER"}});
+  AddHttp(c, "token-bad-id", kRoot, {{.method = "GET", .target = "/v1/tokens/tok-XYZ"}});
+  // Sessions and streams.
+  AddHttp(c, "sessions", kNone,
+          {{.method = "GET", .target = "/v1/tenants/acme/sessions?limit=5", .token = "$READER"}});
+  AddHttp(
+      c, "streams-list", kNone,
+      {{.method = "GET", .target = "/v1/tenants/acme/streams?agent=cam-1", .token = "$READER"}});
+  AddHttp(c, "stream-read", kNone,
+          {{.method = "GET",
+            .target = "/v1/streams/acme/cam-1/events?from=0&max_bytes=1024",
+            .token = "$READER"}});
+  AddHttp(c, "stream-read-past-end", kReader,
+          {{.method = "GET", .target = "/v1/streams/acme/cam-1/events?from=5"}});
+  AddHttp(c, "stream-read-unknown", kReader,
+          {{.method = "GET", .target = "/v1/streams/acme/cam-1/nope?max_bytes=0"}});
+  // HTTP itself: methods, paths, versions, pipelining, limits, the link.
+  AddHttp(c, "method-not-allowed", kRoot, {{.method = "PATCH", .target = "/v1/tenants"}});
+  AddHttp(c, "unknown-path", kRoot, {{.method = "GET", .target = "/v1/tenants/acme/frobs"}});
+  AddHttp(c, "long-target", kRoot,
+          {{.method = "GET", .target = "/v1/tenants/" + std::string(2100, 'a')}});
+  AddHttp(c, "http10", kRoot,
+          {{.method = "GET", .target = "/v1/tenants/acme", .version = "1.0"},
+           {.method = "GET", .target = "/healthz"}});
+  AddHttp(c, "pipelined-keep-alive", kAdmin,
+          {{.method = "GET", .target = "/v1/tenants/acme/policies"},
+           {.method = "DELETE", .target = "/v1/tenants/acme/policies/cams"},
+           {.method = "GET",
+            .target = "/v1/tenants/acme/policies/cams",
+            .headers = "Connection: close\r\n"},
+           {.method = "GET", .target = "/healthz"}});
+  AddHttp(c, "body-over-small-limit", kHttpSmallBody,
+          {{.method = "POST",
+            .target = "/v1/tenants",
+            .token = "$ROOT",
+            .body = "{\"name\": \"" + std::string(1100, 'x') + "\"}"}});
+  AddHttp(c, "link-upgrade", kNone,
+          {{.method = "GET",
+            .target = "/v1/link",
+            .headers = "Connection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\n"
+                       "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                       "Sec-WebSocket-Protocol: ferry-link-v1\r\n"}});
+  AddHttp(c, "link-without-upgrade", kNone,
+          {{.method = "GET", .target = "/v1/link"}, {.method = "GET", .target = "/readyz"}});
+}
+
 // --- stream_batch_fuzz -----------------------------------------------------
 
 void StreamBatchSeeds(Corpus& corpus) {
@@ -465,7 +783,8 @@ int Main(const std::string& out_dir, const std::vector<std::string>& only) {
   std::map<std::string, Corpus> corpora;
   for (const char* target :
        {"sealed_chunk_fuzz", "pack_fuzz", "tree_fuzz", "manifest_fuzz", "keyset_fuzz",
-        "ref_set_fuzz", "agent_config_fuzz", "mirror_policy_fuzz", "stream_batch_fuzz"}) {
+        "ref_set_fuzz", "agent_config_fuzz", "mirror_policy_fuzz", "stream_batch_fuzz",
+        "hub_config_fuzz", "http_request_fuzz"}) {
     corpora[target] = Corpus{out_dir + "/" + target, {}};
   }
   SealedChunkSeeds(corpora["sealed_chunk_fuzz"]);
@@ -476,6 +795,8 @@ int Main(const std::string& out_dir, const std::vector<std::string>& only) {
   RefSetSeeds(corpora["ref_set_fuzz"], tmp);
   YamlSeeds(corpora["agent_config_fuzz"], corpora["mirror_policy_fuzz"], FERRY_SOURCE_DIR);
   StreamBatchSeeds(corpora["stream_batch_fuzz"]);
+  HubConfigSeeds(corpora["hub_config_fuzz"], FERRY_SOURCE_DIR);
+  HttpSeeds(corpora["http_request_fuzz"]);
   for (const auto& [target, corpus] : corpora) {
     // Some seeds hold random keys: rewrite only the corpora asked for.
     if (only.empty() || std::find(only.begin(), only.end(), target) != only.end()) corpus.Write();

@@ -194,7 +194,36 @@ inline constexpr uint8_t kManifestSign = 0x01;
 //   rest     the keyset file / refs object.
 inline constexpr uint8_t kFixChecksum = 0x01;
 
-// tree_fuzz: the input is a serialized Tree. agent_config_fuzz and
-// mirror_policy_fuzz: the input is the YAML (or JSON) text.
+// tree_fuzz: the input is a serialized Tree. agent_config_fuzz,
+// mirror_policy_fuzz and hub_config_fuzz: the input is the YAML (or JSON)
+// text.
+
+// http_request_fuzz
+//   byte 0   config: bits 0-1 = the token every request gets as its
+//            Authorization header (kHttpToken*: none, so the request's own
+//            header stands; the all-tenants admin; acme's admin; acme's
+//            reader); bit 2 = requests pass the auth throttle (3 failures a
+//            minute; its clock moves 20 s an input) from one peer address,
+//            as they do in a hub (else no throttle); bit 3 = the
+//            parser's body limit is 1024 bytes (the least maxHttpBodyBytes
+//            allows) instead of the default 1 MiB.
+//   rest     the bytes a client sends on one connection: up to
+//            kMaxHttpRequestsPerInput pipelined HTTP/1.x requests. Before
+//            parsing, the placeholders below are replaced by what they
+//            name in the fuzz hub (tokens are random per hub; ids are fixed,
+//            but spelt out they would be 64 bytes the mutator must keep).
+inline constexpr uint8_t kHttpTokenMask = 0x03;
+inline constexpr uint8_t kHttpTokenNone = 0;
+inline constexpr uint8_t kHttpTokenRoot = 1;
+inline constexpr uint8_t kHttpTokenAdmin = 2;
+inline constexpr uint8_t kHttpTokenReader = 3;
+inline constexpr uint8_t kHttpThrottle = 0x04;
+inline constexpr uint8_t kHttpSmallBody = 0x08;
+inline constexpr size_t kMaxHttpRequestsPerInput = 8;
+//   $ROOT, $ADMIN, $READER  the tokens (clear, "fry_...") of the
+//                           all-tenants admin, acme's admin, acme's reader;
+//   $TOKID                  the id of acme's reader token ("tok-...");
+//   $SNAP, $CHUNK, $KEY     the ids (hex) of acme's snapshot, of its one
+//                           chunk and of that chunk's data key.
 
 }  // namespace ferry::fuzz
