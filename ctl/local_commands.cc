@@ -155,6 +155,7 @@ int SnapshotCreate(const SnapshotCreateArgs& args) {
   options.dataset_name = args.dataset_name;
   options.workers = args.workers;
   options.use_file_cache = !args.no_cache;
+  options.delta = args.delta;
   for (const std::string& label : args.labels) {
     const size_t eq = label.find('=');
     if (eq == std::string::npos || eq == 0) {
@@ -185,6 +186,8 @@ int SnapshotCreate(const SnapshotCreateArgs& args) {
     o["bytes_stored"] = rep.bytes_stored;
     o["chunks"] = rep.chunks;
     o["chunks_new"] = rep.chunks_new;
+    o["chunks_delta"] = rep.chunks_delta;
+    o["bytes_delta"] = rep.bytes_delta;
     o["cache_hits"] = rep.cache_hits;
     o["seconds"] = rep.seconds;
     json::array inc, skip;
@@ -200,7 +203,12 @@ int SnapshotCreate(const SnapshotCreateArgs& args) {
               << "\n"
               << "  read " << HumanBytes(rep.bytes_read) << " (" << Count(rep.cache_hits)
               << " files unchanged), new " << HumanBytes(rep.bytes_new) << ", stored "
-              << HumanBytes(rep.bytes_stored) << "\n"
+              << HumanBytes(rep.bytes_stored);
+    if (rep.chunks_delta > 0) {
+      std::cerr << " (" << Count(rep.chunks_delta) << " changed chunks as deltas of "
+                << HumanBytes(rep.bytes_delta) << ")";
+    }
+    std::cerr << "\n"
               << "  dedup " << Ratio(rep.bytes_data, rep.bytes_new) << ", compression "
               << Ratio(rep.bytes_new, rep.bytes_stored) << "\n";
     if (!rep.inconsistent.empty() || !rep.skipped.empty()) {

@@ -37,6 +37,7 @@ struct SnapshotCreateArgs {
   std::string dataset_name;
   bool json = false;
   bool no_cache = false;
+  bool delta = false;
   size_t workers = 0;
 };
 int SnapshotCreate(const SnapshotCreateArgs& args);

@@ -216,6 +216,9 @@ int main(int argc, char** argv) {
   snap_create->add_flag("--json", create.json, "Print the summary as JSON on stdout");
   snap_create->add_flag("--no-cache", create.no_cache,
                         "Read every file even if the file cache says it is unchanged");
+  snap_create->add_flag("--delta", create.delta,
+                        "Store a changed file's new chunks as deltas of its previous chunks "
+                        "where that halves them (docs/format/delta.md)");
   snap_create->add_option("--workers", create.workers, "CPU workers (default: all CPUs)");
   snap_create->add_option("PATH", create.path, "Directory to capture")->required();
   snap_create->callback([&] { exit_code = SnapshotCreate(create); });

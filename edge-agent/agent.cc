@@ -542,6 +542,7 @@ RunResult Agent::RunPolicy(const mirror::MirrorPolicy& policy, bool scheduled, i
       o.chunker.avg_size = d->chunk_avg_bytes;
       o.chunker.min_size = d->chunk_avg_bytes / 4;
       o.chunker.max_size = d->chunk_avg_bytes * 4;
+      o.delta = d->delta;
       o.labels = labels;
       o.on_warning = [&](const std::string& w) { log::Warn("capture of {}: {}", d->name, w); };
       Result<snapshot::CaptureReport> report =
@@ -553,9 +554,10 @@ RunResult Agent::RunPolicy(const mirror::MirrorPolicy& policy, bool scheduled, i
       ++snapshots_taken_;
       log::Info(
           "captured {}: snapshot {}, {} files, {} bytes, {} bytes read ({} files unchanged), {} "
-          "new bytes stored in {:.2f} s",
+          "new bytes stored ({} changed chunks as deltas) in {:.2f} s",
           d->name, HexEncode(report->id).substr(0, 16), report->files, report->bytes_logical,
-          report->bytes_read, report->cache_hits, report->bytes_stored, report->seconds);
+          report->bytes_read, report->cache_hits, report->bytes_stored, report->chunks_delta,
+          report->seconds);
       captured.push_back({report->id, {d->name, HexEncode(report->id), report->bytes_stored}});
     }
   }

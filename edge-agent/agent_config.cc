@@ -285,7 +285,7 @@ constexpr uint64_t kMaxChunkSize = 1 << 20;
 
 Result<DatasetConfig> ParseDataset(const Field& field) {
   ASSIGN_OR_RETURN(Mapping m, Mapping::Open(field, {"name", "kind", "path", "exclude", "chunkSize",
-                                                    "preHook", "postHook"}));
+                                                    "delta", "preHook", "postHook"}));
   DatasetConfig d;
   ASSIGN_OR_RETURN(const Field* name, m.Require("name", "the dataset's name, as policies name it"));
   ASSIGN_OR_RETURN(d.name, Name(*name));
@@ -312,6 +312,11 @@ Result<DatasetConfig> ParseDataset(const Field& field) {
       return chunk->Error("must be a power of two from 4KiB to 1MiB, got " + std::to_string(avg));
     }
     d.chunk_avg_bytes = static_cast<uint32_t>(avg);
+  }
+  if (const Field* delta = m.Get("delta")) {
+    ASSIGN_OR_RETURN(std::string v, ConfigString(*delta));
+    if (v != "true" && v != "false") return delta->Error("must be true or false, got " + Quote(v));
+    d.delta = v == "true";
   }
   if (const Field* hook = m.Get("preHook")) {
     ASSIGN_OR_RETURN(d.pre_hook, ParseHook(*hook));

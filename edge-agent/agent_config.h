@@ -10,6 +10,7 @@
 //       path: /srv/videos
 //       exclude: ["*.tmp", "cache/"]
 //       chunkSize: 64KiB                     # average content-defined chunk
+//       delta: true                          # changed files: send what changed
 //       preHook: {command: [/usr/local/bin/freeze], timeout: 30s}
 //       postHook: {command: [/usr/local/bin/thaw], timeout: 30s}
 //   streams:                                 # append-only logs, written through the local API
@@ -60,6 +61,9 @@ struct DatasetConfig {
   // max = 4 x avg. Smaller chunks send less after scattered small edits and
   // cost more ids per GiB. Changing it re-reads every file once.
   uint32_t chunk_avg_bytes = 64 << 10;
+  // "delta": store a changed file's new chunks as deltas of its previous
+  // ones where that halves them (docs/format/delta.md). Default on.
+  bool delta = true;
   std::optional<Hook> pre_hook;
   std::optional<Hook> post_hook;
 };

@@ -1,5 +1,8 @@
 #include "snapshot/chunk_reader.h"
 
+#include "snapshot/delta.h"
+#include "snapshot/sealed_chunk.h"
+
 namespace ferry::snapshot {
 
 Result<std::shared_ptr<const SecretBytes>> ChunkReader::Key(const KeyId& id) {
@@ -27,16 +30,66 @@ Status ChunkReader::Read(const pb::ChunkRef& ref, Bytes& plaintext) {
 }
 
 Status ChunkReader::Read(const ChunkId& id, uint32_t expected_size, Bytes& plaintext) {
+  return ReadAt(id, expected_size, plaintext, 0);
+}
+
+Status ChunkReader::ReadAt(const ChunkId& id, std::optional<uint32_t> expected_size,
+                           Bytes& plaintext, int depth) {
   thread_local Bytes sealed;
   RETURN_IF_ERROR(source_.ReadSealedChunk(id, sealed));
   ASSIGN_OR_RETURN(SealedChunkHeader header, ParseSealedChunkHeader(sealed));
-  if (header.plain_len != expected_size) {
+  if (!header.is_delta() && expected_size && header.plain_len != *expected_size) {
     return DataLossError("chunk " + HexEncode(ByteView(id.data(), 8)) + " holds " +
                          std::to_string(header.plain_len) + " bytes where its tree says " +
-                         std::to_string(expected_size));
+                         std::to_string(*expected_size));
   }
   ASSIGN_OR_RETURN(std::shared_ptr<const SecretBytes> key, Key(header.key_id));
-  return OpenChunk(id, sealed, *key, keyset_.chunk_id_hasher(), plaintext);
+  if (!header.is_delta()) {
+    return OpenChunkPayload(id, sealed, *key, keyset_.chunk_id_hasher(), plaintext, header);
+  }
+  // A delta chunk: its payload says how to rebuild it from its bases.
+  const std::string what = "delta chunk " + HexEncode(ByteView(id.data(), 8));
+  if (depth >= kMaxDeltaDepth) {
+    return DataLossError(what + " is more than " + std::to_string(kMaxDeltaDepth) +
+                         " deltas away from a whole chunk");
+  }
+  Bytes payload;
+  RETURN_IF_ERROR(OpenChunkPayload(id, sealed, *key, keyset_.chunk_id_hasher(), payload, header));
+  if (DeltaHasher().DeltaId(payload) != id) {
+    return DataLossError(what + ": payload does not match its id");
+  }
+  Result<delta::ParsedDelta> parsed_or = delta::Parse(payload);
+  if (!parsed_or.ok()) return parsed_or.status().WithContext(what);
+  const delta::ParsedDelta& parsed = *parsed_or;
+  if (parsed.bases != header.bases) {
+    return DataLossError(what + ": its payload and its header name different bases");
+  }
+  if (expected_size && parsed.size != *expected_size) {
+    return DataLossError(what + " rebuilds " + std::to_string(parsed.size) +
+                         " bytes where its tree says " + std::to_string(*expected_size));
+  }
+  std::vector<Bytes> bases(parsed.bases.size());
+  std::vector<ByteView> views(parsed.bases.size());
+  for (size_t i = 0; i < parsed.bases.size(); ++i) {
+    RETURN_IF_ERROR(ReadAt(parsed.bases[i], std::nullopt, bases[i], depth + 1)
+                        .WithContext(what + ", base " + std::to_string(i)));
+    views[i] = bases[i];
+  }
+  RETURN_IF_ERROR(delta::Apply(parsed, views, plaintext).WithContext(what));
+  // A block the writer matched wrongly (its signatures are only evidence)
+  // is caught here: the content must have the id the writer computed.
+  if (keyset_.ChunkIdOf(plaintext) != header.content_id) {
+    plaintext.clear();
+    return DataLossError(what + ": rebuilt content does not match its content id");
+  }
+  return OkStatus();
+}
+
+const delta::BlockHasher& ChunkReader::DeltaHasher() {
+  std::call_once(delta_hasher_once_, [this] {
+    delta_hasher_ = std::make_unique<delta::BlockHasher>(keyset_.chunk_id_hasher());
+  });
+  return *delta_hasher_;
 }
 
 Result<Bytes> ChunkReader::Read(const pb::ChunkRef& ref) {

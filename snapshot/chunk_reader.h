@@ -1,6 +1,8 @@
 // ChunkReader: the read path of one chunk — fetch the sealed bytes, unwrap
 // its data key (cached), decrypt, decompress, and check the content against
-// its id and expected size.
+// its id and expected size. A delta chunk (snapshot/delta.h) is named by its
+// payload: the payload is checked against the id, then the chunk is rebuilt
+// from its bases, read (and checked) the same way.
 //
 // The source may be a local store or a remote one: nothing it returns is
 // trusted (the sealed bytes are authenticated with the id as associated
@@ -17,8 +19,10 @@
 #include <mutex>
 
 #include <memory>
+#include <optional>
 
 #include "snapshot/chunk_source.h"
+#include "snapshot/delta.h"
 #include "snapshot/keyset.h"
 #include "snapshot/manifest.h"
 
@@ -39,12 +43,21 @@ class ChunkReader {
   Result<Bytes> ReadAll(const google::protobuf::RepeatedPtrField<pb::ChunkRef>& refs,
                         size_t max_total);
 
+  // How many deltas deep a chunk may be stored (a delta of a delta of a
+  // whole chunk is 2); deeper is refused as damage rather than followed.
+  static constexpr int kMaxDeltaDepth = 8;
+
  private:
+  Status ReadAt(const ChunkId& id, std::optional<uint32_t> expected_size, Bytes& plaintext,
+                int depth);
   Result<std::shared_ptr<const SecretBytes>> Key(const KeyId& id);
+  const delta::BlockHasher& DeltaHasher();  // made on first use
   ChunkSource& source_;
   const Keyset& keyset_;
   std::mutex mu_;
   std::map<KeyId, std::shared_ptr<const SecretBytes>> keys_;  // guarded by mu_
+  std::once_flag delta_hasher_once_;
+  std::unique_ptr<delta::BlockHasher> delta_hasher_;
 };
 
 }  // namespace ferry::snapshot

@@ -2,17 +2,21 @@
 
 #include <cstring>
 
+#include "snapshot/delta.h"
+
 namespace ferry::snapshot {
 namespace {
 
 constexpr uint8_t kMagic[4] = {'F', 'C', 'A', 'C'};
-constexpr uint8_t kVersion = 2;
+constexpr uint8_t kVersion = 3;
 constexpr size_t kHeaderSize = 36;
-constexpr size_t kFixedRecordSize = 4 + 8 + 8 + 8 + 8 + 4 + 4 + 4;
+constexpr size_t kFixedRecordSize = 4 + 8 + 8 + 8 + 8 + 4 + 4 + 4 + 4;
 constexpr uint32_t kMaxXattrBytes = 1u << 20;
 constexpr uint32_t kMaxKeySize = 64 * 1024;
 constexpr uint32_t kMaxChunksPerFile = 1u << 24;
 constexpr uint32_t kMaxExtentsPerFile = 1u << 20;
+// Delta signatures of one file: ~1% of its size; larger files keep none.
+constexpr uint32_t kMaxDeltaBlockBytes = 64u << 20;
 
 Bytes EncodeHeader(const FileCacheIdentity& id) {
   Bytes h;
@@ -28,6 +32,47 @@ Bytes EncodeHeader(const FileCacheIdentity& id) {
 }
 
 }  // namespace
+
+void AppendDeltaEntry(Bytes& block, const ChunkId& content_id, const BaseList& bases,
+                      ByteView signature) {
+  PutU8(block, bases.empty() ? 0 : kCachedChunkDelta);
+  if (!bases.empty()) {
+    PutBytes(block, content_id);
+    PutU8(block, static_cast<uint8_t>(bases.size()));
+    for (const auto& [id, sealed_size] : bases) {
+      PutBytes(block, id);
+      PutU32(block, sealed_size);
+    }
+  }
+  PutBytes(block, signature);
+}
+
+bool ParseDeltaBlock(ByteView block, const std::vector<CachedChunk>& chunks,
+                     std::vector<DeltaEntry>& out) {
+  out.resize(chunks.size());
+  ByteReader r(block);
+  for (size_t i = 0; i < chunks.size(); ++i) {
+    DeltaEntry& e = out[i];
+    e.bases.clear();
+    if (!r.ReadU8(e.flags) || (e.flags & ~kCachedChunkDelta) != 0) return false;
+    if (e.flags & kCachedChunkDelta) {
+      uint8_t n = 0;
+      if (!r.ReadArray(e.content_id) || !r.ReadU8(n) || n == 0 || n > delta::kMaxBases) {
+        return false;
+      }
+      for (uint8_t b = 0; b < n; ++b) {
+        ByteView id;
+        uint32_t sealed_size = 0;
+        if (!r.ReadView(32, id) || !r.ReadU32(sealed_size)) return false;
+        ChunkId cid;
+        std::copy(id.begin(), id.end(), cid.begin());
+        e.bases.emplace_back(cid, sealed_size);
+      }
+    }
+    if (!r.ReadView(delta::SignatureSize(chunks[i].plain_size), e.signature)) return false;
+  }
+  return r.empty();
+}
 
 std::unique_ptr<FileCacheReader> FileCacheReader::Open(Env& env, const std::string& path,
                                                        const FileCacheIdentity& identity,
@@ -102,13 +147,14 @@ bool FileCacheReader::Advance() {
   const uint32_t n_chunks = LoadU32(p + 36);
   const uint32_t n_extents = LoadU32(p + 40);
   const uint32_t xattr_bytes = LoadU32(p + 44);
+  const uint32_t delta_bytes = LoadU32(p + 48);
   if (key_len > kMaxKeySize || n_chunks > kMaxChunksPerFile || n_extents > kMaxExtentsPerFile ||
-      xattr_bytes > kMaxXattrBytes) {
+      xattr_bytes > kMaxXattrBytes || delta_bytes > kMaxDeltaBlockBytes) {
     done_ = true;
     return false;
   }
-  const size_t total =
-      kFixedRecordSize + key_len + size_t{n_chunks} * 40 + size_t{n_extents} * 16 + xattr_bytes;
+  const size_t total = kFixedRecordSize + key_len + size_t{n_chunks} * 40 + size_t{n_extents} * 16 +
+                       xattr_bytes + delta_bytes;
   if (!Fill(total)) {
     done_ = true;
     return false;
@@ -144,6 +190,13 @@ bool FileCacheReader::Advance() {
       return false;
     }
     c.xattrs.emplace_back(ToString(name), ToString(value));
+  }
+  p += xattr_bytes;
+  c.delta.assign(p, p + delta_bytes);
+  thread_local std::vector<DeltaEntry> entries;
+  if (delta_bytes != 0 && !ParseDeltaBlock(c.delta, c.chunks, entries)) {
+    done_ = true;  // malformed: stop using the cache (the checksum makes this a bug)
+    return false;
   }
   buf_pos_ += total;
   pos_ += total;
@@ -202,6 +255,10 @@ Status FileCacheWriter::Add(const CachedFile& c) {
       c.extents.size() > kMaxExtentsPerFile || xattr_bytes > kMaxXattrBytes) {
     return OkStatus();  // beyond what a reader accepts: leave this file uncached
   }
+  // Delta entries are kept only when complete and within the limit.
+  thread_local std::vector<DeltaEntry> entries;
+  const bool keep_delta = !c.delta.empty() && c.delta.size() <= kMaxDeltaBlockBytes &&
+                          ParseDeltaBlock(c.delta, c.chunks, entries);
   Bytes rec;
   rec.reserve(kFixedRecordSize + c.key.size() + c.chunks.size() * 40 + c.extents.size() * 16);
   PutU32(rec, static_cast<uint32_t>(c.key.size()));
@@ -219,6 +276,7 @@ Status FileCacheWriter::Add(const CachedFile& c) {
     PutBytes(xattrs, AsBytes(value));
   }
   PutU32(rec, static_cast<uint32_t>(xattrs.size()));
+  PutU32(rec, keep_delta ? static_cast<uint32_t>(c.delta.size()) : 0);
   PutBytes(rec, AsBytes(c.key));
   for (const CachedChunk& ch : c.chunks) {
     PutBytes(rec, ch.id);
@@ -230,6 +288,7 @@ Status FileCacheWriter::Add(const CachedFile& c) {
     PutU64(rec, len);
   }
   PutBytes(rec, xattrs);
+  if (keep_delta) PutBytes(rec, c.delta);
   return Write(rec);
 }
 

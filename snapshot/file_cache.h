@@ -41,7 +41,27 @@ struct CachedFile {
   // user.* xattrs (name, value): setting one changes ctime, so a cache hit
   // (same ctime) may reuse them without opening the file.
   std::vector<std::pair<std::string, std::string>> xattrs;
+  // For delta encoding (snapshot/delta.h), empty when not recorded: one
+  // entry per chunk, in order (docs/format/file-cache.md; see DeltaEntry).
+  Bytes delta;
 };
+
+// One chunk's entry in CachedFile::delta.
+inline constexpr uint8_t kCachedChunkDelta = 0x01;  // stored as a delta chunk
+struct DeltaEntry {
+  uint8_t flags = 0;
+  // A delta chunk's: the id of the content it rebuilds, and its bases.
+  ChunkId content_id{};
+  BaseList bases;
+  ByteView signature;  // of the content; a view into the block
+};
+// Appends one entry to a delta block: a whole chunk when `bases` is empty.
+void AppendDeltaEntry(Bytes& block, const ChunkId& content_id, const BaseList& bases,
+                      ByteView signature);
+// Splits a delta block into one entry per chunk of `chunks`; false when it
+// does not describe exactly these chunks (sizes, flags, base counts).
+bool ParseDeltaBlock(ByteView block, const std::vector<CachedChunk>& chunks,
+                     std::vector<DeltaEntry>& out);
 
 struct FileCacheIdentity {
   std::array<uint8_t, 16> keyset_id{};

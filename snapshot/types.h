@@ -5,6 +5,8 @@
 #include <cstdint>
 #include <functional>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "core/bytes.h"
 #include "core/status.h"
@@ -32,6 +34,9 @@ Result<std::array<uint8_t, N>> ArrayFromBytes(ByteView b, const char* what) {
   std::copy(b.begin(), b.end(), out.begin());
   return out;
 }
+
+// A delta chunk's bases (docs/format/delta.md), each with its sealed size.
+using BaseList = std::vector<std::pair<ChunkId, uint32_t>>;
 
 struct ArrayHash {
   template <size_t N>

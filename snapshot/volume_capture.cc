@@ -15,12 +15,14 @@
 #include <map>
 #include <optional>
 #include <thread>
+#include <unordered_map>
 
 #include "core/log.h"
 #include "core/version.h"
 #include "core/worker_pool.h"
 #include "snapshot/chunk_stream.h"
 #include "snapshot/chunk_writer.h"
+#include "snapshot/delta.h"
 #include "snapshot/file_cache.h"
 #include "snapshot/manifest_commit.h"
 #include "snapshot/ref_set.h"
@@ -102,8 +104,20 @@ Result<std::vector<ExcludePattern>> ParseExcludes(const std::vector<std::string>
 constexpr size_t kBatchChunks = 32;
 constexpr size_t kBatchBytes = 512 << 10;
 
+// What one changed file's chunks may be delta-encoded against: the chunks of
+// its previous version (from the file cache), with their signatures.
+struct FileDelta {
+  Bytes old;  // the previous record's delta block (signatures are views into it)
+  delta::BaseIndex index;
+  std::unordered_map<ChunkId, uint32_t, ArrayHash> base_sealed_sizes;  // of the index's bases
+  std::unordered_map<ChunkId, KnownDelta, ArrayHash> known_deltas;     // by content id
+  std::unordered_map<ChunkId, ByteView, ArrayHash> signatures;         // by content id
+  DeltaContext context;
+};
+
 struct ChunkBatch {
   std::vector<Bytes> chunks;
+  std::vector<std::shared_ptr<const FileDelta>> deltas;  // parallel to chunks; may be null
   size_t bytes = 0;
   bool submitted = false;
   std::shared_future<std::vector<Result<ChunkResult>>> results;
@@ -123,6 +137,8 @@ struct PendingNode {
   std::vector<CachedChunk> known;
   // Cache record to write once the content is known (empty key: do not cache).
   CachedFile cache;
+  // Delta encoding of this file's chunks (CaptureOptions::delta), else null.
+  std::shared_ptr<const FileDelta> delta;
 };
 
 class Capturer {
@@ -133,6 +149,8 @@ class Capturer {
         options_(options),
         chunker_(options.chunker, keyset.gear_table()),
         writer_(keyset, store, options.seal),
+        block_hasher_(options.delta ? std::make_unique<delta::BlockHasher>(keyset.chunk_id_hasher())
+                                    : nullptr),
         pool_(options.workers == 0 ? WorkerPool::DefaultThreads() : options.workers,
               /*queue_capacity=*/(options.workers == 0 ? WorkerPool::DefaultThreads()
                                                        : options.workers) +
@@ -143,11 +161,12 @@ class Capturer {
   void SetExcludes(std::vector<ExcludePattern> excludes) { excludes_ = std::move(excludes); }
 
  private:
-  ChunkHandle Submit(Bytes&& chunk) {
+  ChunkHandle Submit(Bytes&& chunk, std::shared_ptr<const FileDelta> delta) {
     if (!open_batch_) open_batch_ = std::make_shared<ChunkBatch>();
     ChunkHandle h{open_batch_, open_batch_->chunks.size()};
     open_batch_->bytes += chunk.size();
     open_batch_->chunks.push_back(std::move(chunk));
+    open_batch_->deltas.push_back(std::move(delta));
     if (open_batch_->chunks.size() >= kBatchChunks || open_batch_->bytes >= kBatchBytes) {
       SubmitOpenBatch();
     }
@@ -159,17 +178,20 @@ class Capturer {
     batch->submitted = true;
     // The lambda lives in the future's shared state until the last handle is
     // gone: the task frees each chunk's bytes as soon as it is stored.
-    batch->results = pool_
-                         .Submit([this, chunks = std::move(batch->chunks)]() mutable {
-                           std::vector<Result<ChunkResult>> out;
-                           out.reserve(chunks.size());
-                           for (Bytes& c : chunks) {
-                             out.push_back(writer_.Write(c));
-                             Bytes().swap(c);
-                           }
-                           return out;
-                         })
-                         .share();
+    batch->results =
+        pool_
+            .Submit([this, chunks = std::move(batch->chunks),
+                     deltas = std::move(batch->deltas)]() mutable {
+              std::vector<Result<ChunkResult>> out;
+              out.reserve(chunks.size());
+              for (size_t i = 0; i < chunks.size(); ++i) {
+                out.push_back(writer_.Write(chunks[i], deltas[i] ? &deltas[i]->context : nullptr));
+                Bytes().swap(chunks[i]);
+                deltas[i].reset();
+              }
+              return out;
+            })
+            .share();
   }
   Result<ChunkResult> Await(const ChunkHandle& h) {
     if (!h.batch->submitted) SubmitOpenBatch();  // an unsubmitted batch is the open one
@@ -191,6 +213,8 @@ class Capturer {
   // content describes: st_size, or less when the file shrank while read.
   Status ReadFileContent(int fd, const struct stat& st, PendingNode& p, bool* changed,
                          uint64_t* logical_size);
+  // The delta context of a file whose previous record is `previous` (null: none).
+  std::shared_ptr<const FileDelta> MakeFileDelta(const CachedFile* previous);
   // Chunks a serialized tree; returns the refs of its chunks (resolved).
   Result<std::vector<pb::ChunkRef>> StoreTree(const Bytes& tree_bytes);
   void ReadXattrs(int fd, pb::Node& node, const std::string& display);
@@ -222,6 +246,7 @@ class Capturer {
   const CaptureOptions& options_;
   Chunker chunker_;
   ChunkWriter writer_;
+  std::unique_ptr<delta::BlockHasher> block_hasher_;  // CaptureOptions::delta
   WorkerPool pool_;
   RefSetBuilder refs_;
   std::shared_ptr<ChunkBatch> open_batch_;
@@ -235,6 +260,9 @@ class Capturer {
 
 Status Capturer::Resolve(PendingNode& p) {
   Status first_error;
+  // With delta encoding, the new cache record's delta block is rebuilt here.
+  const bool record_delta = p.delta != nullptr && !p.chunks.empty();
+  if (record_delta) p.cache.delta.clear();
   for (const ChunkHandle& h : p.chunks) {
     Result<ChunkResult> r = Await(h);
     if (!r.ok()) {
@@ -243,9 +271,25 @@ Status Capturer::Resolve(PendingNode& p) {
     }
     CachedChunk c{r->id, r->plain_size, r->sealed_size};
     p.known.push_back(c);
+    // A delta chunk's bases go into the refs with it.
+    for (const auto& [base, sealed_size] : r->bases) RETURN_IF_ERROR(refs_.Add(base, sealed_size));
+    if (record_delta) AppendDeltaEntry(p.cache.delta, r->content_id, r->bases, r->signature);
   }
   p.chunks.clear();
   RETURN_IF_ERROR(first_error);
+  if (!record_delta && !p.cache.delta.empty()) {
+    // A cache hit: its delta chunks' bases are in the record.
+    thread_local std::vector<DeltaEntry> entries;
+    if (ParseDeltaBlock(p.cache.delta, p.known, entries)) {
+      for (const DeltaEntry& e : entries) {
+        for (const auto& [base, sealed_size] : e.bases) {
+          RETURN_IF_ERROR(refs_.Add(base, sealed_size));
+        }
+      }
+    } else {
+      p.cache.delta.clear();
+    }
+  }
   for (const CachedChunk& c : p.known) {
     if (p.node.type() == pb::NODE_TYPE_FILE) report_.bytes_data += c.plain_size;
     pb::ChunkRef* ref = p.node.add_content();
@@ -259,6 +303,35 @@ Status Capturer::Resolve(PendingNode& p) {
     RETURN_IF_ERROR(cache_out_->Add(p.cache));
   }
   return OkStatus();
+}
+
+std::shared_ptr<const FileDelta> Capturer::MakeFileDelta(const CachedFile* previous) {
+  auto d = std::make_shared<FileDelta>();
+  d->context.hasher = block_hasher_.get();
+  d->context.want_signature = true;
+  std::vector<DeltaEntry> entries;
+  if (previous != nullptr && !previous->delta.empty()) {
+    d->old = previous->delta;  // entries' signatures point into d->old
+    if (!ParseDeltaBlock(d->old, previous->chunks, entries)) entries.clear();
+  }
+  for (size_t i = 0; i < entries.size(); ++i) {
+    const CachedChunk& c = previous->chunks[i];
+    DeltaEntry& e = entries[i];
+    if (e.flags & kCachedChunkDelta) {
+      d->signatures.emplace(e.content_id, e.signature);
+      d->known_deltas.emplace(e.content_id, KnownDelta{c.id, c.sealed_size, std::move(e.bases)});
+    } else {
+      d->signatures.emplace(c.id, e.signature);
+      // Only whole chunks become bases: what one writer makes is at most
+      // one delta deep, so a restore reads at most one level of bases.
+      if (d->index.Add(c.id, e.signature).ok()) d->base_sealed_sizes.emplace(c.id, c.sealed_size);
+    }
+  }
+  d->context.index = &d->index;
+  d->context.base_sealed_sizes = &d->base_sealed_sizes;
+  d->context.known_deltas = &d->known_deltas;
+  d->context.known_signatures = &d->signatures;
+  return d;
 }
 
 Status Capturer::ResolveAll(std::vector<PendingNode>& pending, std::vector<pb::Node>& done) {
@@ -337,7 +410,7 @@ Status Capturer::ReadFileContent(int fd, const struct stat& st, PendingNode& p, 
     extents.emplace_back(size - 1, 1);
   }
   ChunkStream stream(chunker_,
-                     [&](Bytes&& chunk) { p.chunks.push_back(Submit(std::move(chunk))); });
+                     [&](Bytes&& chunk) { p.chunks.push_back(Submit(std::move(chunk), p.delta)); });
   uint64_t total = 0;
   size_t extents_read = 0;
   for (auto& [offset, length] : extents) {
@@ -416,7 +489,11 @@ Result<bool> Capturer::CaptureFile(int dir_fd, ByteView name, const struct stat&
       p.cache.chunks.clear();
       ++report_.cache_hits;
       return true;
+    } else if (block_hasher_) {
+      p.delta = MakeFileDelta(c);
     }
+  } else if (block_hasher_) {
+    p.delta = MakeFileDelta(nullptr);
   }
 
   for (int attempt = 0;; ++attempt) {
@@ -495,10 +572,10 @@ Result<bool> Capturer::CaptureFile(int dir_fd, ByteView name, const struct stat&
 Result<std::vector<pb::ChunkRef>> Capturer::StoreTree(const Bytes& tree_bytes) {
   PendingNode p;
   ChunkStream stream(chunker_,
-                     [&](Bytes&& chunk) { p.chunks.push_back(Submit(std::move(chunk))); });
+                     [&](Bytes&& chunk) { p.chunks.push_back(Submit(std::move(chunk), p.delta)); });
   stream.Write(tree_bytes);
   stream.Finish();
-  if (tree_bytes.empty()) p.chunks.push_back(Submit(Bytes()));  // an empty directory
+  if (tree_bytes.empty()) p.chunks.push_back(Submit(Bytes(), nullptr));  // an empty directory
   RETURN_IF_ERROR(Resolve(p));
   return std::vector<pb::ChunkRef>(p.node.content().begin(), p.node.content().end());
 }
@@ -732,6 +809,8 @@ Result<CaptureReport> Capturer::Run(const std::string& source) {
   report_.bytes_new = ws.new_plain_bytes.load();
   report_.bytes_stored = ws.stored_bytes.load();
   report_.chunks_new = ws.new_chunks.load();
+  report_.chunks_delta = ws.delta_chunks.load();
+  report_.bytes_delta = ws.delta_plain_bytes.load();
   report_.chunks = refs.count;
   report_.seconds = static_cast<double>(options_.clock->MonotonicNanos() - start_mono) / 1e9;
   return std::move(report_);

@@ -3,11 +3,13 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <functional>
 #include <string>
 #include <vector>
 
 #include "core/bytes.h"
 #include "core/env.h"
+#include "snapshot/delta.h"
 #include "tests/testing/test_util.h"
 
 namespace ferry::snapshot {
@@ -311,6 +313,82 @@ TEST_F(FileCacheTest, CommitReplacesThePreviousCache) {
   Result<std::vector<std::string>> names = env().ListDir(dir_.path());
   ASSERT_TRUE(names.ok());
   EXPECT_EQ(names->size(), 1u);
+}
+
+// The delta block: an entry per chunk with its flags, a delta chunk's bases
+// (with sealed sizes) and the signature; it round-trips through the cache.
+TEST_F(FileCacheTest, DeltaEntriesRoundTripWithTheirBases) {
+  CachedFile f = Record(Key({"d", "f"}), 3, /*n_chunks=*/3);
+  f.chunks[1].plain_size = 5000;  // two full 2 KiB blocks in its signature
+  std::vector<Bytes> sigs;
+  for (const CachedChunk& c : f.chunks) {
+    Bytes sig(delta::SignatureSize(c.plain_size), static_cast<uint8_t>(c.plain_size));
+    sigs.push_back(sig);
+  }
+  const BaseList bases = {{f.chunks[0].id, 77}, {f.chunks[2].id, 88}};
+  ChunkId content{};
+  content.fill(0xcc);
+  AppendDeltaEntry(f.delta, f.chunks[0].id, {}, sigs[0]);
+  AppendDeltaEntry(f.delta, content, bases, sigs[1]);
+  AppendDeltaEntry(f.delta, f.chunks[2].id, {}, sigs[2]);
+  WriteCache({f, Record(Key({"e"}), 4)});
+  std::string why;
+  std::unique_ptr<FileCacheReader> r = Open(&why);
+  const CachedFile* got = r->Find(f.key);
+  ASSERT_NE(got, nullptr) << why;
+  EXPECT_EQ(got->delta, f.delta);
+  std::vector<DeltaEntry> entries;
+  ASSERT_TRUE(ParseDeltaBlock(got->delta, got->chunks, entries));
+  ASSERT_EQ(entries.size(), 3u);
+  EXPECT_EQ(entries[0].flags, 0);
+  EXPECT_EQ(entries[1].flags, kCachedChunkDelta);
+  EXPECT_EQ(entries[1].bases, bases);
+  EXPECT_EQ(entries[1].content_id, content);
+  EXPECT_TRUE(entries[2].bases.empty());
+  for (size_t i = 0; i < 3; ++i) {
+    EXPECT_EQ(Bytes(entries[i].signature.begin(), entries[i].signature.end()), sigs[i]);
+  }
+  const CachedFile* other = r->Find(Key({"e"}));
+  ASSERT_NE(other, nullptr);
+  EXPECT_TRUE(other->delta.empty()) << "a record without a block has none";
+}
+
+TEST_F(FileCacheTest, MalformedDeltaBlocksAreRefusedOrLeftOut) {
+  CachedFile f = Record(Key({"f"}), 5, /*n_chunks=*/2);
+  const Bytes sig0(delta::SignatureSize(f.chunks[0].plain_size), 1);
+  const Bytes sig1(delta::SignatureSize(f.chunks[1].plain_size), 2);
+  Bytes good;
+  AppendDeltaEntry(good, f.chunks[0].id, {}, sig0);
+  AppendDeltaEntry(good, f.chunks[1].id, {{f.chunks[0].id, 9}}, sig1);
+  std::vector<DeltaEntry> entries;
+  ASSERT_TRUE(ParseDeltaBlock(good, f.chunks, entries));
+  const size_t second = 1 + sig0.size();
+  const struct {
+    const char* name;
+    std::function<void(Bytes&)> damage;
+  } kCases[] = {
+      {"unknown flag bit", [](Bytes& b) { b[0] = 0x02; }},
+      {"zero bases", [&](Bytes& b) { b[second + 1 + 32] = 0; }},
+      {"seventeen bases", [&](Bytes& b) { b[second + 1 + 32] = 17; }},
+      {"truncated", [](Bytes& b) { b.pop_back(); }},
+      {"trailing byte", [](Bytes& b) { b.push_back(0); }},
+      {"one entry only", [&](Bytes& b) { b.resize(second); }},
+  };
+  for (const auto& c : kCases) {
+    SCOPED_TRACE(c.name);
+    Bytes bad = good;
+    c.damage(bad);
+    EXPECT_FALSE(ParseDeltaBlock(bad, f.chunks, entries));
+    // The writer leaves out a block it could not read back; the record stays.
+    f.delta = bad;
+    WriteCache({f});
+    std::string why;
+    std::unique_ptr<FileCacheReader> r = Open(&why);
+    const CachedFile* got = r->Find(f.key);
+    ASSERT_NE(got, nullptr) << why;
+    EXPECT_TRUE(got->delta.empty());
+    EXPECT_EQ(got->chunks.size(), 2u);
+  }
 }
 
 }  // namespace

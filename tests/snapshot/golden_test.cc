@@ -27,6 +27,7 @@
 #include "core/sodium.h"
 #include "core/sqlite.h"
 #include "snapshot/chunker.h"
+#include "snapshot/delta.h"
 #include "snapshot/file_cache.h"
 #include "snapshot/keyset.h"
 #include "snapshot/keyset_format.h"
@@ -512,6 +513,10 @@ std::vector<CachedFile> GoldenCacheRecords() {
   hello.ctime_ns = 1700000000323456789;
   hello.chunks = {{IdOf(AsBytes(kPlaintextB)), size_b, sealed_b}};
   hello.xattrs = {{"user.comment", "golden"}, {"user.empty", ""}};
+  // Delta block: flags (0: stored whole) then the chunk's delta signature.
+  hello.delta = {0x00};
+  const Bytes sig = delta::ComputeSignature(delta::BlockHasher(IdHasher()), AsBytes(kPlaintextB));
+  hello.delta.insert(hello.delta.end(), sig.begin(), sig.end());
   files.push_back(hello);
   CachedFile sparse;
   sparse.key = "sparse.img";
@@ -680,8 +685,12 @@ TEST(GoldenSealedChunk, DamageIsRejected) {
         {"version 2", SetByte(f::kOffVersion, 2), StatusCode::kDataLoss, "unknown version 2"},
         {"suite 0", SetByte(f::kOffSuite, 0), StatusCode::kDataLoss, "unknown cipher suite 0"},
         {"suite 3", SetByte(f::kOffSuite, 3), StatusCode::kDataLoss, "unknown cipher suite 3"},
-        {"reserved flag bit 1", [&](Bytes& b) { b[f::kOffFlags] |= 0x02; }, StatusCode::kDataLoss,
+        {"reserved flag bit 2", [&](Bytes& b) { b[f::kOffFlags] |= 0x04; }, StatusCode::kDataLoss,
          "reserved flag bits"},
+        // The first ciphertext byte is then read as a base count: refused by
+        // the count check, the length check or the tag.
+        {"delta flag on a whole chunk", [&](Bytes& b) { b[f::kOffFlags] |= f::kFlagDelta; },
+         StatusCode::kDataLoss, "chunk"},
         {"reserved flag bit 7", [&](Bytes& b) { b[f::kOffFlags] |= 0x80; }, StatusCode::kDataLoss,
          "reserved flag bits"},
         {"reserved byte", SetByte(f::kOffReserved, 1), StatusCode::kDataLoss, "reserved"},
@@ -1485,7 +1494,7 @@ TEST(GoldenFileCache, RebuildsByteForByte) {
   const Bytes cache = BuildFileCache();
   ExpectMatchesGolden("file-cache.bin", cache);
   Bytes spec = ToBytes("FCAC");
-  PutU32(spec, 2);  // version 2, 3 reserved bytes
+  PutU32(spec, 3);  // version 3, 3 reserved bytes
   PutBytes(spec, GoldenKeysetId());
   PutU32(spec, 16384);
   PutU32(spec, 65536);
@@ -1506,6 +1515,7 @@ TEST(GoldenFileCache, RebuildsByteForByte) {
       PutBytes(xattrs, AsBytes(value));
     }
     PutU32(spec, static_cast<uint32_t>(xattrs.size()));
+    PutU32(spec, static_cast<uint32_t>(f.delta.size()));
     PutBytes(spec, AsBytes(f.key));
     for (const CachedChunk& c : f.chunks) {
       PutBytes(spec, c.id);
@@ -1517,6 +1527,7 @@ TEST(GoldenFileCache, RebuildsByteForByte) {
       PutU64(spec, len);
     }
     PutBytes(spec, xattrs);
+    PutBytes(spec, f.delta);
   }
   PutBytes(spec, sodium::Blake2b256(spec));
   EXPECT_EQ(HexEncode(cache), HexEncode(spec));
@@ -1543,6 +1554,7 @@ TEST(GoldenFileCache, DecodesToTheFixedRecords) {
     EXPECT_EQ(got->chunks[0].sealed_size, want.chunks[0].sealed_size);
     EXPECT_EQ(got->extents, want.extents);
     EXPECT_EQ(got->xattrs, want.xattrs);
+    EXPECT_EQ(got->delta, want.delta);
   }
   EXPECT_EQ(r->Find("zzz"), nullptr);
 }
@@ -1559,7 +1571,9 @@ TEST(GoldenFileCache, DamageMeansNoCache) {
       {"wrong magic", SetByte(0, 'X'), StatusCode::kDataLoss, "another keyset, chunker or format"},
       {"version 1 (no xattrs)", SetByte(4, 1), StatusCode::kDataLoss,
        "another keyset, chunker or format"},
-      {"version 3", SetByte(4, 3), StatusCode::kDataLoss, "another keyset, chunker or format"},
+      {"version 2 (no delta block)", SetByte(4, 2), StatusCode::kDataLoss,
+       "another keyset, chunker or format"},
+      {"version 4", SetByte(4, 4), StatusCode::kDataLoss, "another keyset, chunker or format"},
       {"reserved byte", SetByte(5, 1), StatusCode::kDataLoss, "another keyset, chunker or format"},
       {"another keyset", FlipByte(8), StatusCode::kDataLoss, "another keyset, chunker or format"},
       {"another chunker", SetU32(24, 8192), StatusCode::kDataLoss,
@@ -1586,7 +1600,8 @@ TEST(GoldenFileCache, DamageMeansNoCache) {
   const std::vector<std::pair<std::string, size_t>> lies = {{"key length", rec0},
                                                             {"chunk count", rec0 + 36},
                                                             {"extent count", rec0 + 40},
-                                                            {"xattr bytes", rec0 + 44}};
+                                                            {"xattr bytes", rec0 + 44},
+                                                            {"delta bytes", rec0 + 48}};
   for (const auto& [what, offset] : lies) {
     for (const uint32_t v : {uint32_t{0xffffffff}, uint32_t{1000}}) {
       SCOPED_TRACE(what + " = " + std::to_string(v));

@@ -309,7 +309,7 @@ TEST_F(SealedChunkTest, HeaderParserRejectsBadFieldsWithAReason) {
       {"version 2", with(raw, fmt::kOffVersion, 2), "unknown version"},
       {"suite 0", with(raw, fmt::kOffSuite, 0), "unknown cipher suite"},
       {"suite 3", with(raw, fmt::kOffSuite, 3), "unknown cipher suite"},
-      {"unknown flag bit", with(raw, fmt::kOffFlags, 0x02), "reserved"},
+      {"unknown flag bit", with(raw, fmt::kOffFlags, 0x04), "reserved"},
       {"reserved byte set", with(raw, fmt::kOffReserved, 1), "reserved"},
       {"plain length over the limit", with_len(raw, kMaxChunkSize + 1), "over the limit"},
       {"raw payload shorter than plain length", with_len(raw, 201), "differs"},
@@ -338,6 +338,85 @@ TEST_F(SealedChunkTest, FixedTestNonceGivesIdenticalBytes) {
   EXPECT_EQ(a, b);
   EXPECT_EQ(Bytes(a.begin() + fmt::kOffNonce, a.begin() + fmt::kHeaderSize),
             Bytes(nonce.begin(), nonce.end()));
+}
+
+// A delta chunk names its bases in the clear, after the header, so that a
+// store without keys knows what it depends on; the tag covers them.
+TEST_F(SealedChunkTest, DeltaChunkNamesItsBasesInTheClearUnderTheTag) {
+  const DataKey key = NewKey();
+  const Bytes payload = CompressibleBytes(7, 3000, 0.5);
+  const ChunkId id = hasher_.Compute(AsBytes(std::string("the chunk this delta rebuilds")));
+  const std::vector<ChunkId> bases = {hasher_.Compute(Bytes{1}), hasher_.Compute(Bytes{2})};
+  const ChunkId content = hasher_.Compute(Bytes{3});
+  for (evp::AeadSuite suite : kSuites) {
+    SCOPED_TRACE(SuiteName(suite));
+    SealOptions opts;
+    opts.suite = suite;
+    Bytes sealed;
+    ASSERT_TRUE(SealDeltaChunk(id, content, payload, bases, key, sealed, opts).ok());
+    Result<SealedChunkHeader> h = ParseSealedChunkHeader(sealed);
+    ASSERT_TRUE(h.ok()) << h.status().ToString();
+    EXPECT_TRUE(h->is_delta());
+    EXPECT_EQ(h->flags & fmt::kFlagDelta, fmt::kFlagDelta);
+    EXPECT_EQ(h->bases, bases);
+    EXPECT_EQ(h->content_id, content);
+    EXPECT_EQ(h->plain_len, payload.size()) << "plain_len is the payload's length";
+    EXPECT_EQ(sealed[fmt::kHeaderSize], 2);
+    EXPECT_TRUE(
+        std::equal(bases[0].begin(), bases[0].end(), sealed.begin() + fmt::kHeaderSize + 1));
+
+    Bytes out;
+    SealedChunkHeader opened;
+    ASSERT_TRUE(OpenChunkPayload(id, sealed, key.key, hasher_, out, opened).ok());
+    EXPECT_EQ(out, payload);
+    EXPECT_EQ(opened.bases, bases);
+    Status whole = OpenChunk(id, sealed, key.key, hasher_, out);
+    EXPECT_TRUE(HasCode(whole, StatusCode::kFailedPrecondition)) << whole.ToString();
+    EXPECT_TRUE(out.empty());
+
+    // Another base id or content id in the clear fails the tag.
+    for (size_t at : {fmt::kHeaderSize + 1 + 32 + 5, fmt::kHeaderSize + 1 + 64 + 7}) {
+      Bytes swapped = sealed;
+      swapped[at] ^= 0x01;
+      Status s = OpenChunkPayload(id, swapped, key.key, hasher_, out, opened);
+      EXPECT_TRUE(HasCode(s, StatusCode::kDataLoss)) << s.ToString();
+    }
+    // Clearing the delta flag makes the base list ciphertext: the tag fails.
+    Bytes unflagged = sealed;
+    unflagged[fmt::kOffFlags] &= static_cast<uint8_t>(~fmt::kFlagDelta);
+    Result<SealedChunkHeader> uh = ParseSealedChunkHeader(unflagged);
+    if (uh.ok()) {
+      EXPECT_FALSE(OpenChunk(id, unflagged, key.key, hasher_, out).ok());
+    }
+  }
+}
+
+TEST_F(SealedChunkTest, DeltaChunkBaseCountOutsideOneToSixteenIsRefused) {
+  const DataKey key = NewKey();
+  const ChunkId id = hasher_.Compute(Bytes{9});
+  Bytes out;
+  EXPECT_TRUE(
+      HasCode(SealDeltaChunk(id, id, Bytes{1, 2, 3}, {}, key, out), StatusCode::kInvalidArgument));
+  std::vector<ChunkId> seventeen(17, id);
+  EXPECT_TRUE(HasCode(SealDeltaChunk(id, id, Bytes{1, 2, 3}, seventeen, key, out),
+                      StatusCode::kInvalidArgument));
+  EXPECT_TRUE(out.empty());
+
+  Bytes sealed;
+  ASSERT_TRUE(SealDeltaChunk(id, id, Bytes{1, 2, 3}, std::vector<ChunkId>{id}, key, sealed).ok());
+  for (uint8_t count : {0, 17, 255}) {
+    Bytes bad = sealed;
+    bad[fmt::kHeaderSize] = count;
+    Result<SealedChunkHeader> h = ParseSealedChunkHeader(bad);
+    EXPECT_TRUE(HasCode(h.status(), StatusCode::kDataLoss)) << int{count};
+  }
+  // A count that claims more ids than the bytes hold.
+  Bytes two = sealed;
+  two[fmt::kHeaderSize] = 2;
+  two.resize(fmt::kHeaderSize + 1 + 32 + fmt::kTagSize);
+  Result<SealedChunkHeader> h = ParseSealedChunkHeader(two);
+  EXPECT_TRUE(HasCode(h.status(), StatusCode::kDataLoss));
+  EXPECT_THAT(h.status().message(), HasSubstr("too short"));
 }
 
 }  // namespace

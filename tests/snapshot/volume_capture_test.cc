@@ -11,9 +11,12 @@
 #include <atomic>
 #include <cstring>
 #include <random>
+#include <set>
 #include <thread>
 
+#include "snapshot/ref_set.h"
 #include "snapshot/restorer.h"
+#include "snapshot/sealed_chunk.h"
 #include "tests/testing/test_util.h"
 
 namespace ferry::snapshot {
@@ -527,6 +530,182 @@ TEST_F(VolumeCaptureTest, InvalidExcludePatternsAreRefusedByName) {
   Result<std::vector<SnapshotSummary>> list = store_->ListSnapshots();
   ASSERT_TRUE(list.ok());
   EXPECT_TRUE(list->empty()) << "nothing was captured";
+}
+
+// ---------------------------------------------------------------------------
+// Delta chunks (CaptureOptions::delta, docs/format/delta.md)
+
+// Every delta chunk a snapshot references names bases that the snapshot's
+// refs list too: a store or hub that keeps a snapshot's refs keeps what its
+// deltas need.
+void ExpectDeltaBasesInRefs(LocalStore& store, const SnapshotId& id, uint64_t* deltas_seen) {
+  Result<Bytes> refs_bytes = store.ReadRefs(id, 64 << 20);
+  ASSERT_TRUE(refs_bytes.ok()) << refs_bytes.status().ToString();
+  Result<std::unique_ptr<RefSetReader>> reader =
+      RefSetReader::FromBytes(std::move(*refs_bytes), "refs");
+  ASSERT_TRUE(reader.ok()) << reader.status().ToString();
+  std::set<ChunkId> refs;
+  RefEntry e;
+  while ((*reader)->Next(e)) refs.insert(e.id);
+  ASSERT_TRUE((*reader)->status().ok()) << (*reader)->status().ToString();
+  Bytes sealed;
+  for (const ChunkId& c : refs) {
+    ASSERT_TRUE(store.ReadSealedChunk(c, sealed).ok());
+    Result<SealedChunkHeader> h = ParseSealedChunkHeader(sealed);
+    ASSERT_TRUE(h.ok()) << h.status().ToString();
+    if (!h->is_delta()) continue;
+    ++*deltas_seen;
+    for (const ChunkId& b : h->bases)
+      EXPECT_EQ(refs.count(b), 1u)
+          << "a base missing from refs " << HexEncode(ByteView(b.data(), 8)) << " of "
+          << HexEncode(ByteView(c.data(), 8));
+  }
+}
+
+TEST_F(VolumeCaptureTest, DeltaStoresASmallEditInAboutItsOwnSize) {
+  options_.chunker = ChunkerParams{};  // the default 16/64/256 KiB
+  options_.delta = true;
+  const std::string src = dir_.Sub("src");
+  MakeDirsOrDie(src);
+  const Bytes v1 = SeededBytes(11, 3 << 20);  // incompressible: nothing hides in LZ4
+  WriteFileOrDie(src + "/big.bin", v1);
+  WriteFileOrDie(src + "/small.txt", CompressibleBytes(12, 5000, 0.5));
+  CaptureReport first = Capture(src);
+  EXPECT_EQ(first.chunks_delta, 0u) << "nothing to diff against yet";
+
+  // Three edits far apart: a 1,000-byte overwrite, a 700-byte insert, and a
+  // 300-byte deletion. Whole chunks would cost ~64 KiB each.
+  Bytes v2 = v1;
+  for (size_t i = 0; i < 1000; ++i) v2[500000 + i] ^= 0x5a;
+  const Bytes inserted = SeededBytes(13, 700);
+  v2.insert(v2.begin() + 1500000, inserted.begin(), inserted.end());
+  v2.erase(v2.begin() + 2500000, v2.begin() + 2500300);
+  WriteFileOrDie(src + "/big.bin", v2);
+  CaptureReport second = Capture(src);
+  EXPECT_GE(second.chunks_delta, 3u);
+  EXPECT_LT(second.bytes_stored, 40000u)
+      << "three small edits cost about their size plus block edges, not three or more chunks";
+  RestoreAndCompare(second.id, src, "out2");
+  ASSERT_TRUE(RestoreSnapshot(*store_, *keyset_, first.id, dir_.Sub("out1")).ok());
+  EXPECT_EQ(ReadFileOrDie(dir_.Sub("out1/big.bin")), v1);
+  uint64_t deltas = 0;
+  ExpectDeltaBasesInRefs(*store_, second.id, &deltas);
+  EXPECT_EQ(deltas, second.chunks_delta);
+
+  // The same edits without delta encoding cost whole chunks.
+  options_.delta = false;
+  Result<std::unique_ptr<LocalStore>> plain_store = LocalStore::Create(dir_.Sub("plain"));
+  ASSERT_TRUE(plain_store.ok());
+  WriteFileOrDie(src + "/big.bin", v1);
+  ASSERT_TRUE(CaptureVolume(src, *keyset_, **plain_store, options_).ok());
+  WriteFileOrDie(src + "/big.bin", v2);
+  Result<CaptureReport> whole = CaptureVolume(src, *keyset_, **plain_store, options_);
+  ASSERT_TRUE(whole.ok());
+  EXPECT_EQ(whole->chunks_delta, 0u);
+  EXPECT_GT(whole->bytes_stored, 3 * second.bytes_stored);
+}
+
+// A file edited again and again: each version restores exactly, deltas are
+// made only from whole chunks, and old snapshots stay readable.
+TEST_F(VolumeCaptureTest, RepeatedEditsOfOneFileRestoreEveryVersion) {
+  options_.chunker = ChunkerParams{4096, 16384, 65536};
+  options_.delta = true;
+  const std::string src = dir_.Sub("src");
+  MakeDirsOrDie(src);
+  std::mt19937_64 rng(5);
+  Bytes content = SeededBytes(21, 400000);
+  std::vector<std::pair<SnapshotId, Bytes>> versions;
+  uint64_t delta_chunks = 0;
+  for (int round = 0; round < 8; ++round) {
+    if (round > 0) {
+      const size_t at = rng() % (content.size() - 5000);
+      switch (round % 3) {
+        case 0:
+          for (size_t i = 0; i < 1 + rng() % 3000; ++i) content[at + i] ^= 0xff;
+          break;
+        case 1: {
+          const Bytes ins = SeededBytes(100 + round, 1 + rng() % 3000);
+          content.insert(content.begin() + static_cast<std::ptrdiff_t>(at), ins.begin(), ins.end());
+          break;
+        }
+        default:
+          content.erase(content.begin() + static_cast<std::ptrdiff_t>(at),
+                        content.begin() + static_cast<std::ptrdiff_t>(at + 1 + rng() % 3000));
+      }
+    }
+    WriteFileOrDie(src + "/f", content);
+    CaptureReport r = Capture(src);
+    delta_chunks += r.chunks_delta;
+    versions.emplace_back(r.id, content);
+    uint64_t seen = 0;
+    ExpectDeltaBasesInRefs(*store_, r.id, &seen);
+  }
+  EXPECT_GT(delta_chunks, 0u);
+  for (size_t i = 0; i < versions.size(); ++i) {
+    SCOPED_TRACE("version " + std::to_string(i));
+    const std::string out = dir_.Sub("out" + std::to_string(i));
+    Result<RestoreReport> r = RestoreSnapshot(*store_, *keyset_, versions[i].first, out);
+    ASSERT_TRUE(r.ok()) << r.status().ToString();
+    EXPECT_EQ(ReadFileOrDie(out + "/f"), versions[i].second);
+    Result<VerifyReport> v = VerifySnapshot(*store_, *keyset_, versions[i].first);
+    ASSERT_TRUE(v.ok()) << v.status().ToString();
+  }
+}
+
+// With delta on, a random tree (odd names, sparse files, hard links)
+// restores byte for byte, and an unchanged tree still costs one stat per
+// file: the signatures ride along in the file cache.
+TEST_F(VolumeCaptureTest, DeltaKeepsRandomTreesExactAndUnchangedFilesFree) {
+  options_.delta = true;
+  const std::string src = dir_.Sub("src");
+  BuildRandomTree(src, 31);
+  Capture(src);
+  CaptureReport same = Capture(src);
+  EXPECT_EQ(same.cache_hits, same.files);
+  EXPECT_EQ(same.bytes_read, 0u);
+  EXPECT_EQ(same.bytes_stored, 0u);
+  RestoreAndCompare(same.id, src, "out");
+}
+
+// Two writers of one store (two datasets, each with its own file cache):
+// one holds content as a delta of its old version, the other holds the same
+// content whole. A delta chunk is named by its payload, so the two are
+// distinct chunks with one sealed form each, and both snapshots commit,
+// restore and verify.
+TEST_F(VolumeCaptureTest, SameContentAsADeltaAndWholeAreDistinctChunks) {
+  options_.chunker = ChunkerParams{};
+  options_.delta = true;
+  const std::string a = dir_.Sub("a"), b = dir_.Sub("b");
+  MakeDirsOrDie(a);
+  MakeDirsOrDie(b);
+  const Bytes v1 = SeededBytes(41, 1 << 20);
+  Bytes v2 = v1;
+  for (size_t i = 0; i < 500; ++i) v2[300000 + i] ^= 0x33;
+  WriteFileOrDie(a + "/f", v1);
+  options_.dataset_name = "a";
+  Capture(a);
+  WriteFileOrDie(a + "/f", v2);
+  CaptureReport with_delta = Capture(a);
+  ASSERT_GE(with_delta.chunks_delta, 1u);
+  WriteFileOrDie(b + "/f", v2);
+  options_.dataset_name = "b";
+  CaptureReport whole = Capture(b);
+  EXPECT_EQ(whole.chunks_delta, 0u);
+  EXPECT_GE(whole.chunks_new, 1u)
+      << "the changed chunk's content is stored whole, under its own id";
+  RestoreAndCompare(with_delta.id, a, "out-a");
+  RestoreAndCompare(whole.id, b, "out-b");
+  // And again, the other way round: the content is now whole in the store,
+  // so the next edit of `a` back to it finds it by its id.
+  WriteFileOrDie(a + "/f", v1);
+  options_.dataset_name = "a";
+  Capture(a);
+  WriteFileOrDie(a + "/f", v2);
+  CaptureReport again = Capture(a);
+  EXPECT_EQ(again.chunks_delta, 0u);
+  EXPECT_LT(again.bytes_stored, 4096u)
+      << "every data chunk of v2 is in the store: only the tree is new";
+  RestoreAndCompare(again.id, a, "out-a2");
 }
 
 }  // namespace
