@@ -273,6 +273,21 @@ Result<std::optional<Delivery>> AgentState::NextDelivery(const std::string& targ
   return std::optional<Delivery>(ReadDelivery(st));
 }
 
+Result<std::optional<snapshot::SnapshotId>> AgentState::LastCommittedAt(
+    const std::string& hub, const std::string& dataset) {
+  std::lock_guard lock(mu_);
+  ASSIGN_OR_RETURN(sqlite::Statement st,
+                   db_->Prepare("SELECT s.id FROM deliveries d JOIN snapshots s ON s.seq = d.seq "
+                                "WHERE d.hub = ? AND d.state = 'committed' AND s.dataset = ? "
+                                "ORDER BY d.seq DESC LIMIT 1"));
+  st.Bind(1, hub).Bind(2, dataset);
+  ASSIGN_OR_RETURN(bool row, st.Step());
+  if (!row) return std::optional<snapshot::SnapshotId>();
+  ASSIGN_OR_RETURN(snapshot::SnapshotId id,
+                   snapshot::ArrayFromBytes<32>(st.ColumnBlob(0), "snapshot id"));
+  return std::optional<snapshot::SnapshotId>(id);
+}
+
 Status AgentState::MarkSending(int64_t seq, const std::string& target, const std::string& hub) {
   std::lock_guard lock(mu_);
   ASSIGN_OR_RETURN(sqlite::Statement st,

@@ -99,6 +99,10 @@ class AgentState {
   Result<bool> HasSnapshot(const snapshot::SnapshotId& id);
   // The oldest delivery for `target` that is not committed, if any.
   Result<std::optional<Delivery>> NextDelivery(const std::string& target);
+  // The newest snapshot of `dataset` that `hub` committed (as target or
+  // failover), if any: what a push to that hub may take as held there.
+  Result<std::optional<snapshot::SnapshotId>> LastCommittedAt(const std::string& hub,
+                                                              const std::string& dataset);
   Status MarkSending(int64_t seq, const std::string& target, const std::string& hub);
   Status MarkAttemptFailed(int64_t seq, const std::string& target, const std::string& error,
                            uint64_t bytes_sent, bool permanent);

@@ -289,7 +289,14 @@ bool Replicator::Deliver(Session& session, const Delivery& d) {
     current_connection_ = session.connection;
     current_wire_start_ = wire_before;
   }
-  Result<mirror::PushReport> report = session.sender->Push(d.snapshot.id);
+  // Ids of the last snapshot of the dataset this hub committed are not asked about.
+  std::optional<snapshot::SnapshotId> held;
+  if (Result<std::optional<snapshot::SnapshotId>> last =
+          deps_.state->LastCommittedAt(session.link.name, d.snapshot.dataset);
+      last.ok()) {
+    held = *last;
+  }
+  Result<mirror::PushReport> report = session.sender->Push(d.snapshot.id, held);
   const mirror::PushReport& progress = session.sender->progress();
   bytes_sent_total_ += progress.bytes_sent;
   {

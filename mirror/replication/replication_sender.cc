@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "core/clock.h"
+#include "core/log.h"
 #include "core/version.h"
 #include "mirror/replication/envelope_codec.h"
 #include "mirror/replication/replication_receiver.h"
@@ -287,8 +288,8 @@ Status ReplicationSender::SendUpload(linkpb::Envelope upload) {
   return OkStatus();
 }
 
-Result<PushReport> ReplicationSender::Push(const snapshot::SnapshotId& id) {
-  const int64_t start = Clock::Real()->MonotonicNanos();
+Result<PushReport> ReplicationSender::Push(const snapshot::SnapshotId& id,
+                                           const std::optional<snapshot::SnapshotId>& held) {
   if (store_ == nullptr) {
     return FailedPreconditionError("push: this sender was made without a store (enrollment only)");
   }
@@ -297,6 +298,30 @@ Result<PushReport> ReplicationSender::Push(const snapshot::SnapshotId& id) {
     return PermissionDeniedError(
         "the far side does not know this key: enroll it with a join token first");
   }
+  std::unique_ptr<snapshot::RefSetReader> held_refs;
+  if (held && *held != id) {
+    Result<std::unique_ptr<snapshot::RefSetReader>> r =
+        snapshot::RefSetReader::Open(*Env::Default(), store_->RefsPath(*held));
+    if (r.ok()) held_refs = std::move(*r);
+  }
+  Result<PushReport> report = PushOnce(id, held_refs.get());
+  if (!report.ok() && held_refs && report.status().code() == StatusCode::kFailedPrecondition) {
+    // The far side lacks chunks of the snapshot it was thought to hold: ask
+    // about every id this time.
+    log::Warn("push of {}: the far side refused the commit ({}); asking about every chunk",
+              HexEncode(id).substr(0, 12), report.status().ToString());
+    const PushReport first = progress_;
+    report = PushOnce(id, nullptr);
+    progress_.chunks_sent += first.chunks_sent;
+    progress_.bytes_sent += first.bytes_sent;
+    if (report.ok()) *report = progress_;
+  }
+  return report;
+}
+
+Result<PushReport> ReplicationSender::PushOnce(const snapshot::SnapshotId& id,
+                                               snapshot::RefSetReader* held) {
+  const int64_t start = Clock::Real()->MonotonicNanos();
   progress_ = PushReport();
   PushReport& report = progress_;
   report.snapshot_id = id;
@@ -311,6 +336,8 @@ Result<PushReport> ReplicationSender::Push(const snapshot::SnapshotId& id) {
   linkpb::Envelope upload;
   uint64_t upload_bytes = 0;
   Bytes sealed;
+  snapshot::RefEntry held_entry;
+  bool held_more = held != nullptr && held->Next(held_entry);
   bool more = true;
   while (more) {
     // One missing query per batch of the (sorted) reference set.
@@ -323,11 +350,20 @@ Result<PushReport> ReplicationSender::Push(const snapshot::SnapshotId& id) {
         more = false;
         break;
       }
+      ++report.chunks_referenced;
+      // Both ref sets are sorted: a merge finds the ids the far side holds.
+      while (held_more && held_entry.id < entry.id) held_more = held->Next(held_entry);
+      if (held_more && held_entry.id == entry.id) {
+        ++report.chunks_held;
+        continue;
+      }
       query.mutable_missing_query()->add_ids(entry.id.data(), entry.id.size());
     }
     RETURN_IF_ERROR(refs->status());
-    if (query.missing_query().ids_size() == 0) break;
-    report.chunks_referenced += static_cast<uint64_t>(query.missing_query().ids_size());
+    if (query.missing_query().ids_size() == 0) {
+      if (more) continue;  // a batch the far side holds whole
+      break;
+    }
     ++report.queries;
     RETURN_IF_ERROR(SendUnsolicited());
     RETURN_IF_ERROR(Send(query));

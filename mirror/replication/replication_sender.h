@@ -26,6 +26,8 @@
 
 #include <chrono>
 #include <functional>
+#include <memory>
+#include <optional>
 #include <string_view>
 #include <vector>
 
@@ -33,6 +35,7 @@
 #include "mirror/replication/replication_receiver.h"
 #include "mirror/replication/token_bucket.h"
 #include "snapshot/local_store.h"
+#include "snapshot/ref_set.h"
 
 namespace ferry::mirror {
 
@@ -72,6 +75,7 @@ struct SenderOptions {
 struct PushReport {
   snapshot::SnapshotId snapshot_id{};
   uint64_t chunks_referenced = 0;
+  uint64_t chunks_held = 0;     // not asked about: in the refs of a snapshot it holds
   uint64_t chunks_missing = 0;  // what the far side lacked when asked
   uint64_t chunks_sent = 0;
   uint64_t bytes_sent = 0;  // sealed bytes uploaded
@@ -92,8 +96,15 @@ class ReplicationSender {
   // version mismatch; kPermissionDenied if the far side does not know this
   // key (enroll first).
   Status Hello();
-  // Pushes one snapshot (calls Hello() first if needed).
-  Result<PushReport> Push(const snapshot::SnapshotId& id);
+  // Pushes one snapshot (calls Hello() first if needed). `held`: a snapshot
+  // the far side committed earlier (typically the last one of the same
+  // dataset); ids in its refs are taken as present and not asked about, which
+  // makes an unchanged snapshot cost O(changed chunks) on the link instead of
+  // O(chunks). Should the far side no longer have them, its commit check
+  // refuses the snapshot (kFailedPrecondition) and the push asks about every
+  // id once more. Ignored when its refs are not in the store.
+  Result<PushReport> Push(const snapshot::SnapshotId& id,
+                          const std::optional<snapshot::SnapshotId>& held = std::nullopt);
 
   // Waits up to `timeout` for one frame from the far side while no push
   // runs (calls Hello() first if needed) and applies it: a PolicySync goes
@@ -130,6 +141,7 @@ class ReplicationSender {
  private:
   // channel_.Send, but when the link was closed, the far side's Error frame
   // received before the close (if any) is returned instead.
+  Result<PushReport> PushOnce(const snapshot::SnapshotId& id, snapshot::RefSetReader* held);
   Status Send(const linkpb::Envelope& envelope);
   Status SendUpload(linkpb::Envelope upload);
   // Receives one frame (waiting up to options_.timeout) and applies it.

@@ -105,6 +105,37 @@ TEST(AgentStateTest, DatasetSummaryTellsTheNewestAndTheNewestEveryTargetHas) {
   EXPECT_EQ(sum->last_replicated->id[0], 1);
 }
 
+// What a push may take as held at a hub: the newest snapshot of the same
+// dataset that hub committed — as target or as failover — and nothing else.
+TEST(AgentStateTest, LastCommittedAtIsTheNewestOfTheDatasetThatHubCommitted) {
+  TempDir dir;
+  auto state = AgentState::Open(dir.Sub("agent.db"));
+  ASSERT_TRUE(state.ok());
+  AgentState& s = **state;
+  auto v1 = s.AddSnapshot(Snap(1, "vol"), {"a"});
+  auto d2 = s.AddSnapshot(Snap(2, "db"), {"a"});
+  auto v3 = s.AddSnapshot(Snap(3, "vol"), {"a"});
+  ASSERT_TRUE(v1.ok() && d2.ok() && v3.ok());
+  auto none = s.LastCommittedAt("a", "vol");
+  ASSERT_TRUE(none.ok());
+  EXPECT_FALSE(none->has_value()) << "nothing committed yet";
+  ASSERT_TRUE(s.MarkCommitted(*v1, "a", "a", 0, 1).ok());
+  ASSERT_TRUE(s.MarkCommitted(*d2, "a", "a", 0, 1).ok());
+  ASSERT_TRUE(s.MarkCommitted(*v3, "a", "backup", 0, 1).ok());  // a failover hub took it
+  auto at_a = s.LastCommittedAt("a", "vol");
+  ASSERT_TRUE(at_a.ok() && at_a->has_value());
+  EXPECT_EQ((**at_a)[0], 1) << "snapshot 3 went to the failover hub";
+  auto at_backup = s.LastCommittedAt("backup", "vol");
+  ASSERT_TRUE(at_backup.ok() && at_backup->has_value());
+  EXPECT_EQ((**at_backup)[0], 3);
+  auto db = s.LastCommittedAt("a", "db");
+  ASSERT_TRUE(db.ok() && db->has_value());
+  EXPECT_EQ((**db)[0], 2);
+  auto other = s.LastCommittedAt("c", "vol");
+  ASSERT_TRUE(other.ok());
+  EXPECT_FALSE(other->has_value());
+}
+
 TEST(AgentStateTest, EnrollmentsPoliciesAndRunsRoundTrip) {
   TempDir dir;
   auto state = AgentState::Open(dir.Sub("agent.db"));

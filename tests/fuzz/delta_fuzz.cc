@@ -78,7 +78,9 @@ std::vector<Bytes> ReadBases(ByteReader& r) {
   return bases;
 }
 
-// The payload bytes of a parsed delta, field by field (docs/format/delta.md).
+// The payload bytes of a parsed delta, field by field (docs/format/delta.md),
+// written again from the spec rather than with the encoder's code: a second
+// writer is what makes "Parse is the inverse of writing" a check.
 Bytes Serialize(const delta::ParsedDelta& d) {
   Bytes out;
   PutU8(out, delta::kPayloadVersion);

@@ -207,6 +207,53 @@ TEST_F(ReplicationTest, IncrementalPushSendsOnlyNewChunks) {
   ExpectRestoresFromTarget(second->id, tree);
 }
 
+// With the snapshot the far side committed before named as held, the push
+// asks only about ids that snapshot does not reference: an incremental push
+// costs the changed chunks on the link, not every id.
+TEST_F(ReplicationTest, PushNamingAHeldSnapshotAsksOnlyAboutTheOtherIds) {
+  const std::string tree = MakeTree("tree", 20, 40000, 31);
+  const snapshot::SnapshotId first = Capture(tree);
+  {
+    auto session = StartSession();
+    ReplicationSender sender(*session->sender_end, *source_);
+    ASSERT_TRUE(sender.Push(first).ok());
+  }
+  WriteFileOrDie(tree + "/f1", SeededBytes(77, 40000));
+  Result<snapshot::CaptureReport> second = CaptureVolume(tree, *keyset_, *source_, capture_);
+  ASSERT_TRUE(second.ok());
+  auto session = StartSession();
+  ReplicationSender sender(*session->sender_end, *source_);
+  Result<PushReport> r = sender.Push(second->id, first);
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_EQ(r->chunks_referenced, second->chunks);
+  EXPECT_GT(r->chunks_held, r->chunks_referenced / 2) << "most ids are the first snapshot's";
+  EXPECT_EQ(r->chunks_missing, r->chunks_referenced - r->chunks_held)
+      << "every id asked about was new";
+  EXPECT_EQ(r->chunks_sent, second->chunks_new);
+  EndSession(*session);
+  ExpectRestoresFromTarget(second->id, tree);
+}
+
+// A held snapshot the far side does not have (another hub's, a hub restored
+// from an old backup): its commit check refuses the snapshot, and the push
+// asks about every id and completes.
+TEST_F(ReplicationTest, HeldSnapshotTheFarSideLacksFallsBackToAskingAboutEveryId) {
+  const std::string tree = MakeTree("tree", 12, 30000, 32);
+  const snapshot::SnapshotId first = Capture(tree);
+  WriteFileOrDie(tree + "/f2", SeededBytes(78, 30000));
+  Result<snapshot::CaptureReport> second = CaptureVolume(tree, *keyset_, *source_, capture_);
+  ASSERT_TRUE(second.ok());
+  auto session = StartSession();  // the target never received `first`
+  ReplicationSender sender(*session->sender_end, *source_);
+  Result<PushReport> r = sender.Push(second->id, first);
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_EQ(r->chunks_held, 0u) << "the second attempt asked about everything";
+  EXPECT_EQ(r->chunks_sent, r->chunks_referenced)
+      << "every chunk crossed once: the new ones in the first attempt, the rest in the second";
+  EndSession(*session);
+  ExpectRestoresFromTarget(second->id, tree);
+}
+
 // Cut the link at every point of a push: resuming on a new session completes
 // it, no chunk that arrived is sent again, and what the cut lost in flight —
 // the only thing ever sent twice — fits in one upload window.
