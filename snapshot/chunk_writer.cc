@@ -103,7 +103,9 @@ Result<ChunkResult> ChunkWriter::Write(ByteView plaintext, const DeltaContext* d
   r.is_new = put.added;
   if (encoded) {
     std::lock_guard<std::mutex> lock(mu_);
-    written_deltas_.emplace(r.content_id, KnownDelta{r.id, r.sealed_size, r.bases});
+    if (written_deltas_.size() < kMaxWrittenDeltas) {
+      written_deltas_.emplace(r.content_id, KnownDelta{r.id, r.sealed_size, r.bases});
+    }
   }
   if (r.is_new) {
     stats_.new_chunks.fetch_add(1, std::memory_order_relaxed);

@@ -88,7 +88,9 @@ class ChunkWriter {
   std::shared_ptr<const Keyset::NewDataKey> key_;  // guarded by mu_
   uint64_t key_bytes_ = 0;                         // guarded by mu_
   // Delta chunks this writer stored, by content id (a retried read of a
-  // file, or the same content in another file, finds them again).
+  // file, or the same content in another file, finds them again). Bounded:
+  // past the limit, content seen again is stored once more, whole.
+  static constexpr size_t kMaxWrittenDeltas = 1 << 16;
   std::unordered_map<ChunkId, KnownDelta, ArrayHash> written_deltas_;  // guarded by mu_
   ChunkWriterStats stats_;
 };

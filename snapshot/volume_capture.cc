@@ -103,6 +103,11 @@ Result<std::vector<ExcludePattern>> ParseExcludes(const std::vector<std::string>
 // hand-off per batch, not per chunk, which matters for small files.
 constexpr size_t kBatchChunks = 32;
 constexpr size_t kBatchBytes = 512 << 10;
+// Delta encoding is tried for files up to this size: the index of a file's
+// old blocks takes ~90 bytes per 2 KiB block (~11 MiB at this size), and
+// about two files' indexes are alive at once. Larger files are stored in
+// whole chunks when they change (and keep no signatures).
+constexpr uint64_t kMaxDeltaFileSize = 256ull << 20;
 
 // What one changed file's chunks may be delta-encoded against: the chunks of
 // its previous version (from the file cache), with their signatures.
@@ -138,7 +143,10 @@ struct PendingNode {
   // Cache record to write once the content is known (empty key: do not cache).
   CachedFile cache;
   // Delta encoding of this file's chunks (CaptureOptions::delta), else null.
+  // Held while the file is read; then only its chunks in the workers' queue
+  // hold it, so that at most a few files' indexes are in memory at once.
   std::shared_ptr<const FileDelta> delta;
+  bool delta_on = false;  // a delta context was used: record signatures
 };
 
 class Capturer {
@@ -261,7 +269,7 @@ class Capturer {
 Status Capturer::Resolve(PendingNode& p) {
   Status first_error;
   // With delta encoding, the new cache record's delta block is rebuilt here.
-  const bool record_delta = p.delta != nullptr && !p.chunks.empty();
+  const bool record_delta = p.delta_on && !p.chunks.empty();
   if (record_delta) p.cache.delta.clear();
   for (const ChunkHandle& h : p.chunks) {
     Result<ChunkResult> r = Await(h);
@@ -489,10 +497,10 @@ Result<bool> Capturer::CaptureFile(int dir_fd, ByteView name, const struct stat&
       p.cache.chunks.clear();
       ++report_.cache_hits;
       return true;
-    } else if (block_hasher_) {
+    } else if (block_hasher_ && static_cast<uint64_t>(listed.st_size) <= kMaxDeltaFileSize) {
       p.delta = MakeFileDelta(c);
     }
-  } else if (block_hasher_) {
+  } else if (block_hasher_ && static_cast<uint64_t>(listed.st_size) <= kMaxDeltaFileSize) {
     p.delta = MakeFileDelta(nullptr);
   }
 
@@ -645,6 +653,8 @@ Result<pb::Node> Capturer::CaptureDirectory(int fd, const struct stat& st, ByteV
       PendingNode p;
       ASSIGN_OR_RETURN(bool keep, CaptureFile(fd, nb, cst, child_key, child_display, p));
       if (!keep) continue;
+      p.delta_on = p.delta != nullptr;
+      p.delta.reset();  // read: the queued chunks keep what they need
       ++report_.files;
       report_.bytes_logical += p.node.size();
       if (cst.st_nlink > 1) {
