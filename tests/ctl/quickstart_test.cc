@@ -37,7 +37,7 @@ TEST(QuickstartTest, TwoScheduledSnapshotsCrossTheLinkAndRestoreByteForByte) {
   EXPECT_NE(r.out.find("dedup against earlier snapshots"), std::string::npos) << all;
   // The second snapshot sends only what changed: far less than the first.
   std::smatch s1, s2;
-  const std::regex sent("sent over the link ([0-9.]+)([KMG]?)iB|sent over the link ([0-9]+)B");
+  const std::regex sent("sent over the link ([0-9.]+)([KMG]?)iB|sent over the link ([0-9.]+)B");
   auto bytes = [](const std::smatch& m) {
     if (m[3].matched) return std::stod(m[3].str());
     const double unit = m[2] == "K" ? 1024.0 : m[2] == "M" ? 1048576.0 : 1073741824.0;
