@@ -335,10 +335,20 @@ void Hub::ServeLinkSession(std::shared_ptr<mirror::transport::LinkConnection> co
   metrics_.sessions_total.fetch_add(1);
   int64_t session_id = 0;
   if (agent) {
-    catalog_->TouchAgent(agent->tenant, agent->name, NowUnix()).IgnoreError();
+    // Bookkeeping only (last seen, the sessions list): a catalog error does
+    // not refuse the session, but it is logged and counted.
+    if (Status s = catalog_->TouchAgent(agent->tenant, agent->name, NowUnix()); !s.ok()) {
+      log::Warn("catalog: could not record that {} was seen: {}", who, s.ToString());
+      metrics_.CountError("catalog", std::string(StatusCodeName(s.code())));
+    }
     Result<int64_t> id =
         catalog_->OpenSession(agent->tenant, agent->name, connection->remote_endpoint(), NowUnix());
-    if (id.ok()) session_id = *id;
+    if (id.ok()) {
+      session_id = *id;
+    } else {
+      log::Warn("catalog: could not record the session of {}: {}", who, id.status().ToString());
+      metrics_.CountError("catalog", std::string(StatusCodeName(id.status().code())));
+    }
   }
 
   // Every line this session's thread logs names it (JSON keys).
@@ -402,12 +412,15 @@ void Hub::ServeLinkSession(std::shared_ptr<mirror::transport::LinkConnection> co
     metrics_.CountError("link", std::string(StatusCodeName(ended.code())));
   }
   if (agent) {
-    catalog_->TouchAgent(agent->tenant, agent->name, NowUnix()).IgnoreError();
-    if (session_id != 0) {
-      catalog_
-          ->CloseSession(session_id, NowUnix(), stats.bytes_received, stats.chunks_new,
-                         stats.commits, ended.ToString())
-          .IgnoreError();
+    Status touched = catalog_->TouchAgent(agent->tenant, agent->name, NowUnix());
+    Status closed = session_id == 0
+                        ? OkStatus()
+                        : catalog_->CloseSession(session_id, NowUnix(), stats.bytes_received,
+                                                 stats.chunks_new, stats.commits, ended.ToString());
+    for (const Status& s : {touched, closed}) {
+      if (s.ok()) continue;
+      log::Warn("catalog: could not record the end of the session of {}: {}", who, s.ToString());
+      metrics_.CountError("catalog", std::string(StatusCodeName(s.code())));
     }
   }
   log::Info(

@@ -360,10 +360,8 @@ Result<PushReport> ReplicationSender::PushOnce(const snapshot::SnapshotId& id,
       query.mutable_missing_query()->add_ids(entry.id.data(), entry.id.size());
     }
     RETURN_IF_ERROR(refs->status());
-    if (query.missing_query().ids_size() == 0) {
-      if (more) continue;  // a batch the far side holds whole
-      break;
-    }
+    // Held ids do not fill a batch: an empty one means the refs have ended.
+    if (query.missing_query().ids_size() == 0) break;
     ++report.queries;
     RETURN_IF_ERROR(SendUnsolicited());
     RETURN_IF_ERROR(Send(query));
