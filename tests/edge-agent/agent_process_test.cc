@@ -197,6 +197,9 @@ class AgentProcessTest : public ::testing::Test {
   }
   static size_t Total(const json::value& s) { return Deliveries(s).size(); }
 
+  double FirstSnapshotAtTheHub();
+  double NextSnapshotAtTheHub();
+
   void WriteVolumeFiles(size_t files, size_t bytes_each, uint64_t seed) {
     for (size_t i = 0; i < files; ++i) {
       WriteFileOrDie(volume_ + "/f" + std::to_string(i), SeededBytes(seed + i, bytes_each));
@@ -403,8 +406,10 @@ TEST_F(AgentProcessTest, HubShowsPendingBytesLastErrorAndRpoFromTheAgentsReports
   StopAgent();
 }
 
-TEST_F(AgentProcessTest, OnePercentChangeSendsOnlyTheNewChunks) {
-  WriteVolumeFiles(20, 1 << 20, 100);  // 20 MiB of incompressible data
+// A hub and an agent whose one policy (every 24h) snapshots `vol` once, at
+// start. Returns the link bytes the hub received for it; the agent is stopped
+// (which ends the session, so the hub's counters include it).
+double AgentProcessTest::FirstSnapshotAtTheHub() {
   StartHub();
   WriteConfig(
       {.policies =
@@ -413,9 +418,30 @@ TEST_F(AgentProcessTest, OnePercentChangeSendsOnlyTheNewChunks) {
   CreateTenantAndEnroll();
   StartAgent();
   WaitForStatus([](const json::value& s) { return Committed(s) == 1; }, "the first snapshot");
-  StopAgent();  // ends the session, so the hub's counters include it
-  const double first = MetricValue(HubMetrics(), "ferry_hub_link_bytes_received_total");
-  EXPECT_GT(first, 20.0 * (1 << 20));
+  StopAgent();
+  return MetricValue(HubMetrics(), "ferry_hub_link_bytes_received_total");
+}
+
+// Restarts the agent, takes one more snapshot through it (ferry-agent
+// snapshot), waits until the hub has it and stops the agent. Returns the link
+// bytes the hub received for it.
+double AgentProcessTest::NextSnapshotAtTheHub() {
+  const double before = MetricValue(HubMetrics(), "ferry_hub_link_bytes_received_total");
+  StartAgent();
+  const size_t committed = Committed(Status());
+  CommandResult snap =
+      RunCommand({agent_bin_, "snapshot", "--config", config_, "--dataset", "vol"});
+  EXPECT_EQ(snap.exit_code, 0) << snap.err << snap.out;
+  EXPECT_NE(snap.out.find("policy p"), std::string::npos) << snap.out;
+  WaitForStatus([&](const json::value& s) { return Committed(s) == committed + 1; },
+                "the next snapshot");
+  StopAgent();
+  return MetricValue(HubMetrics(), "ferry_hub_link_bytes_received_total") - before;
+}
+
+TEST_F(AgentProcessTest, OnePercentChangeSendsOnlyTheNewChunks) {
+  WriteVolumeFiles(20, 1 << 20, 100);  // 20 MiB of incompressible data
+  EXPECT_GT(FirstSnapshotAtTheHub(), 20.0 * (1 << 20));
 
   // 1%: 200 KiB rewritten in the middle of one file.
   Bytes f = ReadFileOrDie(volume_ + "/f7");
@@ -423,14 +449,7 @@ TEST_F(AgentProcessTest, OnePercentChangeSendsOnlyTheNewChunks) {
   std::copy(patch.begin(), patch.end(), f.begin() + (400 << 10));
   WriteFileOrDie(volume_ + "/f7", f);
 
-  StartAgent();
-  CommandResult snap =
-      RunCommand({agent_bin_, "snapshot", "--config", config_, "--dataset", "vol"});
-  ASSERT_EQ(snap.exit_code, 0) << snap.err << snap.out;
-  EXPECT_NE(snap.out.find("policy p"), std::string::npos) << snap.out;
-  WaitForStatus([](const json::value& s) { return Committed(s) == 2; }, "the second snapshot");
-  StopAgent();
-  const double second = MetricValue(HubMetrics(), "ferry_hub_link_bytes_received_total") - first;
+  const double second = NextSnapshotAtTheHub();
   // The changed 200 KiB plus the chunks around its edges (avg 64 KiB) and
   // the trees, manifest and refs; nowhere near the 20 MiB volume.
   EXPECT_GT(second, 200.0 * 1024);
@@ -446,17 +465,7 @@ TEST_F(AgentProcessTest, OnePercentChangeSendsOnlyTheNewChunks) {
 // twenty or more 64 KiB chunks, and the hub's copy restores and verifies.
 TEST_F(AgentProcessTest, ScatteredSmallEditsCostAboutTheirSizeThroughDeltaChunks) {
   WriteVolumeFiles(20, 1 << 20, 300);  // 20 MiB of incompressible data
-  StartHub();
-  WriteConfig(
-      {.policies =
-           "  - {apiVersion: ferry/v1, kind: MirrorPolicy, metadata: {name: p},\n"
-           "     spec: {datasets: [vol], schedule: {every: 24h}, targets: [{hub: hub-a}]}}\n"});
-  CreateTenantAndEnroll();
-  StartAgent();
-  WaitForStatus([](const json::value& s) { return Committed(s) == 1; }, "the first snapshot");
-  StopAgent();  // ends the session, so the hub's counters include it
-  const double first = MetricValue(HubMetrics(), "ferry_hub_link_bytes_received_total");
-
+  FirstSnapshotAtTheHub();
   for (size_t i = 0; i < 20; ++i) {
     const std::string path = volume_ + "/f" + std::to_string(i);
     Bytes f = ReadFileOrDie(path);
@@ -464,13 +473,8 @@ TEST_F(AgentProcessTest, ScatteredSmallEditsCostAboutTheirSizeThroughDeltaChunks
     std::copy(patch.begin(), patch.end(), f.begin() + 300000 + 20000 * i);
     WriteFileOrDie(path, f);
   }
-  StartAgent();  // a restart: the signatures come from the file cache on disk
-  CommandResult snap =
-      RunCommand({agent_bin_, "snapshot", "--config", config_, "--dataset", "vol"});
-  ASSERT_EQ(snap.exit_code, 0) << snap.err << snap.out;
-  WaitForStatus([](const json::value& s) { return Committed(s) == 2; }, "the second snapshot");
-  StopAgent();
-  const double second = MetricValue(HubMetrics(), "ferry_hub_link_bytes_received_total") - first;
+  // The agent restarts: the signatures come from the file cache on disk.
+  const double second = NextSnapshotAtTheHub();
   // 20 KB of new bytes, a few KiB of block edges per edit, trees, ids and
   // refs. Whole chunks would be 20 x 64 KiB at the very least.
   EXPECT_GT(second, 20.0 * 1000);
