@@ -279,40 +279,16 @@ class CrashTest : public ::testing::Test {
                     false);
     EXPECT_EQ(hub_store.exit_code, 0) << hub_store.err;
     // Every SQLite file of both daemons passes integrity_check.
-    for (const std::string& db :
-         {fleet_->hub_data() + "/catalog.db", fleet_->hub_data() + "/tenants/edge/store/index.db",
-          fleet_->agent_state() + "/agent.db", fleet_->agent_state() + "/outbox/index.db"}) {
-      auto opened = sqlite::Database::Open(db, {.read_only = true, .create = false});
-      ASSERT_TRUE(opened.ok()) << db << ": " << opened.status().ToString();
-      EXPECT_TRUE((*opened)->IntegrityCheck().ok()) << "integrity_check of " << db;
-    }
+    EXPECT_EQ(fleet_->ExpectDatabasesIntact(), 4);
     // The outbox keeps its snapshots' manifests but reclaims the packs of
-    // those every target has: each snapshot in it verifies, or says exactly
-    // that its chunks were reclaimed (delivered) — never that one is missing
-    // or damaged.
-    const std::string outbox = fleet_->agent_state() + "/outbox";
-    CommandResult list = fleet_->Ctl({"snapshot", "list", "--store", outbox, "--json"}, false);
-    ASSERT_EQ(list.exit_code, 0) << list.err;
-    const json::value in_outbox = ParseJson(list.out);
-    int outbox_intact = 0, outbox_reclaimed = 0;
-    for (const json::value& snap : in_outbox.as_array()) {
-      const std::string id(snap.at("id").as_string());
-      CommandResult v =
-          fleet_->Ctl({"verify", "--store", outbox, "--keyset", fleet_->keyset(), id}, false);
-      if (v.exit_code == 0) {
-        ++outbox_intact;
-      } else {
-        EXPECT_NE(v.err.find("was reclaimed from this store"), std::string::npos)
-            << "outbox snapshot " << id << ": " << v.err;
-        ++outbox_reclaimed;
-      }
-    }
+    // those every target has.
+    const Fleet::OutboxCheck outbox = fleet_->VerifyOutbox();
     std::printf(
         "crash suite: %zu snapshots restored, %llu stream records; verify passed at the hub "
         "(latest of each dataset, the store's latest); integrity_check clean on 4 SQLite files; "
         "outbox: %d snapshots intact, %d delivered and reclaimed\n",
-        verified_.size(), static_cast<unsigned long long>(answered_end_), outbox_intact,
-        outbox_reclaimed);
+        verified_.size(), static_cast<unsigned long long>(answered_end_), outbox.intact,
+        outbox.reclaimed);
   }
 
   TempDir dir_;

@@ -826,37 +826,14 @@ TEST_F(IoErrorTest, InjectedEioOnWriteAndFsyncFailsCleanlyAndWorkResumesWithoutA
   CommandResult hv =
       fleet_->Ctl({"verify", "--store", hub_store, "--keyset", fleet_->keyset(), "latest"}, false);
   EXPECT_EQ(hv.exit_code, 0) << hv.err;
-  const std::string outbox = fleet_->agent_state() + "/outbox";
-  CommandResult list = fleet_->Ctl({"snapshot", "list", "--store", outbox, "--json"}, false);
-  ASSERT_EQ(list.exit_code, 0) << list.err;
-  int outbox_intact = 0, outbox_reclaimed = 0;
-  const json::value in_outbox = ParseJson(list.out);
-  for (const json::value& snap : in_outbox.as_array()) {
-    const std::string id(snap.at("id").as_string());
-    CommandResult v =
-        fleet_->Ctl({"verify", "--store", outbox, "--keyset", fleet_->keyset(), id}, false);
-    if (v.exit_code == 0) {
-      ++outbox_intact;
-    } else {
-      EXPECT_NE(v.err.find("was reclaimed from this store"), std::string::npos)
-          << "outbox snapshot " << id << ": " << v.err;
-      ++outbox_reclaimed;
-    }
-  }
+  const Fleet::OutboxCheck outbox = fleet_->VerifyOutbox();
   // Every snapshot the hub acknowledged is in its store and verifies.
   for (const auto& [id, expected] : expected_of_) {
     CommandResult v =
         fleet_->Ctl({"verify", "--store", hub_store, "--keyset", fleet_->keyset(), id}, false);
     EXPECT_EQ(v.exit_code, 0) << "snapshot " << id << " at the hub: " << v.err;
   }
-  int databases = 0;
-  for (const std::string& db : {fleet_->hub_data() + "/catalog.db", hub_store + "/index.db",
-                                fleet_->agent_state() + "/agent.db", outbox + "/index.db"}) {
-    auto opened = sqlite::Database::Open(db, {.read_only = true, .create = false});
-    ASSERT_TRUE(opened.ok()) << db << ": " << opened.status().ToString();
-    EXPECT_TRUE((*opened)->IntegrityCheck().ok()) << "integrity_check of " << db;
-    ++databases;
-  }
+  const int databases = fleet_->ExpectDatabasesIntact();
   std::string kinds;
   for (const auto& [kind, n] : injected_by_kind_)
     kinds += " " + kind + ": " + std::to_string(n) + ";";
@@ -872,7 +849,7 @@ TEST_F(IoErrorTest, InjectedEioOnWriteAndFsyncFailsCleanlyAndWorkResumesWithoutA
       points.size(), static_cast<unsigned long long>(seed_), failed_calls_, kinds.c_str(),
       failed_appends_, failed_runs_, undelivered_, expected_of_.size(),
       static_cast<unsigned long long>(answered_["events"]),
-      static_cast<unsigned long long>(answered_["metrics"]), outbox_intact, outbox_reclaimed,
+      static_cast<unsigned long long>(answered_["metrics"]), outbox.intact, outbox.reclaimed,
       databases, silent_catalog_failures_, elapsed);
 }
 

@@ -6,6 +6,8 @@
 #include <cstdio>
 #include <thread>
 
+#include "core/sqlite.h"
+
 namespace ferry::testing {
 
 namespace json = boost::json;
@@ -138,6 +140,42 @@ std::string Fleet::Logs() {
   if (agent_) out += "agent log:\n" + agent_->Log() + "\n";
   if (hub_) out += "hub log:\n" + hub_->Log() + "\n";
   return out;
+}
+
+int Fleet::ExpectDatabasesIntact() {
+  int checked = 0;
+  for (const std::string& db :
+       {hub_data_ + "/catalog.db", hub_data_ + "/tenants/edge/store/index.db",
+        agent_state_ + "/agent.db", agent_state_ + "/outbox/index.db"}) {
+    auto opened = sqlite::Database::Open(db, {.read_only = true, .create = false});
+    EXPECT_TRUE(opened.ok()) << db << ": " << opened.status().ToString();
+    if (!opened.ok()) continue;
+    EXPECT_TRUE((*opened)->IntegrityCheck().ok()) << "integrity_check of " << db;
+    ++checked;
+  }
+  return checked;
+}
+
+Fleet::OutboxCheck Fleet::VerifyOutbox() {
+  OutboxCheck check;
+  const std::string outbox = agent_state_ + "/outbox";
+  CommandResult list = Ctl({"snapshot", "list", "--store", outbox, "--json"}, false);
+  EXPECT_EQ(list.exit_code, 0) << list.err;
+  if (list.exit_code != 0) return check;
+  const boost::json::value in_outbox = ParseJson(list.out);
+  if (!in_outbox.is_array()) return check;
+  for (const boost::json::value& snap : in_outbox.as_array()) {
+    const std::string id(snap.at("id").as_string());
+    CommandResult v = Ctl({"verify", "--store", outbox, "--keyset", keyset_, id}, false);
+    if (v.exit_code == 0) {
+      ++check.intact;
+    } else {
+      EXPECT_NE(v.err.find("was reclaimed from this store"), std::string::npos)
+          << "outbox snapshot " << id << ": " << v.err;
+      ++check.reclaimed;
+    }
+  }
+  return check;
 }
 
 }  // namespace ferry::testing

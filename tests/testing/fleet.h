@@ -78,6 +78,20 @@ class Fleet {
   // Both logs, for failure messages.
   std::string Logs();
 
+  // --- checks a fault suite ends with, both daemons stopped ---
+  // Every SQLite file of both (hub catalog, hub store index, agent.db, outbox
+  // index) passes integrity_check; a failure fails the test. Returns how
+  // many files were checked.
+  int ExpectDatabasesIntact();
+  // Verifies every snapshot in the agent's outbox: each one verifies, or says
+  // exactly that its chunks were reclaimed (delivered) — never that one is
+  // missing or damaged (a failure fails the test).
+  struct OutboxCheck {
+    int intact = 0;
+    int reclaimed = 0;
+  };
+  OutboxCheck VerifyOutbox();
+
  private:
   const std::string dir_;
   std::string hub_data_, fingerprint_, admin_, keyset_, agent_keys_, config_, agent_state_;
