@@ -42,6 +42,12 @@ peer), then PASS/FAIL for each target of issue 2.
   --workdir DIR     where datasets and repositories go (default: a new temporary
                     directory under /var/tmp); must be absent or empty; removed
                     at the end unless --keep
+  --restore-fs FS   where restores write: "ext4" (default when root: a fresh
+                    ext4 with mkfs.ext4's defaults, journal included, loop-
+                    mounted in the work directory, the same for every tool) or
+                    "scratch" (the work directory's own filesystem; a timed
+                    restore then waits until the last large deletion is 61 s
+                    old, see bench/README.md)
   --keep            keep the work directory (datasets, repositories, logs)
   --json FILE       also write all runs, medians and targets as JSON
   -h, --help        this text
@@ -62,13 +68,13 @@ die() {
 # --- options -----------------------------------------------------------------
 
 LOAD_START=""
-SIZE="" FILES="" SMALL_FILES="" RUNS="" ONLY="" WORKDIR="" JSON_OUT=""
+SIZE="" FILES="" SMALL_FILES="" RUNS="" ONLY="" WORKDIR="" JSON_OUT="" RESTORE_FS=""
 QUICK=0 COLD=0 KEEP=0 RSS_SCALING=0
 
 parse_args() {
   while (($#)); do
     case $1 in
-      --size | --files | --small-files | --runs | --only | --workdir | --json)
+      --size | --files | --small-files | --runs | --only | --workdir | --json | --restore-fs)
         (($# >= 2)) || { usage >&2; exit 2; }
         case $1 in
           --size) SIZE=$2 ;;
@@ -78,6 +84,7 @@ parse_args() {
           --only) ONLY=$2 ;;
           --workdir) WORKDIR=$2 ;;
           --json) JSON_OUT=$2 ;;
+          --restore-fs) RESTORE_FS=$2 ;;
         esac
         shift 2
         ;;
@@ -93,6 +100,15 @@ parse_args() {
     : "${SIZE:=64MiB}" "${FILES:=5000}" "${SMALL_FILES:=10000}" "${RUNS:=1}"
   fi
   : "${SIZE:=1GiB}" "${FILES:=5000}" "${SMALL_FILES:=100000}" "${RUNS:=3}"
+  if [[ -z $RESTORE_FS ]]; then
+    if [[ $(id -u) -eq 0 ]] && command -v mkfs.ext4 >/dev/null && command -v losetup >/dev/null; then
+      RESTORE_FS=ext4
+    else
+      RESTORE_FS=scratch
+    fi
+  fi
+  [[ $RESTORE_FS == ext4 || $RESTORE_FS == scratch ]] ||
+    { echo "--restore-fs wants ext4 or scratch" >&2; exit 2; }
   [[ $RUNS =~ ^[1-9][0-9]*$ ]] || { echo "--runs wants a positive integer" >&2; exit 2; }
   [[ $FILES =~ ^[1-9][0-9]*$ ]] || { echo "--files wants a positive integer" >&2; exit 2; }
   [[ $SMALL_FILES =~ ^[1-9][0-9]*$ ]] || { echo "--small-files wants a positive integer" >&2; exit 2; }
@@ -160,7 +176,8 @@ setup_workdir() {
   RESULTS=$WORKDIR/results.tsv
   DATASETS=$WORKDIR/datasets.tsv
   FAILURES=$WORKDIR/failures.tsv
-  mkdir -p "$DATA_DIR" "$RUNS_DIR" "$LOG_DIR" "$KEY_DIR"
+  RESTORE_DIR=$RUNS_DIR/restore
+  mkdir -p "$DATA_DIR" "$RUNS_DIR" "$LOG_DIR" "$KEY_DIR" "$RESTORE_DIR"
   : >"$RESULTS"
   : >"$DATASETS"
   : >"$FAILURES"
@@ -169,6 +186,9 @@ setup_workdir() {
 
 cleanup() {
   local rc=$?
+  if ((RESTORE_MOUNTED)); then
+    umount "$RESTORE_DIR" || log "warning: could not unmount $RESTORE_DIR"
+  fi
   if ((KEEP)); then
     log "work directory kept: $WORKDIR"
   elif [[ -n ${WORKDIR:-} && -d $WORKDIR ]]; then
@@ -384,17 +404,44 @@ snapshot_step() {
   done
 }
 
-# ext4 does not reuse an inode freed in the last 30 seconds (ialloc.c,
-# recently_deleted), and skipping 100,000 of them makes creating files 5-10x
-# slower. Every large deletion is recorded, and a timed restore starts only
-# once the newest one is 31 seconds old, so no tool pays for the one before.
+# Where restores write (--restore-fs). On ext4 *without a journal* (this
+# machine's root filesystem) the kernel will not reuse an inode freed in the
+# last 60 seconds, 360 if its inode-table block is still dirty (ialloc.c,
+# recently_deleted, checked only without a journal), and skipping 100,000 of
+# them made creating files up to 4x slower for whichever tool restored after
+# the previous tool's tree was deleted. "ext4" restores into a fresh ext4 made
+# with mkfs.ext4's defaults (with a journal, like most hosts), loop-mounted
+# here for the whole script: no tool pays for another's deletions. "scratch"
+# restores into the work directory's filesystem, and a timed restore starts
+# only once the newest large deletion is 61 seconds old and synced.
+RESTORE_MOUNTED=0
+RESTORE_FS_DESC=""
+setup_restore_fs() {
+  if [[ $RESTORE_FS == scratch ]]; then
+    RESTORE_FS_DESC="the work directory's filesystem ($(findmnt -n -o FSTYPE --target "$RESTORE_DIR" 2>/dev/null || echo unknown))"
+    return 0
+  fi
+  [[ $(id -u) -eq 0 ]] || die "--restore-fs ext4 needs root (mount); use --restore-fs scratch"
+  # Room for every tool's restored tree at once, plus slack: 3x (mixed + small).
+  local small_guess=$((SMALL_FILES * 16384)) bytes
+  bytes=$((3 * (SIZE_BYTES + small_guess) + (2 << 30)))
+  truncate -s "$bytes" "$WORKDIR/restore.img"
+  mkfs.ext4 -q -F "$WORKDIR/restore.img" >"$LOG_DIR/mkfs.log" 2>&1 ||
+    die "mkfs.ext4 failed: $(last_lines "$LOG_DIR/mkfs.log")"
+  mount -o loop "$WORKDIR/restore.img" "$RESTORE_DIR" >"$LOG_DIR/mount.log" 2>&1 ||
+    die "mounting the restore filesystem failed: $(last_lines "$LOG_DIR/mount.log")"
+  RESTORE_MOUNTED=1
+  RESTORE_FS_DESC="a fresh ext4 (mkfs.ext4 defaults, $((bytes >> 30)) GiB image on the work directory's filesystem, loop-mounted)"
+}
 LAST_BULK_DELETE=0
 bulk_delete() {
   rm -rf -- "$@"
   LAST_BULK_DELETE=$(date +%s)
 }
 settle_after_deletes() {
-  local wait=$((LAST_BULK_DELETE + 31 - $(date +%s)))
+  [[ $RESTORE_FS == scratch ]] || return 0
+  sync
+  local wait=$((LAST_BULK_DELETE + 61 - $(date +%s)))
   if ((wait > 0)); then
     log "waiting ${wait}s for ext4 to stop avoiding recently freed inodes"
     sleep "$wait"
@@ -408,7 +455,7 @@ restore_step() {
   local ds=$1 run=$2 src=$3 tool
   for tool in "${TOOLS[@]}"; do
     local base=$LOG_DIR/$ds.run$run.$tool.restore
-    local target=$RUNS_DIR/run/$tool/restored
+    local target=$RESTORE_DIR/$tool
     if [[ ${TOOL_OK[$tool]} != 1 ]]; then
       record "$ds" restore "$tool" "$run" na
       continue
@@ -438,7 +485,7 @@ restore_step() {
       } >&2
     fi
   done
-  for tool in "${TOOLS[@]}"; do bulk_delete "$RUNS_DIR/run/$tool/restored"; done
+  for tool in "${TOOLS[@]}"; do bulk_delete "$RESTORE_DIR/$tool"; done
 }
 
 # generate DATASET_NAME GEN_ARGS...: a fresh copy of the dataset in DATA_DIR.
@@ -564,6 +611,7 @@ machine_line() {
 report() {
   local cache="warm page cache"
   ((COLD)) && cache="cold page cache (dropped before every step)"
+  cache="$cache; restores write to $RESTORE_FS_DESC"
   awk -F'\t' \
     -v tools="${TOOLS[*]}" -v runs="$RUNS" -v cache="$cache" -v json="$JSON_OUT" \
     -v machine="$(machine_line)" -v versions="$(tool_versions)" -v date="$(date -u +%FT%TZ)" \
@@ -779,6 +827,7 @@ main() {
   parse_args "$@"
   check_cold_cache
   setup_workdir
+  setup_restore_fs
   ensure_peer_tools
   ensure_ferry_binaries
   write_report_awk

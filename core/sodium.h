@@ -96,8 +96,10 @@ bool VerifySignature(const PublicKey& public_key, ByteView message, const Signat
 
 // Argon2id (crypto_pwhash) → 32-byte key.
 struct Argon2Params {
-  uint64_t opslimit = 3;            // RFC 9106 second recommended option:
-  uint64_t memlimit = 64ull << 20;  // 3 passes over 64 MiB (docs/adr/0004)
+  // 16 passes over 16 MiB: RFC 9106's procedure within a 32 MiB peak RSS
+  // for restore and verify (docs/adr/0005).
+  uint64_t opslimit = 16;
+  uint64_t memlimit = 16ull << 20;
 };
 Result<SecretBytes> DeriveKeyFromPassphrase(std::string_view passphrase, ByteView salt16,
                                             const Argon2Params& params);

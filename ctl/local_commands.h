@@ -18,8 +18,8 @@ namespace ferry::ctl {
 struct KeysInitArgs {
   std::string out;
   std::string passphrase_file;
-  uint64_t argon2_memory_mib = 64;  // RFC 9106 second recommended option (docs/adr/0004)
-  uint64_t argon2_ops = 3;
+  uint64_t argon2_memory_mib = sodium::Argon2Params{}.memlimit >> 20;  // docs/adr/0005
+  uint64_t argon2_ops = sodium::Argon2Params{}.opslimit;
 };
 int KeysInit(const KeysInitArgs& args);
 
