@@ -1,7 +1,6 @@
 #include "edge-agent/replicator.h"
 
 #include <algorithm>
-#include <random>
 
 #include "core/bytes.h"
 #include "core/crash_site.h"
@@ -60,7 +59,7 @@ Replicator::Replicator(ReplicatorDeps deps, std::string hub)
     : deps_(std::move(deps)),
       hub_(std::move(hub)),
       bucket_(0, 1u << 20),
-      backoff_(deps_.config->replication.backoff_initial) {}
+      backoff_(deps_.config->replication.backoff_initial, deps_.config->replication.backoff_max) {}
 
 Replicator::~Replicator() { Stop(); }
 
@@ -258,13 +257,8 @@ std::unique_ptr<Replicator::Session> Replicator::Connect() {
 
 void Replicator::Backoff() {
   std::unique_lock lock(mu_);
-  // Full jitter between half and all of the current backoff.
-  static thread_local std::mt19937_64 rng{std::random_device{}()};
-  const int64_t ms = backoff_.count();
-  const int64_t wait = ms / 2 + static_cast<int64_t>(rng() % static_cast<uint64_t>(ms / 2 + 1));
   state_ = "backoff";
-  cv_.wait_for(lock, std::chrono::milliseconds(wait), [&] { return stop_; });
-  backoff_ = std::min(backoff_ * 2, deps_.config->replication.backoff_max);
+  cv_.wait_for(lock, backoff_.Next(), [&] { return stop_; });
 }
 
 bool Replicator::Deliver(Session& session, const Delivery& d) {
@@ -322,7 +316,7 @@ bool Replicator::Deliver(Session& session, const Delivery& d) {
               report->already_present ? ", already there" : "");
     {
       std::lock_guard lock(mu_);
-      backoff_ = deps_.config->replication.backoff_initial;
+      backoff_.Reset();
       if (!session.failover) SetErrorLocked("");
     }
     if (deps_.on_committed) deps_.on_committed();

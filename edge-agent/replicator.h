@@ -41,6 +41,7 @@
 
 #include "edge-agent/agent_config.h"
 #include "edge-agent/agent_state.h"
+#include "edge-agent/backoff.h"
 #include "mirror/identity.h"
 #include "mirror/replication/frame_channel.h"
 #include "mirror/replication/token_bucket.h"
@@ -149,7 +150,7 @@ class Replicator {
   boost::json::object current_;     // guarded by mu_
   std::shared_ptr<mirror::transport::LinkConnection> current_connection_;  // guarded by mu_
   uint64_t current_wire_start_ = 0;                                        // guarded by mu_
-  std::chrono::milliseconds backoff_;
+  ReconnectBackoff backoff_;                                               // guarded by mu_
   std::atomic<bool> connected_{false};
   std::atomic<uint64_t> bytes_sent_total_{0};
   std::atomic<uint64_t> commits_{0};

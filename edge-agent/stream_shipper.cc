@@ -2,7 +2,6 @@
 
 #include <algorithm>
 #include <deque>
-#include <random>
 
 #include "core/log.h"
 #include "edge-agent/agent_clock.h"
@@ -41,8 +40,9 @@ struct StreamShipper::Session {
 
 namespace {
 constexpr std::chrono::milliseconds kIdleWait{100};
-constexpr std::chrono::milliseconds kBackoffInitial{500};
-constexpr std::chrono::milliseconds kBackoffMax{30'000};
+// A session that stayed up this long counts as one that worked, even if it
+// had nothing to ship.
+constexpr std::chrono::seconds kHealthySession{30};
 }  // namespace
 
 StreamShipper::StreamShipper(ShipperDeps deps) : deps_(std::move(deps)) {}
@@ -78,29 +78,27 @@ void StreamShipper::SetError(const std::string& error) {
 void StreamShipper::Loop() {
   log::ScopedFields fields(
       std::vector<std::pair<std::string, std::string>>{{"stream_shipper", deps_.hub.name}});
-  std::chrono::milliseconds backoff = kBackoffInitial;
-  std::mt19937_64 rng{std::random_device{}()};
+  // The same reconnect policy as snapshots (replication.backoffInitial and
+  // backoffMax), started over by a session that worked: one the hub
+  // acknowledged a batch in, or that stayed up for kHealthySession.
+  ReconnectBackoff backoff(deps_.config->replication.backoff_initial,
+                           deps_.config->replication.backoff_max);
   while (!stopping()) {
     const auto started = std::chrono::steady_clock::now();
+    const uint64_t acks_before = acks_.load();
     Status ended = RunSession();
     connected_ = false;
     if (stopping()) break;
+    failed_sessions_.fetch_add(1);
     SetError(ended.ToString());
     log::Warn("stream session with {} ended: {}", deps_.hub.name, ended.ToString());
-    // A session that ran a while starts the backoff over.
-    if (std::chrono::steady_clock::now() - started > std::chrono::seconds(30)) {
-      backoff = kBackoffInitial;
+    if (acks_.load() != acks_before ||
+        std::chrono::steady_clock::now() - started >= kHealthySession) {
+      backoff.Reset();
     }
-    // Full jitter between half and all of the backoff.
-    const int64_t ms = backoff.count();
-    const auto wait = std::chrono::milliseconds(
-        ms / 2 + static_cast<int64_t>(rng() % static_cast<uint64_t>(ms / 2 + 1)));
-    {
-      std::unique_lock lock(mu_);
-      state_ = "backoff";
-      cv_.wait_for(lock, wait, [&] { return stop_; });
-    }
-    backoff = std::min(backoff * 2, kBackoffMax);
+    std::unique_lock lock(mu_);
+    state_ = "backoff";
+    cv_.wait_for(lock, backoff.Next(), [&] { return stop_; });
   }
 }
 
@@ -265,6 +263,7 @@ Status StreamShipper::AwaitOldestAck(Session& session) {
     acked_[s.name] = p.next;
   }
   deps_.streams->Acknowledged(s.name, deps_.hub.name, p.next);
+  acks_.fetch_add(1);
   return OkStatus();
 }
 
@@ -286,6 +285,7 @@ json::object StreamShipper::StatusJson() const {
   o["batches"] = batches_.load();
   o["records"] = records_.load();
   o["reconnects"] = reconnects_.load();
+  o["failed_sessions"] = failed_sessions_.load();
   return o;
 }
 

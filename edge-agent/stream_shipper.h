@@ -28,6 +28,7 @@
 #include <thread>
 
 #include "edge-agent/agent_config.h"
+#include "edge-agent/backoff.h"
 #include "edge-agent/replicator.h"
 #include "edge-agent/streams.h"
 #include "mirror/identity.h"
@@ -62,7 +63,8 @@ class StreamShipper {
   void Stop();
 
   // {"hub", "connected", "state", "last_error", "last_error_unix",
-  //  "streams": {name: {"acked": N, "blocked": "..."}}, "batches", "records", "reconnects"}
+  //  "streams": {name: {"acked": N, "blocked": "..."}}, "batches", "records", "reconnects",
+  //  "failed_sessions"}
   boost::json::object StatusJson() const;
 
  private:
@@ -92,6 +94,8 @@ class StreamShipper {
   std::atomic<uint64_t> batches_{0};
   std::atomic<uint64_t> records_{0};
   std::atomic<uint64_t> reconnects_{0};
+  std::atomic<uint64_t> failed_sessions_{0};
+  std::atomic<uint64_t> acks_{0};  // batches the hub acknowledged, all sessions
   std::thread thread_;
 };
 

@@ -211,6 +211,41 @@ TEST_F(StreamReplicationTest, EveryAnsweredAppendReachesTheHubAfterTheAgentIsKil
   ExpectRecords(all.out, 0, end);
 }
 
+// The shipper reconnects on the agent's replication.backoffInitial/backoffMax
+// (200 ms / 1 s in the test fleet), like snapshot delivery: after an outage
+// long enough to fail many times over, records still follow a hub that comes
+// back within about one maximum step. (It used to wait up to 30 s whatever
+// the config said.)
+TEST_F(StreamReplicationTest, AfterAHubOutageRecordsShipWithinTheConfiguredBackoff) {
+  ConfigureAgent(hub_port_);
+  StartAgent();
+  ASSERT_EQ(AppendRange(0, 10).status, 200);
+  WaitForHub(10);
+  fleet_->StopHub(SIGKILL);
+  ASSERT_EQ(AppendRange(10, 10).status, 200);  // answered by the agent alone
+  auto failed_sessions = [&]() -> uint64_t {
+    const json::value s = fleet_->AgentStatus();
+    if (!s.is_object() || !s.as_object().contains("stream_shipping")) return 0;
+    return s.at("stream_shipping").at(0).at("failed_sessions").to_number<uint64_t>();
+  };
+  // Eight failures in a row: with a 1 s cap they take about 5 s; an
+  // uncapped doubling from 200 ms would now be waiting 25-51 s.
+  ASSERT_TRUE(Fleet::WaitUntil([&] { return failed_sessions() >= 8; }, seconds(60)))
+      << "failed sessions: " << failed_sessions() << "\n"
+      << fleet_->Logs();
+  fleet_->StartHub();
+  const auto back = std::chrono::steady_clock::now();
+  WaitForHub(20, seconds(60));
+  const auto took =
+      std::chrono::duration_cast<milliseconds>(std::chrono::steady_clock::now() - back);
+  // One wait of at most backoffMax (1 s), a connect and a batch: 10 s is
+  // slack for a busy machine, not a performance figure.
+  EXPECT_LT(took.count(), 10'000) << fleet_->Logs();
+  CommandResult all = ReadFromHub();
+  ASSERT_EQ(all.exit_code, 0) << all.err;
+  ExpectRecords(all.out, 0, 20);
+}
+
 // A policy over a volume and a stream while both change: the stream's
 // snapshot records the cut, and its restore from the hub ends exactly there.
 TEST_F(StreamReplicationTest, ASnapshotOfAStreamAndAVolumeRestoresTheStreamUpToItsCut) {
