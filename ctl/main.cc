@@ -5,6 +5,7 @@
 #include <iostream>
 
 #include "core/log.h"
+#include "core/malloc_arenas.h"
 #include "core/version.h"
 #include "ctl/hub_commands.h"
 #include "ctl/local_commands.h"
@@ -35,6 +36,7 @@ void AddHubFlags(CLI::App* cmd, ferry::ctl::HubArgs& args, bool tenant = true) {
 
 int main(int argc, char** argv) {
   using namespace ferry::ctl;
+  ferry::UseOneMallocArena();  // before any thread: restore and capture stay within 32 MiB
   ferry::log::Init({.level = ferry::log::Level::kWarn, .program = "ferryctl"});
 
   CLI::App app{

@@ -20,6 +20,7 @@
 #include "core/crash_site.h"
 #include "core/env.h"
 #include "core/log.h"
+#include "core/malloc_arenas.h"
 #include "core/sodium.h"
 #include "core/version.h"
 #include "edge-agent/agent.h"
@@ -327,6 +328,7 @@ int StatusCommand(const std::string& config_path, bool as_json) {
 
 int main(int argc, char** argv) {
   using namespace ferry::agent;
+  ferry::UseOneMallocArena();  // before any thread: small devices (core/malloc_arenas.h)
   ferry::log::Init({.level = ferry::log::Level::kInfo, .program = "ferry-agent", .json = false});
   ferry::sodium::InitSodium();
   if (ferry::Status armed = ferry::ArmCrashSiteFromEnvironment(); !armed.ok()) {
