@@ -91,22 +91,32 @@ bool IsKnownSuite(uint8_t suite) {
 HmacSha256::HmacSha256(ByteView key) : key_(key) {
   mac_ = EVP_MAC_fetch(nullptr, "HMAC", nullptr);
   if (mac_ == nullptr) Fatal("HMAC unavailable");
-}
-
-HmacSha256::~HmacSha256() { EVP_MAC_free(mac_); }
-
-Digest256 HmacSha256::Compute(ByteView data) const {
-  EVP_MAC_CTX* ctx = EVP_MAC_CTX_new(mac_);
-  if (ctx == nullptr) Fatal("EVP_MAC_CTX_new");
+  // Keyed once. Every Compute copies this context: initializing one per
+  // call looked SHA-256 up by name and ran the key schedule (two more
+  // compression-function calls) again for every chunk.
+  keyed_ = EVP_MAC_CTX_new(mac_);
   char digest_name[] = "SHA256";
   OSSL_PARAM params[] = {
       OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, digest_name, 0),
       OSSL_PARAM_construct_end(),
   };
+  if (keyed_ == nullptr || EVP_MAC_init(keyed_, key_.data(), key_.size(), params) != 1) {
+    Fatal("HMAC-SHA-256 init");
+  }
+}
+
+HmacSha256::~HmacSha256() {
+  EVP_MAC_CTX_free(keyed_);
+  EVP_MAC_free(mac_);
+}
+
+Digest256 HmacSha256::Compute(ByteView data) const {
+  // Duplicating only reads `keyed_`: concurrent calls are safe.
+  EVP_MAC_CTX* ctx = EVP_MAC_CTX_dup(keyed_);
+  if (ctx == nullptr) Fatal("EVP_MAC_CTX_dup");
   Digest256 out;
   size_t out_len = 0;
-  if (EVP_MAC_init(ctx, key_.data(), key_.size(), params) != 1 ||
-      EVP_MAC_update(ctx, data.data(), data.size()) != 1 ||
+  if (EVP_MAC_update(ctx, data.data(), data.size()) != 1 ||
       EVP_MAC_final(ctx, out.data(), &out_len, out.size()) != 1 || out_len != out.size()) {
     EVP_MAC_CTX_free(ctx);
     Fatal("HMAC-SHA-256 failed");

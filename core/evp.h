@@ -16,6 +16,7 @@
 #include "core/status.h"
 
 typedef struct evp_mac_st EVP_MAC;
+typedef struct evp_mac_ctx_st EVP_MAC_CTX;
 typedef struct evp_md_ctx_st EVP_MD_CTX;
 
 namespace ferry::evp {
@@ -51,6 +52,7 @@ class HmacSha256 {
  private:
   SecretBytes key_;
   EVP_MAC* mac_ = nullptr;
+  EVP_MAC_CTX* keyed_ = nullptr;  // initialized with key_, copied per Compute
 };
 
 Digest256 Sha256(ByteView data);
