@@ -408,7 +408,7 @@ snapshot_step() {
 # machine's root filesystem) the kernel will not reuse an inode freed in the
 # last 60 seconds, 360 if its inode-table block is still dirty (ialloc.c,
 # recently_deleted, checked only without a journal), and skipping 100,000 of
-# them made creating files up to 4x slower for whichever tool restored after
+# them made creating files up to 4.5x slower for whichever tool restored after
 # the previous tool's tree was deleted. "ext4" restores into a fresh ext4 made
 # with mkfs.ext4's defaults (with a journal, like most hosts), loop-mounted
 # here for the whole script: no tool pays for another's deletions. "scratch"

@@ -333,22 +333,21 @@ void Hub::ServeLinkSession(std::shared_ptr<mirror::transport::LinkConnection> co
       agent ? agent->tenant + "/" + agent->name : "unknown key " + connection->peer_fingerprint();
   metrics_.sessions_open.fetch_add(1);
   metrics_.sessions_total.fetch_add(1);
+  // Bookkeeping only (last seen, the sessions list): a catalog error does
+  // not refuse the session, but it is logged and counted.
+  auto catalog_failed = [&](const char* what, const Status& s) {
+    if (s.ok()) return;
+    log::Warn("catalog: could not record {} of {}: {}", what, who, s.ToString());
+    metrics_.CountError("catalog", std::string(StatusCodeName(s.code())));
+  };
   int64_t session_id = 0;
   if (agent) {
-    // Bookkeeping only (last seen, the sessions list): a catalog error does
-    // not refuse the session, but it is logged and counted.
-    if (Status s = catalog_->TouchAgent(agent->tenant, agent->name, NowUnix()); !s.ok()) {
-      log::Warn("catalog: could not record that {} was seen: {}", who, s.ToString());
-      metrics_.CountError("catalog", std::string(StatusCodeName(s.code())));
-    }
+    catalog_failed("the last-seen time",
+                   catalog_->TouchAgent(agent->tenant, agent->name, NowUnix()));
     Result<int64_t> id =
         catalog_->OpenSession(agent->tenant, agent->name, connection->remote_endpoint(), NowUnix());
-    if (id.ok()) {
-      session_id = *id;
-    } else {
-      log::Warn("catalog: could not record the session of {}: {}", who, id.status().ToString());
-      metrics_.CountError("catalog", std::string(StatusCodeName(id.status().code())));
-    }
+    catalog_failed("the session", id.status());
+    if (id.ok()) session_id = *id;
   }
 
   // Every line this session's thread logs names it (JSON keys).
@@ -412,15 +411,12 @@ void Hub::ServeLinkSession(std::shared_ptr<mirror::transport::LinkConnection> co
     metrics_.CountError("link", std::string(StatusCodeName(ended.code())));
   }
   if (agent) {
-    Status touched = catalog_->TouchAgent(agent->tenant, agent->name, NowUnix());
-    Status closed = session_id == 0
-                        ? OkStatus()
-                        : catalog_->CloseSession(session_id, NowUnix(), stats.bytes_received,
-                                                 stats.chunks_new, stats.commits, ended.ToString());
-    for (const Status& s : {touched, closed}) {
-      if (s.ok()) continue;
-      log::Warn("catalog: could not record the end of the session of {}: {}", who, s.ToString());
-      metrics_.CountError("catalog", std::string(StatusCodeName(s.code())));
+    catalog_failed("the last-seen time",
+                   catalog_->TouchAgent(agent->tenant, agent->name, NowUnix()));
+    if (session_id != 0) {
+      catalog_failed("the end of the session",
+                     catalog_->CloseSession(session_id, NowUnix(), stats.bytes_received,
+                                            stats.chunks_new, stats.commits, ended.ToString()));
     }
   }
   log::Info(

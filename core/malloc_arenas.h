@@ -4,7 +4,7 @@
 // than they use. One arena removes that; allocations here are per chunk
 // (tens of KiB), too few for the shared lock to matter. Measured with
 // `ferryctl snapshot create` of the 1 GiB mixed dataset (3 runs each): peak
-// RSS 31.1-31.8 MiB with glibc's default, 26.0-26.9 MiB with one arena, the
+// RSS 30.3-31.0 MiB with glibc's default, 25.4-26.3 MiB with one arena, the
 // same wall time (2.4-3.0 s).
 #pragma once
 
