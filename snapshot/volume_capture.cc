@@ -9,6 +9,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <chrono>
 #include <cstring>
 #include <deque>
 #include <future>
@@ -149,6 +150,32 @@ struct PendingNode {
   bool delta_on = false;  // a delta context was used: record signatures
 };
 
+// A directory being captured: its children's nodes fill `children` by slot
+// (name order) as they are resolved, possibly after the walk has moved on.
+// When the walk has listed it and every child is resolved, its tree is
+// chunked and the directory's own node queues for its tree's chunks.
+struct DirState {
+  pb::Node node;                     // the directory itself; its content is its tree
+  std::vector<pb::Node> children;    // by slot
+  size_t unresolved = 0;             // children whose node is not final yet
+  bool listed = false;               // the walk has visited all its entries
+  std::shared_ptr<DirState> parent;  // null: the root
+  size_t slot = 0;                   // this directory's slot in parent->children
+};
+
+// A node waiting for its chunks, and where it goes once they are known.
+struct QueuedNode {
+  PendingNode p;
+  std::shared_ptr<DirState> dir;  // the directory it belongs to; null: it is the root
+  size_t slot = 0;
+};
+
+// Nodes may wait for their chunks in the queue up to this many: the walk
+// then stops to resolve the oldest. It keeps reading while the workers seal,
+// across directory boundaries, with memory bounded by this and the pool's
+// queue whatever the dataset's shape.
+constexpr size_t kMaxQueuedNodes = 1024;
+
 class Capturer {
  public:
   Capturer(const Keyset& keyset, LocalStore& store, const CaptureOptions& options)
@@ -211,9 +238,36 @@ class Capturer {
   }
   // Resolves a pending node: fills its content, records refs and the cache entry.
   Status Resolve(PendingNode& p);
-  Status ResolveAll(std::vector<PendingNode>& pending, std::vector<pb::Node>& done);
-  Result<pb::Node> CaptureDirectory(int fd, const struct stat& st, ByteView name,
-                                    const std::string& key, const std::string& display);
+  // Whether a pending node's chunks are all sealed (it can resolve without waiting).
+  static bool Ready(const PendingNode& p) {
+    if (p.chunks.empty()) return true;
+    const ChunkBatch& last = *p.chunks.back().batch;  // batches finish in about queue order
+    return last.submitted &&
+           last.results.wait_for(std::chrono::seconds(0)) == std::future_status::ready;
+  }
+  // Takes a slot in `dir` for a child whose node comes later.
+  static size_t ReserveSlot(DirState& dir) {
+    dir.children.emplace_back();
+    ++dir.unresolved;
+    return dir.children.size() - 1;
+  }
+  // Queues a child node of `dir` until its chunks are sealed.
+  Status Enqueue(const std::shared_ptr<DirState>& dir, PendingNode&& p) {
+    const size_t slot = ReserveSlot(*dir);
+    queue_.push_back(QueuedNode{std::move(p), dir, slot});
+    return Pump(/*drain=*/false);
+  }
+  // Resolves queued nodes in order: those already sealed, and the oldest
+  // while the queue is over its bound; with `drain`, all of them.
+  Status Pump(bool drain);
+  Status ResolveQueued(QueuedNode& q);
+  // Chunks the tree of a listed directory whose children are all resolved.
+  void FinishDirectory(const std::shared_ptr<DirState>& dir);
+  // Walks a directory; its node reaches parent->children[slot] (the root:
+  // root_node_) once the queue has resolved it.
+  Status CaptureDirectory(int fd, const struct stat& st, ByteView name, const std::string& key,
+                          const std::string& display, std::shared_ptr<DirState> parent,
+                          size_t slot);
   // Fills a file node; returns false when the file must be skipped.
   Result<bool> CaptureFile(int dir_fd, ByteView name, const struct stat& listed,
                            const std::string& key, const std::string& display, PendingNode& p);
@@ -258,6 +312,8 @@ class Capturer {
   WorkerPool pool_;
   RefSetBuilder refs_;
   std::shared_ptr<ChunkBatch> open_batch_;
+  std::deque<QueuedNode> queue_;  // in walk order, so the file cache is written in key order
+  std::optional<pb::Node> root_node_;
   std::unique_ptr<FileCacheReader> cache_in_;
   std::unique_ptr<FileCacheWriter> cache_out_;
   std::map<std::pair<dev_t, ino_t>, uint64_t> hardlinks_;
@@ -342,17 +398,44 @@ std::shared_ptr<const FileDelta> Capturer::MakeFileDelta(const CachedFile* previ
   return d;
 }
 
-Status Capturer::ResolveAll(std::vector<PendingNode>& pending, std::vector<pb::Node>& done) {
-  for (PendingNode& p : pending) {
-    RETURN_IF_ERROR(Resolve(p));
-    // Fatal invariant: capture never writes a node that restore would refuse.
-    if (Status s = ValidateNode(p.node); !s.ok()) {
-      return InternalError("capture produced an invalid node: " + s.message());
-    }
-    done.push_back(std::move(p.node));
+Status Capturer::Pump(bool drain) {
+  while (!queue_.empty()) {
+    if (!drain && queue_.size() <= kMaxQueuedNodes && !Ready(queue_.front().p)) break;
+    QueuedNode q = std::move(queue_.front());
+    queue_.pop_front();
+    RETURN_IF_ERROR(ResolveQueued(q));
   }
-  pending.clear();
   return OkStatus();
+}
+
+Status Capturer::ResolveQueued(QueuedNode& q) {
+  RETURN_IF_ERROR(Resolve(q.p));
+  if (q.dir == nullptr) {
+    root_node_ = std::move(q.p.node);
+    return OkStatus();
+  }
+  // Fatal invariant: capture never writes a node that restore would refuse.
+  if (Status s = ValidateNode(q.p.node); !s.ok()) {
+    return InternalError("capture produced an invalid node: " + s.message());
+  }
+  DirState& dir = *q.dir;
+  dir.children[q.slot] = std::move(q.p.node);
+  if (--dir.unresolved == 0 && dir.listed) FinishDirectory(q.dir);
+  return OkStatus();
+}
+
+void Capturer::FinishDirectory(const std::shared_ptr<DirState>& dir) {
+  Bytes tree;
+  for (const pb::Node& node : dir->children) TreeWriter::AppendNode(node, tree);
+  std::vector<pb::Node>().swap(dir->children);
+  PendingNode p;
+  p.node = std::move(dir->node);
+  ChunkStream stream(chunker_,
+                     [&](Bytes&& chunk) { p.chunks.push_back(Submit(std::move(chunk), nullptr)); });
+  stream.Write(tree);
+  stream.Finish();
+  if (tree.empty()) p.chunks.push_back(Submit(Bytes(), nullptr));  // an empty directory
+  queue_.push_back(QueuedNode{std::move(p), dir->parent, dir->slot});
 }
 
 void Capturer::ReadXattrs(int fd, pb::Node& node, const std::string& display) {
@@ -588,9 +671,13 @@ Result<std::vector<pb::ChunkRef>> Capturer::StoreTree(const Bytes& tree_bytes) {
   return std::vector<pb::ChunkRef>(p.node.content().begin(), p.node.content().end());
 }
 
-Result<pb::Node> Capturer::CaptureDirectory(int fd, const struct stat& st, ByteView name,
-                                            const std::string& key, const std::string& display) {
-  pb::Node dir;
+Status Capturer::CaptureDirectory(int fd, const struct stat& st, ByteView name,
+                                  const std::string& key, const std::string& display,
+                                  std::shared_ptr<DirState> parent, size_t slot) {
+  auto state = std::make_shared<DirState>();
+  state->parent = std::move(parent);
+  state->slot = slot;
+  pb::Node& dir = state->node;
   dir.set_name(ToString(name));
   dir.set_type(pb::NODE_TYPE_DIRECTORY);
   dir.set_mode(st.st_mode & 07777);
@@ -620,8 +707,6 @@ Result<pb::Node> Capturer::CaptureDirectory(int fd, const struct stat& st, ByteV
   }
   std::sort(names.begin(), names.end());
 
-  std::vector<pb::Node> done;
-  std::vector<PendingNode> pending;
   for (const std::string& n : names) {
     const ByteView nb = AsBytes(n);
     const std::string child_display = JoinDisplay(display, nb);
@@ -667,15 +752,13 @@ Result<pb::Node> Capturer::CaptureDirectory(int fd, const struct stat& st, ByteV
         }
         p.node.set_hardlink_id(it->second);
       }
-      pending.push_back(std::move(p));
+      RETURN_IF_ERROR(Enqueue(state, std::move(p)));
     } else if (S_ISDIR(cst.st_mode)) {
       if (static_cast<size_t>(std::count(child_key.begin(), child_key.end(), '\0')) >=
           kMaxTreeDepth) {
         Skip(child_display, "nested deeper than " + std::to_string(kMaxTreeDepth) + " directories");
         continue;
       }
-      // Resolve earlier files first: the file cache is written in walk order.
-      RETURN_IF_ERROR(ResolveAll(pending, done));
       int child = ::openat(fd, n.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
       if (child < 0) {
         Skip(child_display, std::string("cannot open directory: ") + std::strerror(errno));
@@ -687,8 +770,9 @@ Result<pb::Node> Capturer::CaptureDirectory(int fd, const struct stat& st, ByteV
         Skip(child_display, std::string("cannot stat: ") + std::strerror(errno));
         continue;
       }
-      ASSIGN_OR_RETURN(pb::Node sub, CaptureDirectory(child, dst, nb, child_key, child_display));
-      done.push_back(std::move(sub));
+      const size_t child_slot = ReserveSlot(*state);
+      RETURN_IF_ERROR(
+          CaptureDirectory(child, dst, nb, child_key, child_display, state, child_slot));
     } else if (S_ISLNK(cst.st_mode)) {
       std::vector<char> buf(static_cast<size_t>(std::max<off_t>(cst.st_size, 64)) + 1);
       ssize_t len;
@@ -713,7 +797,7 @@ Result<pb::Node> Capturer::CaptureDirectory(int fd, const struct stat& st, ByteV
       ++report_.symlinks;
       PendingNode p;
       p.node = std::move(link);
-      pending.push_back(std::move(p));
+      RETURN_IF_ERROR(Enqueue(state, std::move(p)));
     } else {
       const char* kind = S_ISSOCK(cst.st_mode)   ? "socket"
                          : S_ISFIFO(cst.st_mode) ? "FIFO"
@@ -723,13 +807,9 @@ Result<pb::Node> Capturer::CaptureDirectory(int fd, const struct stat& st, ByteV
       Skip(child_display, std::string(kind) + " (not captured)");
     }
   }
-  RETURN_IF_ERROR(ResolveAll(pending, done));
-
-  Bytes tree;
-  for (const pb::Node& node : done) TreeWriter::AppendNode(node, tree);
-  ASSIGN_OR_RETURN(std::vector<pb::ChunkRef> refs, StoreTree(tree));
-  for (pb::ChunkRef& r : refs) *dir.add_content() = std::move(r);
-  return dir;
+  state->listed = true;
+  if (state->unresolved == 0) FinishDirectory(state);
+  return OkStatus();
 }
 
 Result<CaptureReport> Capturer::Run(const std::string& source) {
@@ -765,7 +845,10 @@ Result<CaptureReport> Capturer::Run(const std::string& source) {
     report_.cache_note = "file cache disabled";
   }
 
-  ASSIGN_OR_RETURN(pb::Node root_node, CaptureDirectory(root, st, {}, "", ""));
+  RETURN_IF_ERROR(CaptureDirectory(root, st, {}, "", "", nullptr, 0));
+  RETURN_IF_ERROR(Pump(/*drain=*/true));
+  if (!root_node_) return InternalError("capture finished without the root directory's node");
+  pb::Node root_node = std::move(*root_node_);
   root_node.clear_name();
   Bytes root_tree;
   TreeWriter::AppendNode(root_node, root_tree);

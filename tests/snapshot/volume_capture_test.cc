@@ -178,6 +178,35 @@ TEST_F(VolumeCaptureTest, RandomTreesRoundTripByteForByte) {
   }
 }
 
+// The walk moves on while earlier files are still being sealed: directories
+// finish out of walk order, and more nodes wait than the queue's bound (1024).
+// Every node must still land in its own directory, in name order, and the
+// file cache must be written in key order (the second capture hits it for
+// every file).
+TEST_F(VolumeCaptureTest, ManyFilesBetweenDirectoriesLandInTheirOwnDirectory) {
+  const std::string src = dir_.Sub("src");
+  MakeDirsOrDie(src);
+  for (int i = 0; i < 1500; ++i) {
+    char name[32];
+    std::snprintf(name, sizeof(name), "f%04d", i);
+    WriteFileOrDie(src + "/" + name, SeededBytes(static_cast<uint64_t>(i), i % 7 == 0 ? 9000 : 40));
+    if (i % 100 == 50) {
+      const std::string sub = src + "/" + name + ".d";
+      MakeDirsOrDie(sub + "/inner/empty");
+      WriteFileOrDie(sub + "/inner/x", SeededBytes(static_cast<uint64_t>(i) + 7, 20000));
+      WriteFileOrDie(sub + "/y", SeededBytes(static_cast<uint64_t>(i) + 9, 100));
+    }
+  }
+  CaptureReport first = Capture(src);
+  EXPECT_EQ(first.files, 1500u + 15u * 2u);
+  EXPECT_EQ(first.directories, 1u + 15u * 3u);
+  RestoreAndCompare(first.id, src, "out1");
+  CaptureReport second = Capture(src);
+  EXPECT_EQ(second.cache_hits, second.files);
+  EXPECT_EQ(second.bytes_stored, 0u);
+  RestoreAndCompare(second.id, src, "out2");
+}
+
 TEST_F(VolumeCaptureTest, SparseFilesKeepTheirHoles) {
   const std::string src = dir_.Sub("src");
   MakeDirsOrDie(src);
