@@ -14,7 +14,13 @@ MutableByteView ChunkStream::Prepare(size_t n) {
     end_ -= start_;
     start_ = 0;
   }
-  if (end_ + n > buf_.size()) buf_.resize(end_ + n);
+  if (end_ + n > buf_.size()) {
+    // Grow to exactly what is asked (less than max_size is left unconsumed,
+    // so this settles at max_size + one read), not by doubling: the buffer
+    // is kept for the stream's life, and a doubled one would be twice that.
+    buf_.reserve(end_ + n);
+    buf_.resize(end_ + n);
+  }
   return MutableByteView(buf_.data() + end_, n);
 }
 
@@ -38,8 +44,7 @@ void ChunkStream::Cut(bool at_eof) {
   while (end_ > start_) {
     const size_t n = chunker_.FindBoundary(ByteView(buf_.data() + start_, end_ - start_), at_eof);
     if (n == 0) return;
-    emit_(Bytes(buf_.begin() + static_cast<std::ptrdiff_t>(start_),
-                buf_.begin() + static_cast<std::ptrdiff_t>(start_ + n)));
+    emit_(ByteView(buf_.data() + start_, n));
     start_ += n;
   }
 }

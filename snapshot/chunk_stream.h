@@ -3,6 +3,8 @@
 // Callers either Write() bytes or read straight into the buffer with
 // Prepare()/Commit(); every complete chunk is handed to `emit` as soon as its
 // end is known, so at most max_size + one read's worth of bytes is buffered.
+// The buffer is kept across Finish(): one stream reused for many files
+// allocates it once.
 //
 // Thread-safety: thread-compatible.
 #pragma once
@@ -16,7 +18,8 @@ namespace ferry::snapshot {
 
 class ChunkStream {
  public:
-  using Emit = std::function<void(Bytes&& chunk)>;
+  // `chunk` views the stream's buffer: valid only during the call.
+  using Emit = std::function<void(ByteView chunk)>;
   // `chunker` must outlive the stream.
   ChunkStream(const Chunker& chunker, Emit emit);
 
@@ -26,6 +29,8 @@ class ChunkStream {
   void Commit(size_t n);
   // Emits whatever is left as the final chunk. The stream can then be reused.
   void Finish();
+  // Drops whatever is buffered, without emitting it (after a failed read).
+  void Reset() { start_ = end_ = 0, total_ = 0; }
 
   uint64_t total_bytes() const { return total_; }
 

@@ -234,13 +234,18 @@ Result<std::unique_ptr<FileCacheWriter>> FileCacheWriter::Create(
 }
 
 Status FileCacheWriter::Write(ByteView b) {
+  // One buffer of kWriteBufferSize for the writer's life: written out before
+  // it would grow (a vector grown past it would double), and a record
+  // larger than it goes straight to the file.
   hasher_.Update(b);
-  buf_.insert(buf_.end(), b.begin(), b.end());
-  if (buf_.size() >= (1 << 20)) {
+  if (buf_.capacity() < kWriteBufferSize) buf_.reserve(kWriteBufferSize);
+  if (buf_.size() + b.size() > buf_.capacity() && !buf_.empty()) {
     Status s = file_->Append(buf_);
     buf_.clear();
-    return s;
+    RETURN_IF_ERROR(s);
   }
+  if (b.size() > buf_.capacity()) return file_->Append(b);
+  buf_.insert(buf_.end(), b.begin(), b.end());
   return OkStatus();
 }
 
@@ -294,9 +299,9 @@ Status FileCacheWriter::Add(const CachedFile& c) {
 
 Status FileCacheWriter::Commit() {
   const auto digest = hasher_.Finish();
-  buf_.insert(buf_.end(), digest.begin(), digest.end());
   RETURN_IF_ERROR(file_->Append(buf_));
   buf_.clear();
+  RETURN_IF_ERROR(file_->Append(digest));
   // No fsync: a cache lost in a crash only costs a re-read. The rename still
   // makes a torn cache impossible to observe (the checksum would catch it).
   RETURN_IF_ERROR(file_->Close());

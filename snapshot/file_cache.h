@@ -106,6 +106,7 @@ class FileCacheWriter {
  private:
   FileCacheWriter(Env& env, std::string path, std::string tmp, std::unique_ptr<WritableFile> f);
   Status Write(ByteView b);
+  static constexpr size_t kWriteBufferSize = 1 << 20;
   Env& env_;
   std::string path_, tmp_;
   std::unique_ptr<WritableFile> file_;

@@ -77,8 +77,8 @@ class RefsFileWriter {
   uint64_t written() const { return written_; }
   Result<RefSetSummaryInfo> Finish() {
     summary_.digest = hasher_.Finish();
-    buf_.insert(buf_.end(), summary_.digest.begin(), summary_.digest.end());
     if (s_.ok()) s_ = f_->Append(buf_);
+    if (s_.ok()) s_ = f_->Append(summary_.digest);
     if (s_.ok()) s_ = f_->Sync();
     Status c = f_->Close();
     if (s_.ok()) s_ = c;
@@ -89,13 +89,16 @@ class RefsFileWriter {
 
  private:
   void Append(ByteView b) {
+    // One 1 MiB buffer, written out before it would grow (and double).
     hasher_.Update(b);
-    buf_.insert(buf_.end(), b.begin(), b.end());
-    if (buf_.size() >= (1 << 20) && s_.ok()) {
-      s_ = f_->Append(buf_);
+    if (buf_.capacity() < kBufferSize) buf_.reserve(kBufferSize);
+    if (buf_.size() + b.size() > buf_.capacity()) {
+      if (s_.ok()) s_ = f_->Append(buf_);
       buf_.clear();
     }
+    buf_.insert(buf_.end(), b.begin(), b.end());  // b is a header or one entry
   }
+  static constexpr size_t kBufferSize = 1 << 20;
   std::unique_ptr<WritableFile> f_;
   sodium::Blake2bHasher hasher_;
   Bytes buf_;

@@ -14,6 +14,7 @@
 #include <deque>
 #include <future>
 #include <map>
+#include <mutex>
 #include <optional>
 #include <thread>
 #include <unordered_map>
@@ -121,10 +122,15 @@ struct FileDelta {
   DeltaContext context;
 };
 
+// Chunks on their way to the workers, their bytes back to back in one buffer.
+// Buffers come from the Capturer's free list and all have one capacity
+// (kBatchBytes + the largest chunk): chunk data costs no allocation per
+// chunk, and the few buffers in flight are reused whatever the dataset's
+// size, so the process's peak memory does not creep up with it.
 struct ChunkBatch {
-  std::vector<Bytes> chunks;
-  std::vector<std::shared_ptr<const FileDelta>> deltas;  // parallel to chunks; may be null
-  size_t bytes = 0;
+  Bytes data;
+  std::vector<size_t> ends;                              // chunk i is data[ends[i - 1], ends[i])
+  std::vector<std::shared_ptr<const FileDelta>> deltas;  // parallel to ends; may be null
   bool submitted = false;
   std::shared_future<std::vector<Result<ChunkResult>>> results;
 };
@@ -183,6 +189,10 @@ class Capturer {
         store_(store),
         options_(options),
         chunker_(options.chunker, keyset.gear_table()),
+        stream_(chunker_,
+                [this](ByteView chunk) {
+                  stream_target_->chunks.push_back(Submit(chunk, stream_target_->delta));
+                }),
         writer_(keyset, store, options.seal),
         block_hasher_(options.delta ? std::make_unique<delta::BlockHasher>(keyset.chunk_id_hasher())
                                     : nullptr),
@@ -196,37 +206,68 @@ class Capturer {
   void SetExcludes(std::vector<ExcludePattern> excludes) { excludes_ = std::move(excludes); }
 
  private:
-  ChunkHandle Submit(Bytes&& chunk, std::shared_ptr<const FileDelta> delta) {
-    if (!open_batch_) open_batch_ = std::make_shared<ChunkBatch>();
-    ChunkHandle h{open_batch_, open_batch_->chunks.size()};
-    open_batch_->bytes += chunk.size();
-    open_batch_->chunks.push_back(std::move(chunk));
-    open_batch_->deltas.push_back(std::move(delta));
-    if (open_batch_->chunks.size() >= kBatchChunks || open_batch_->bytes >= kBatchBytes) {
-      SubmitOpenBatch();
+  ChunkHandle Submit(ByteView chunk, std::shared_ptr<const FileDelta> delta) {
+    if (!open_batch_) {
+      open_batch_ = std::make_shared<ChunkBatch>();
+      open_batch_->data = TakeBatchBuffer();
     }
+    ChunkBatch& b = *open_batch_;
+    ChunkHandle h{open_batch_, b.ends.size()};
+    b.data.insert(b.data.end(), chunk.begin(), chunk.end());  // within its capacity
+    b.ends.push_back(b.data.size());
+    b.deltas.push_back(std::move(delta));
+    if (b.ends.size() >= kBatchChunks || b.data.size() >= kBatchBytes) SubmitOpenBatch();
     return h;
+  }
+  Bytes TakeBatchBuffer() {
+    {
+      std::lock_guard<std::mutex> lock(buffers_mu_);
+      if (!free_buffers_.empty()) {
+        Bytes b = std::move(free_buffers_.back());
+        free_buffers_.pop_back();
+        return b;
+      }
+    }
+    Bytes b;
+    b.reserve(kBatchBytes + options_.chunker.max_size);
+    return b;
+  }
+  void ReturnBatchBuffer(Bytes&& b) {
+    b.clear();
+    std::lock_guard<std::mutex> lock(buffers_mu_);
+    free_buffers_.push_back(std::move(b));
   }
   void SubmitOpenBatch() {
     if (!open_batch_) return;
     std::shared_ptr<ChunkBatch> batch = std::move(open_batch_);
     batch->submitted = true;
     // The lambda lives in the future's shared state until the last handle is
-    // gone: the task frees each chunk's bytes as soon as it is stored.
+    // gone: the task hands the buffer back as soon as its chunks are stored.
     batch->results =
         pool_
-            .Submit([this, chunks = std::move(batch->chunks),
+            .Submit([this, data = std::move(batch->data), ends = std::move(batch->ends),
                      deltas = std::move(batch->deltas)]() mutable {
               std::vector<Result<ChunkResult>> out;
-              out.reserve(chunks.size());
-              for (size_t i = 0; i < chunks.size(); ++i) {
-                out.push_back(writer_.Write(chunks[i], deltas[i] ? &deltas[i]->context : nullptr));
-                Bytes().swap(chunks[i]);
+              out.reserve(ends.size());
+              size_t begin = 0;
+              for (size_t i = 0; i < ends.size(); ++i) {
+                const ByteView chunk(data.data() + begin, ends[i] - begin);
+                begin = ends[i];
+                out.push_back(writer_.Write(chunk, deltas[i] ? &deltas[i]->context : nullptr));
                 deltas[i].reset();
               }
+              ReturnBatchBuffer(std::move(data));
               return out;
             })
             .share();
+  }
+  // The chunk stream, emptied, with its chunks going to `p` (and p's delta
+  // context). One stream serves every file and tree: its buffer (max chunk
+  // size + one read) is allocated once per capture, not once per file.
+  ChunkStream& StreamInto(PendingNode& p) {
+    stream_.Reset();
+    stream_target_ = &p;
+    return stream_;
   }
   Result<ChunkResult> Await(const ChunkHandle& h) {
     if (!h.batch->submitted) SubmitOpenBatch();  // an unsubmitted batch is the open one
@@ -307,9 +348,13 @@ class Capturer {
   LocalStore& store_;
   const CaptureOptions& options_;
   Chunker chunker_;
+  ChunkStream stream_;
+  PendingNode* stream_target_ = nullptr;  // StreamInto
   ChunkWriter writer_;
   std::unique_ptr<delta::BlockHasher> block_hasher_;  // CaptureOptions::delta
-  WorkerPool pool_;
+  std::mutex buffers_mu_;
+  std::vector<Bytes> free_buffers_;  // guarded by buffers_mu_; ChunkBatch::data
+  WorkerPool pool_;                  // after what its tasks use: destroyed (joined) first
   RefSetBuilder refs_;
   std::shared_ptr<ChunkBatch> open_batch_;
   std::deque<QueuedNode> queue_;  // in walk order, so the file cache is written in key order
@@ -430,11 +475,10 @@ void Capturer::FinishDirectory(const std::shared_ptr<DirState>& dir) {
   std::vector<pb::Node>().swap(dir->children);
   PendingNode p;
   p.node = std::move(dir->node);
-  ChunkStream stream(chunker_,
-                     [&](Bytes&& chunk) { p.chunks.push_back(Submit(std::move(chunk), nullptr)); });
+  ChunkStream& stream = StreamInto(p);
   stream.Write(tree);
   stream.Finish();
-  if (tree.empty()) p.chunks.push_back(Submit(Bytes(), nullptr));  // an empty directory
+  if (tree.empty()) p.chunks.push_back(Submit(ByteView(), nullptr));  // an empty directory
   queue_.push_back(QueuedNode{std::move(p), dir->parent, dir->slot});
 }
 
@@ -500,8 +544,7 @@ Status Capturer::ReadFileContent(int fd, const struct stat& st, PendingNode& p, 
     // last byte (a zero) as data; restore then allocates one block.
     extents.emplace_back(size - 1, 1);
   }
-  ChunkStream stream(chunker_,
-                     [&](Bytes&& chunk) { p.chunks.push_back(Submit(std::move(chunk), p.delta)); });
+  ChunkStream& stream = StreamInto(p);
   uint64_t total = 0;
   size_t extents_read = 0;
   for (auto& [offset, length] : extents) {
@@ -662,11 +705,10 @@ Result<bool> Capturer::CaptureFile(int dir_fd, ByteView name, const struct stat&
 
 Result<std::vector<pb::ChunkRef>> Capturer::StoreTree(const Bytes& tree_bytes) {
   PendingNode p;
-  ChunkStream stream(chunker_,
-                     [&](Bytes&& chunk) { p.chunks.push_back(Submit(std::move(chunk), p.delta)); });
+  ChunkStream& stream = StreamInto(p);
   stream.Write(tree_bytes);
   stream.Finish();
-  if (tree_bytes.empty()) p.chunks.push_back(Submit(Bytes(), nullptr));  // an empty directory
+  if (tree_bytes.empty()) p.chunks.push_back(Submit(ByteView(), nullptr));  // an empty directory
   RETURN_IF_ERROR(Resolve(p));
   return std::vector<pb::ChunkRef>(p.node.content().begin(), p.node.content().end());
 }

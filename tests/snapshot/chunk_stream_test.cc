@@ -43,9 +43,9 @@ struct Collector {
   std::vector<Bytes> chunks;
   uint64_t emitted = 0;
   ChunkStream::Emit Emit() {
-    return [this](Bytes&& c) {
+    return [this](ByteView c) {
       emitted += c.size();
-      chunks.push_back(std::move(c));
+      chunks.emplace_back(c.begin(), c.end());
     };
   }
   std::vector<size_t> Lengths() const {

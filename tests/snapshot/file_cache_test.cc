@@ -173,6 +173,23 @@ TEST_F(FileCacheTest, RecordLargerThanTheReadBufferIsRead) {
   }
 }
 
+// The writer buffers 1 MiB; a record larger than that goes to the file
+// whole, between buffered ones, and the checksum still covers every byte.
+TEST_F(FileCacheTest, RecordLargerThanTheWriteBufferIsWrittenWhole) {
+  std::vector<CachedFile> records;
+  for (int i = 0; i < 300; ++i)
+    records.push_back(Record(Key({"a", std::to_string(1000 + i)}), 10 + i, 80));
+  records.push_back(Record(Key({"b"}), 2, 40000));  // ~1.6 MB in one record
+  records.push_back(Record(Key({"c"}), 3));
+  WriteCache(records);
+  std::unique_ptr<FileCacheReader> r = Open(nullptr);
+  for (const CachedFile& want : records) {
+    const CachedFile* f = r->Find(want.key);
+    ASSERT_NE(f, nullptr) << want.key;
+    ExpectSameRecord(*f, want);
+  }
+}
+
 TEST_F(FileCacheTest, EmptyCacheIsUsableAndHasNoHits) {
   WriteCache({});
   std::string why = "unchanged";
