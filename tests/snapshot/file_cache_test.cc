@@ -93,6 +93,17 @@ class FileCacheTest : public ::testing::Test {
   std::unique_ptr<FileCacheReader> Open(std::string* why, const FileCacheIdentity* id = nullptr) {
     return FileCacheReader::Open(env(), path_, id ? *id : identity_, why);
   }
+  // Writes `records`, reopens the cache and finds each of them, in order.
+  void ExpectRoundTrip(const std::vector<CachedFile>& records) {
+    WriteCache(records);
+    std::unique_ptr<FileCacheReader> r = Open(nullptr);
+    ASSERT_NE(r, nullptr);
+    for (const CachedFile& want : records) {
+      const CachedFile* f = r->Find(want.key);
+      ASSERT_NE(f, nullptr) << want.key;
+      ExpectSameRecord(*f, want);
+    }
+  }
 
   TempDir dir_;
   std::string path_;
@@ -164,13 +175,7 @@ TEST_F(FileCacheTest, RecordLargerThanTheReadBufferIsRead) {
       Record(Key({"huge"}), 2, 20000, 3000, 50),  // ~850 KB in one record
       Record(Key({"z"}), 3),
   };
-  WriteCache(records);
-  std::unique_ptr<FileCacheReader> r = Open(nullptr);
-  for (const CachedFile& want : records) {
-    const CachedFile* f = r->Find(want.key);
-    ASSERT_NE(f, nullptr) << want.key;
-    ExpectSameRecord(*f, want);
-  }
+  ExpectRoundTrip(records);
 }
 
 // The writer buffers 1 MiB; a record larger than that goes to the file
@@ -181,13 +186,7 @@ TEST_F(FileCacheTest, RecordLargerThanTheWriteBufferIsWrittenWhole) {
     records.push_back(Record(Key({"a", std::to_string(1000 + i)}), 10 + i, 80));
   records.push_back(Record(Key({"b"}), 2, 40000));  // ~1.6 MB in one record
   records.push_back(Record(Key({"c"}), 3));
-  WriteCache(records);
-  std::unique_ptr<FileCacheReader> r = Open(nullptr);
-  for (const CachedFile& want : records) {
-    const CachedFile* f = r->Find(want.key);
-    ASSERT_NE(f, nullptr) << want.key;
-    ExpectSameRecord(*f, want);
-  }
+  ExpectRoundTrip(records);
 }
 
 TEST_F(FileCacheTest, EmptyCacheIsUsableAndHasNoHits) {
