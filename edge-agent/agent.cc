@@ -437,6 +437,9 @@ RunResult Agent::RunPolicy(const mirror::MirrorPolicy& policy, bool scheduled, i
   if (!resumed) run.running_cut = HexEncode(sodium::RandomArray<8>());
   result.cut = run.running_cut;
   if (Status s = state_->PutRun(run); !s.ok()) {
+    ++capture_errors_;
+    log::Error("run of policy {} not started: could not record it in agent.db: {}", policy.name,
+               s.ToString());
     result.status = s;
     return result;
   }
@@ -599,7 +602,17 @@ RunResult Agent::RunPolicy(const mirror::MirrorPolicy& policy, bool scheduled, i
     run.last_error = status.ToString();
     log::Error("run of policy {} failed: {}", policy.name, status.ToString());
   }
-  if (Status s = state_->PutRun(run); !s.ok() && status.ok()) status = s;
+  if (Status s = state_->PutRun(run); !s.ok()) {
+    // What was captured is queued (above) and will be delivered; only the
+    // run's record (its time, its error) is lost, so the schedule may run
+    // it again. Said here because agent.db cannot carry it.
+    log::Error("run of policy {}: could not record the run in agent.db ({} snapshot(s) queued): {}",
+               policy.name, captured.size(), s.ToString());
+    if (status.ok()) {
+      ++capture_errors_;
+      status = s;
+    }
+  }
   result.status = status;
   return result;
 }
