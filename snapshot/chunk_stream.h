@@ -30,7 +30,10 @@ class ChunkStream {
   // Emits whatever is left as the final chunk. The stream can then be reused.
   void Finish();
   // Drops whatever is buffered, without emitting it (after a failed read).
-  void Reset() { start_ = end_ = 0, total_ = 0; }
+  void Reset() {
+    start_ = end_ = 0;
+    total_ = 0;
+  }
 
   uint64_t total_bytes() const { return total_; }
 
