@@ -85,14 +85,14 @@ void StreamShipper::Loop() {
                            deps_.config->replication.backoff_max);
   while (!stopping()) {
     const auto started = std::chrono::steady_clock::now();
-    const uint64_t acks_before = acks_.load();
+    const uint64_t acked_before = batches_.load();  // batches the hub acknowledged
     Status ended = RunSession();
     connected_ = false;
     if (stopping()) break;
     failed_sessions_.fetch_add(1);
     SetError(ended.ToString());
     log::Warn("stream session with {} ended: {}", deps_.hub.name, ended.ToString());
-    if (acks_.load() != acks_before ||
+    if (batches_.load() != acked_before ||
         std::chrono::steady_clock::now() - started >= kHealthySession) {
       backoff.Reset();
     }
@@ -263,7 +263,6 @@ Status StreamShipper::AwaitOldestAck(Session& session) {
     acked_[s.name] = p.next;
   }
   deps_.streams->Acknowledged(s.name, deps_.hub.name, p.next);
-  acks_.fetch_add(1);
   return OkStatus();
 }
 

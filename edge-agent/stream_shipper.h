@@ -91,11 +91,10 @@ class StreamShipper {
   std::map<std::string, std::string> blocked_;                  // guarded by mu_
   std::shared_ptr<mirror::transport::LinkConnection> current_;  // guarded by mu_
   std::atomic<bool> connected_{false};
-  std::atomic<uint64_t> batches_{0};
+  std::atomic<uint64_t> batches_{0};  // acknowledged by the hub, all sessions
   std::atomic<uint64_t> records_{0};
   std::atomic<uint64_t> reconnects_{0};
   std::atomic<uint64_t> failed_sessions_{0};
-  std::atomic<uint64_t> acks_{0};  // batches the hub acknowledged, all sessions
   std::thread thread_;
 };
 

@@ -318,6 +318,13 @@ class Capturer {
                          uint64_t* logical_size);
   // The delta context of a file whose previous record is `previous` (null: none).
   std::shared_ptr<const FileDelta> MakeFileDelta(const CachedFile* previous);
+  // Queues a serialized tree's chunks as p's content (an empty tree: one empty chunk).
+  void SubmitTree(const Bytes& tree, PendingNode& p) {
+    ChunkStream& stream = StreamInto(p);
+    stream.Write(tree);
+    stream.Finish();
+    if (tree.empty()) p.chunks.push_back(Submit(ByteView(), nullptr));  // an empty directory
+  }
   // Chunks a serialized tree; returns the refs of its chunks (resolved).
   Result<std::vector<pb::ChunkRef>> StoreTree(const Bytes& tree_bytes);
   void ReadXattrs(int fd, pb::Node& node, const std::string& display);
@@ -475,10 +482,7 @@ void Capturer::FinishDirectory(const std::shared_ptr<DirState>& dir) {
   std::vector<pb::Node>().swap(dir->children);
   PendingNode p;
   p.node = std::move(dir->node);
-  ChunkStream& stream = StreamInto(p);
-  stream.Write(tree);
-  stream.Finish();
-  if (tree.empty()) p.chunks.push_back(Submit(ByteView(), nullptr));  // an empty directory
+  SubmitTree(tree, p);
   queue_.push_back(QueuedNode{std::move(p), dir->parent, dir->slot});
 }
 
@@ -705,10 +709,7 @@ Result<bool> Capturer::CaptureFile(int dir_fd, ByteView name, const struct stat&
 
 Result<std::vector<pb::ChunkRef>> Capturer::StoreTree(const Bytes& tree_bytes) {
   PendingNode p;
-  ChunkStream& stream = StreamInto(p);
-  stream.Write(tree_bytes);
-  stream.Finish();
-  if (tree_bytes.empty()) p.chunks.push_back(Submit(ByteView(), nullptr));  // an empty directory
+  SubmitTree(tree_bytes, p);
   RETURN_IF_ERROR(Resolve(p));
   return std::vector<pb::ChunkRef>(p.node.content().begin(), p.node.content().end());
 }
